@@ -1,0 +1,1 @@
+//! speckle-dfa (work in progress).

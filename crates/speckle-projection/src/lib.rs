@@ -1,0 +1,1 @@
+//! speckle-projection (work in progress).

@@ -1,0 +1,1 @@
+//! speckle-protocol (work in progress).

@@ -1,0 +1,1 @@
+//! speckle-serial (work in progress).

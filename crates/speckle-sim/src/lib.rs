@@ -1,0 +1,1 @@
+//! speckle-sim (work in progress).

@@ -1,0 +1,8 @@
+//! One module per subcommand; each owns its clap `Args` struct and a `run` function.
+pub mod bench;
+pub mod data;
+pub mod emulate;
+pub mod info;
+pub mod sweep;
+pub mod train;
+pub mod transform;
