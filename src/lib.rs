@@ -8,3 +8,7 @@ pub use speckle_projection as projection;
 pub use speckle_protocol as protocol;
 pub use speckle_serial as serial;
 pub use speckle_sim as sim;
+
+pub mod npy;
+pub mod spec;
+pub mod snr;

@@ -1,8 +1,380 @@
-use clap::Args;
+//! `speckle bench`: throughput of a device or projector, measured by a short timed loop.
+//!
+//! Forms (the first one exists today; the others are extension points):
+//! * `speckle bench --device SPEC --in N --out M --batch B [--mode raw|linear] [--seconds T] [--json]`
+//!   one projection benchmark;
+//! * `speckle bench train ...`: DFA training throughput (a [`BenchTarget`] subcommand);
+//! * `speckle bench --suite [--json] [--out DIR]`: the benchmark suite, where `--out` names the
+//!   directory for its CSV and plot (which is why `--out` is read as text and parsed per form).
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use speckle::hal::{pack_bits, DeviceCounters, OpticalDevice, PackedFrames, RandomProjector};
+use speckle::spec::{self, DeviceSpec};
+use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {}
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    /// A benchmark other than a single projection.
+    #[command(subcommand)]
+    pub target: Option<BenchTarget>,
+    #[command(flatten)]
+    pub projection: ProjectionBenchArgs,
+    /// Run the whole benchmark suite (every backend, sizes from 10 → 800 up to 2^20 → 2^21).
+    #[arg(long)]
+    pub suite: bool,
+}
 
-pub fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("speckle bench is not implemented yet")
+#[derive(Subcommand, Debug)]
+pub enum BenchTarget {
+    /// Throughput of DFA training epochs (samples/s, GFLOP/s).
+    Train(TrainBenchArgs),
+}
+
+/// Arguments of `speckle bench train` (to be defined with the trainer's benchmark).
+#[derive(Args, Debug)]
+pub struct TrainBenchArgs {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchMode {
+    /// Binary frames in, camera frames out (the device's native operation).
+    Raw,
+    /// Float vectors through the linear projector (what DFA consumes).
+    Linear,
+}
+
+#[derive(Args, Debug)]
+pub struct ProjectionBenchArgs {
+    /// Device SPEC: sim, sim:PRESET, sim:PATH, digital (linear mode) or serial:PATH[@BAUD].
+    #[arg(long, default_value = "sim")]
+    pub device: DeviceSpec,
+    /// Input dimension N (features per vector).
+    #[arg(long = "in", value_name = "N", default_value_t = 1024)]
+    pub input_dim: usize,
+    /// Output dimension M (camera pixels or projection outputs). With --suite: the output
+    /// directory for the suite's CSV and plot.
+    #[arg(long = "out", value_name = "M")]
+    pub out: Option<String>,
+    /// Vectors per call.
+    #[arg(long, value_name = "B", default_value_t = 256)]
+    pub batch: usize,
+    /// raw: binary frames through the device; linear: float vectors through the projector.
+    #[arg(long, value_enum, default_value_t = BenchMode::Raw)]
+    pub mode: BenchMode,
+    /// Encoding of float inputs in linear mode on an optical device.
+    #[arg(long, value_name = "ENC")]
+    pub encoding: Option<String>,
+    /// Minimum measured time, in seconds, after one untimed warm-up call.
+    #[arg(long, value_name = "T", default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Seed of the device and of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device config override, `section.key=value` (repeatable; simulated devices only).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Output dimension when `--out` is not given.
+const DEFAULT_OUTPUT_DIM: usize = 8192;
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.target {
+        Some(BenchTarget::Train(t)) => run_train(t),
+        None if args.suite => run_suite(&args.projection),
+        None => run_projection(&args.projection),
+    }
+}
+
+fn run_train(_args: TrainBenchArgs) -> anyhow::Result<()> {
+    bail!("speckle bench train is not available yet")
+}
+
+fn run_suite(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
+    super::bench_suite::run(args)
+}
+
+/// The result of one projection benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub spec: String,
+    pub mode: &'static str,
+    pub kind: String,
+    pub input_dim: usize,
+    pub output_dim: usize,
+    pub batch: usize,
+    pub seed: u64,
+    /// Untimed warm-up: opening the device (drawing the medium, calibrating) and one call.
+    pub setup_s: f64,
+    pub calls: u64,
+    pub vectors: u64,
+    pub wall_s: f64,
+    pub vectors_per_s: f64,
+    /// Device frames per vector (1 raw; the encoding's frame count in linear mode; 0 digital).
+    pub frames_per_vector: f64,
+    pub frames_per_s: f64,
+    /// Useful work: 4·N·M flop per raw vector (|x·R|² with complex R and binary x),
+    /// 2·N·M per linear vector (the real matrix-vector product it stands for).
+    pub flop_per_vector: f64,
+    pub gflops: f64,
+    /// Device time the same frames take on hardware at the configured frame rate.
+    pub device_time_s: f64,
+    /// Vectors per second the device would sustain at its frame rate (null when it shows no
+    /// frames).
+    pub device_vectors_per_s: Option<f64>,
+    /// Wall time over device time: below 1, the host is faster than the hardware would be.
+    pub wall_over_device_time: Option<f64>,
+}
+
+fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
+    let output_dim = match &args.out {
+        None => DEFAULT_OUTPUT_DIM,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|&m| m > 0)
+            .with_context(|| format!("--out '{s}' is not a positive output dimension"))?,
+    };
+    if args.input_dim == 0 {
+        bail!("--in must be at least 1");
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if !(args.seconds.is_finite() && args.seconds >= 0.0 && args.seconds <= 86_400.0) {
+        bail!("--seconds {} is not a duration between 0 and 86400", args.seconds);
+    }
+    let overrides = spec::parse_overrides(&args.set)?;
+    let overrides = (!overrides.is_empty()).then_some(&overrides);
+    let report = match args.mode {
+        BenchMode::Raw => {
+            if args.encoding.is_some() {
+                bail!("--encoding applies to --mode linear only");
+            }
+            bench_raw(args, output_dim, overrides)?
+        }
+        BenchMode::Linear => bench_linear(args, output_dim, overrides)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &ProjectionBenchArgs,
+    mode: &'static str,
+    kind: String,
+    output_dim: usize,
+    setup_s: f64,
+    calls: u64,
+    wall_s: f64,
+    frames_per_vector: f64,
+    flop_per_vector: f64,
+    before: DeviceCounters,
+    after: DeviceCounters,
+) -> BenchReport {
+    let vectors = calls * args.batch as u64;
+    let v = vectors as f64;
+    // The warm-up call's frames are excluded: counters are read around the timed loop.
+    let frames = after.frames.saturating_sub(before.frames) as f64;
+    let device_time_s = (after.device_time_s - before.device_time_s).max(0.0);
+    let has_device_time = device_time_s > 0.0;
+    BenchReport {
+        spec: args.device.to_string(),
+        mode,
+        kind,
+        input_dim: args.input_dim,
+        output_dim,
+        batch: args.batch,
+        seed: args.seed,
+        setup_s,
+        calls,
+        vectors,
+        wall_s,
+        vectors_per_s: v / wall_s,
+        frames_per_vector,
+        frames_per_s: frames / wall_s,
+        flop_per_vector,
+        gflops: flop_per_vector * v / wall_s / 1e9,
+        device_time_s,
+        device_vectors_per_s: has_device_time.then(|| v / device_time_s),
+        wall_over_device_time: has_device_time.then(|| wall_s / device_time_s),
+    }
+}
+
+fn random_binary(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..rows * cols).map(|_| rng.random_range(0..2u8)).collect()
+}
+
+fn random_signed(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..rows * cols)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect()
+}
+
+fn bench_raw(
+    args: &ProjectionBenchArgs,
+    output_dim: usize,
+    overrides: Option<&toml::Table>,
+) -> anyhow::Result<BenchReport> {
+    if args.device == DeviceSpec::Digital {
+        bail!("digital is a linear-only projector: use --mode linear");
+    }
+    let setup = Instant::now();
+    let mut device = spec::open_device(
+        &args.device,
+        args.input_dim,
+        output_dim,
+        args.seed,
+        overrides,
+    )
+    .with_context(|| format!("cannot open device {}", args.device))?;
+    let info = device.info();
+    if info.input_dim != args.input_dim || info.output_dim != output_dim {
+        bail!(
+            "device {} is {} → {}, not the requested {} → {}",
+            args.device,
+            info.input_dim,
+            info.output_dim,
+            args.input_dim,
+            output_dim
+        );
+    }
+    if info.max_batch == 0 {
+        bail!("device reports a maximum batch of 0 frames");
+    }
+    let mut packed = Vec::new();
+    let values = random_binary(args.batch, args.input_dim, args.seed ^ 0x5eed);
+    pack_bits(&values, args.batch, args.input_dim, &mut packed)?;
+    let frames = PackedFrames::new(&packed, args.batch, args.input_dim)?;
+    let mut camera = vec![0f32; args.batch * output_dim];
+    show_batch(&mut device, &frames, &mut camera, info.max_batch)?;
+    let setup_s = setup.elapsed().as_secs_f64();
+    let before = device.counters();
+    let (calls, wall_s) = timed_loop(args.seconds, &mut || {
+        show_batch(&mut device, &frames, &mut camera, info.max_batch)
+    })?;
+    let after = device.counters();
+    let flop = 4.0 * args.input_dim as f64 * output_dim as f64;
+    Ok(report(
+        args, "raw", info.kind, output_dim, setup_s, calls, wall_s, 1.0, flop, before, after,
+    ))
+}
+
+/// Shows `frames` on the device, at most `max_batch` frames per call.
+fn show_batch(
+    device: &mut dyn OpticalDevice,
+    frames: &PackedFrames<'_>,
+    camera: &mut [f32],
+    max_batch: usize,
+) -> anyhow::Result<()> {
+    let out = camera.len() / frames.frames().max(1);
+    let mut start = 0;
+    while start < frames.frames() {
+        let n = max_batch.min(frames.frames() - start);
+        device.transform(&frames.slice(start, n), &mut camera[start * out..(start + n) * out])?;
+        start += n;
+    }
+    Ok(())
+}
+
+/// Calls `step` until `seconds` have passed (at least once); returns the calls and the time.
+fn timed_loop(
+    seconds: f64,
+    step: &mut impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, f64)> {
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut calls = 0u64;
+    loop {
+        step()?;
+        calls += 1;
+        if start.elapsed() >= budget {
+            break;
+        }
+    }
+    Ok((calls, start.elapsed().as_secs_f64()))
+}
+
+fn bench_linear(
+    args: &ProjectionBenchArgs,
+    output_dim: usize,
+    overrides: Option<&toml::Table>,
+) -> anyhow::Result<BenchReport> {
+    let encoding = args.encoding.as_deref().unwrap_or(spec::DEFAULT_ENCODING);
+    let setup = Instant::now();
+    let mut projector = spec::open_projector(
+        &args.device,
+        encoding,
+        overrides,
+        args.input_dim,
+        output_dim,
+        args.seed,
+    )
+    .with_context(|| format!("cannot open a linear projector on {}", args.device))?;
+    let info = projector.info();
+    let x = random_signed(args.batch, args.input_dim, args.seed ^ 0x5eed);
+    let mut y = vec![0f32; args.batch * output_dim];
+    projector.project(&x, args.batch, &mut y)?;
+    let setup_s = setup.elapsed().as_secs_f64();
+    let before = projector.counters();
+    let (calls, wall_s) = timed_loop(args.seconds, &mut || {
+        projector.project(&x, args.batch, &mut y)?;
+        Ok(())
+    })?;
+    let after = projector.counters();
+    let flop = 2.0 * args.input_dim as f64 * output_dim as f64;
+    let kind = info.identity.clone();
+    Ok(report(
+        args,
+        "linear",
+        kind,
+        output_dim,
+        setup_s,
+        calls,
+        wall_s,
+        info.frames_per_vector,
+        flop,
+        before,
+        after,
+    ))
+}
+
+fn print_report(r: &BenchReport) {
+    println!(
+        "{} ({}, {} mode): {} → {}, batch {}",
+        r.spec, r.kind, r.mode, r.input_dim, r.output_dim, r.batch
+    );
+    println!("  setup (open + first call)  {:.3} s", r.setup_s);
+    println!(
+        "  measured                   {} vectors in {:.3} s ({} calls)",
+        r.vectors, r.wall_s, r.calls
+    );
+    println!("  vectors/s                  {:.1}", r.vectors_per_s);
+    println!(
+        "  frames/s                   {:.1} ({} frames per vector)",
+        r.frames_per_s, r.frames_per_vector
+    );
+    println!(
+        "  GFLOP/s                    {:.1} ({:.3e} flop per vector)",
+        r.gflops, r.flop_per_vector
+    );
+    match r.device_vectors_per_s {
+        Some(dv) => println!(
+            "  on hardware                {:.3} s of device time, {:.1} vectors/s at the configured frame rate",
+            r.device_time_s, dv
+        ),
+        None => println!("  on hardware                no device frames (digital projector)"),
+    }
 }

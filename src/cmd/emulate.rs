@@ -1,8 +1,74 @@
+//! `speckle emulate`: serve a simulated OPU over a pseudo-terminal with the speckle protocol.
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
 use clap::Args;
 
-#[derive(Args, Debug)]
-pub struct EmulateArgs {}
+use speckle::spec::{self, DeviceSpec};
 
+#[derive(Args, Debug)]
+pub struct EmulateArgs {
+    /// Path of the symlink to create to the pseudo-terminal's device end (what hosts open, as
+    /// `--device serial:PATH`). Removed on exit.
+    #[arg(long, value_name = "PATH")]
+    pub link: PathBuf,
+    /// The simulated device to serve: sim, sim:PRESET or sim:PATH (a device TOML).
+    #[arg(long, default_value = "sim", value_name = "SPEC")]
+    pub device: DeviceSpec,
+    /// Seed of the medium and the noise (the same as `--seed` of the in-process commands).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Link faults to inject, as kind=rate pairs with rates per frame, e.g.
+    /// drop=0.01,flip=0.01,truncate=0.01,delay=0.01,reset=0.001 (and delay_ms=N).
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
+    /// Seed of the fault stream.
+    #[arg(long, default_value_t = 1)]
+    pub fault_seed: u64,
+}
+
+#[cfg(unix)]
+pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
+    use speckle_serial::pty::{stop_on_signals, PtyLink};
+    use speckle_serial::{sim_emulator_options, sim_factory, Emulator, FaultConfig};
+
+    let DeviceSpec::Sim(source) = &args.device else {
+        bail!(
+            "speckle emulate serves a simulated device: --device must be sim, sim:PRESET or sim:PATH, not '{}'",
+            args.device
+        );
+    };
+    let config = spec::sim_config(source, None)?;
+    let faults: FaultConfig = match &args.faults {
+        Some(s) => s.parse().with_context(|| format!("bad --faults '{s}'"))?,
+        None => FaultConfig::none(),
+    };
+    let stop = stop_on_signals()?;
+    let mut options = sim_emulator_options(&config);
+    options.faults = faults.clone();
+    options.fault_seed = args.fault_seed;
+    let mut link = PtyLink::create(&args.link)?;
+    eprintln!(
+        "speckle emulate: serving {} (seed {}) on {} -> {}{}; stop with Ctrl-C",
+        args.device,
+        args.seed,
+        link.link().display(),
+        link.device_path().display(),
+        if faults.is_active() { format!(", faults {}", args.faults.as_deref().unwrap_or("")) } else { String::new() },
+    );
+    let mut emulator = Emulator::new(sim_factory(config, args.seed), options);
+    let result = emulator.serve(link.port(), &stop);
+    let stats = emulator.stats();
+    eprintln!(
+        "speckle emulate: stopped after {} frames shown, {} requests, {} damaged frames received, faults injected {:?}",
+        stats.frames_shown, stats.frames_received, stats.bad_frames, stats.faults
+    );
+    drop(link);
+    result?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
 pub fn run(_args: EmulateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("speckle emulate is not implemented yet")
+    bail!("speckle emulate needs pseudo-terminals, which this platform lacks")
 }

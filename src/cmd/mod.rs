@@ -1,5 +1,6 @@
 //! One module per subcommand; each owns its clap `Args` struct and a `run` function.
 pub mod bench;
+pub mod bench_suite;
 pub mod data;
 pub mod emulate;
 pub mod info;

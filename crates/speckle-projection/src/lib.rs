@@ -1,1 +1,77 @@
-//! speckle-projection (work in progress).
+//! # speckle-projection
+//!
+//! Linear random projections `y = x · P` for Direct Feedback Alignment, behind the
+//! [`RandomProjector`](speckle_hal::RandomProjector) trait:
+//!
+//! * [`GaussianProjector`]: the ideal digital projector (what GPU DFA uses), an explicit seeded
+//!   N(0, 1) matrix and a faer GEMM.
+//! * [`OpticalProjector`]: any intensity-only [`OpticalDevice`](speckle_hal::OpticalDevice)
+//!   made linear by interferometry with a fixed binary reference pattern, with signed inputs
+//!   sent as binary frames through an [`Encoding`] (ternary or bit-plane).
+//!
+//! Both report `entry_variance` 1: their matrices have (nearly) iid N(0, 1) entries.
+//!
+//! ```
+//! use speckle_hal::{DeviceCounters, DeviceInfo, Error, OpticalDevice, PackedFrames, RandomProjector};
+//! use speckle_projection::{Encoding, GaussianProjector, OpticalConfig, OpticalProjector};
+//!
+//! // The digital projector: 10 → 800, seed 7, one GEMM into the caller's buffer.
+//! let mut digital = GaussianProjector::new(10, 800, 7)?;
+//! let e = vec![0.1f32; 2 * 10]; // a batch of 2 error vectors
+//! let mut y = vec![0.0f32; 2 * 800];
+//! digital.project(&e, 2, &mut y)?;
+//! assert_eq!(digital.info().entry_variance, 1.0);
+//!
+//! // A toy intensity-only device: pixel j sees |Σ_i (c_ji + i·s_ji) x_i|² for fixed c, s.
+//! struct Toy { input_dim: usize, output_dim: usize, frames: u64 }
+//! impl OpticalDevice for Toy {
+//!     fn info(&self) -> DeviceInfo {
+//!         DeviceInfo { kind: "toy".into(), description: "doc example".into(),
+//!             input_dim: self.input_dim, output_dim: self.output_dim, bit_depth: None,
+//!             frame_time_us: 500.0, exposure_us: 400.0, max_batch: 64 }
+//!     }
+//!     fn transform(&mut self, input: &PackedFrames<'_>, out: &mut [f32]) -> Result<(), Error> {
+//!         speckle_hal::check_device_buffers(&self.info(), input, out)?;
+//!         for f in 0..input.frames() {
+//!             for j in 0..self.output_dim {
+//!                 let (mut re, mut im) = (0.0f32, 0.0f32);
+//!                 for i in (0..self.input_dim).filter(|&i| input.bit(f, i)) {
+//!                     re += ((i * 31 + j * 17) % 13) as f32 - 6.0;
+//!                     im += ((i * 7 + j * 29) % 11) as f32 - 5.0;
+//!                 }
+//!                 out[f * self.output_dim + j] = re * re + im * im;
+//!             }
+//!         }
+//!         self.frames += input.frames() as u64;
+//!         Ok(())
+//!     }
+//!     fn counters(&self) -> DeviceCounters {
+//!         DeviceCounters { frames: self.frames, device_time_s: self.frames as f64 * 5e-4 }
+//!     }
+//! }
+//!
+//! let config = OpticalConfig::new(10, 20).with_encoding("bitplane:4".parse()?);
+//! let (dev_in, dev_out) = (config.device_input_dim(), config.recommended_device_output_dim());
+//! let mut optical = OpticalProjector::new(Toy { input_dim: dev_in, output_dim: dev_out, frames: 0 }, config)?;
+//! let mut z = vec![0.0f32; 2 * 20];
+//! optical.project(&e, 2, &mut z)?;
+//! assert_eq!(optical.info().frames_per_vector, 16.0); // 2 signs × 4 bit planes × 2 frames
+//! assert!(z.iter().all(|v| v.is_finite()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod encoding;
+mod gaussian;
+mod optical;
+
+pub use encoding::{
+    Encoding, EncodingError, TernaryScale, DEFAULT_TERNARY_THRESHOLD, MAX_BITPLANE_BITS,
+};
+pub use gaussian::{GaussianProjector, MAX_GAUSSIAN_ENTRIES};
+pub use optical::{
+    Calibration, OpticalConfig, OpticalProjector, DEFAULT_CALIBRATION_FRAMES,
+    DEFAULT_DARK_FRACTION, DEFAULT_SATURATION_FRACTION, MAX_CALIBRATION_FRAMES,
+    MIN_REFERENCE_FEATURES,
+};

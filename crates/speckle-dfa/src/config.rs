@@ -1,0 +1,456 @@
+//! Run configuration: one TOML document with `[data]`, `[model]`, `[training]`, `[optimizer]`
+//! and `[feedback]` sections, every key optional (defaults = the shipped `mnist-dfa-opu.toml`),
+//! unknown keys rejected.
+//!
+//! Overrides (`--set section.key=value`) edit the TOML tree *before* it is deserialized
+//! ([`apply_override`]), so a misspelt override is rejected exactly like a misspelt file key.
+//!
+//! ```
+//! use speckle_dfa::config::{apply_override, RunConfig};
+//!
+//! let mut tree: toml::Table = "[training]\nepochs = 3\n".parse().unwrap();
+//! apply_override(&mut tree, "training.seed=7").unwrap();
+//! apply_override(&mut tree, "feedback.device.camera.bits=6").unwrap();
+//! let config = RunConfig::from_table(tree, "example").unwrap();
+//! assert_eq!((config.training.epochs, config.training.seed), (3, 7));
+//!
+//! let mut tree = toml::Table::new();
+//! apply_override(&mut tree, "training.epoch=3").unwrap();
+//! let err = RunConfig::from_table(tree, "example").unwrap_err().to_string();
+//! assert!(err.contains("epoch") && !err.contains('\n'));
+//! ```
+
+use crate::data::DatasetKind;
+use crate::spec::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The shipped configurations, embedded in the binary (`configs/*.toml` of the repository).
+pub const SHIPPED_CONFIGS: [(&str, &str); 4] = [
+    ("mnist-bp", include_str!("../../../configs/mnist-bp.toml")),
+    ("mnist-fa", include_str!("../../../configs/mnist-fa.toml")),
+    ("mnist-dfa", include_str!("../../../configs/mnist-dfa.toml")),
+    ("mnist-dfa-opu", include_str!("../../../configs/mnist-dfa-opu.toml")),
+];
+
+/// The configuration `speckle train` runs with no `--config`: DFA on MNIST through the simulated
+/// 8-bit OPU with ternary error encoding (`configs/mnist-dfa-opu.toml`).
+pub const DEFAULT_CONFIG_TOML: &str = SHIPPED_CONFIGS[3].1;
+
+/// A configuration problem. The message is one line naming the key or the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A config file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax error.
+    #[error("config {source_name}: {message}")]
+    Syntax {
+        /// File name or other origin.
+        source_name: String,
+        /// Position and message.
+        message: String,
+    },
+    /// A key is unknown or a value has the wrong type or range.
+    #[error("config {source_name}: {message}")]
+    Invalid {
+        /// File name or other origin.
+        source_name: String,
+        /// The key and what is wrong with it.
+        message: String,
+    },
+    /// A malformed `--set` override.
+    #[error("--set {item}: {message}")]
+    Override {
+        /// The override as given.
+        item: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `[data]`: which data set, where, how much of it, and its preprocessing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `mnist`, `fashion-mnist` or `cifar10`.
+    pub dataset: DatasetKind,
+    /// Directory of the data files. Default: `data/<dataset>` under the current directory,
+    /// else under the repository the binary was built from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Use only the first N training images (all when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<usize>,
+    /// Use only the first N test images (all when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
+    /// Standardize inputs with the training set's pixel mean and standard deviation.
+    pub standardize: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::Mnist,
+            dir: None,
+            train_subset: None,
+            test_subset: None,
+            standardize: true,
+        }
+    }
+}
+
+impl DataConfig {
+    /// The data directory: `dir` when set; otherwise `data/<dataset>` relative to the current
+    /// directory if it exists, else the same path in the source tree this crate was built from
+    /// (so `speckle train` works from anywhere in a checkout).
+    pub fn resolved_dir(&self) -> PathBuf {
+        if let Some(d) = &self.dir {
+            return d.clone();
+        }
+        let rel = Path::new("data").join(self.dataset.name());
+        if rel.is_dir() {
+            return rel;
+        }
+        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(&rel);
+        if built.is_dir() {
+            return built;
+        }
+        rel
+    }
+}
+
+/// `[training]`: algorithm, length, batch, seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// `bp`, `fa` or `dfa`.
+    pub algorithm: AlgorithmKind,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per optimizer step (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Seed of the weights, dropout and shuffling (not of the feedback device: see
+    /// `feedback.seed`).
+    pub seed: u64,
+    /// Alignment is measured once per epoch on the first `alignment_batch` test images.
+    pub alignment_batch: usize,
+    /// Short name of the run, used for the default output directory `runs/<name>-<time>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: AlgorithmKind::Dfa,
+            epochs: 30,
+            batch_size: 128,
+            seed: 0,
+            alignment_batch: 128,
+            name: None,
+        }
+    }
+}
+
+/// `[feedback]`: where DFA's random projection B·e comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackConfig {
+    /// Projector SPEC: `digital`, `sim`, `sim:PRESET`, `sim:PATH` or `serial:PATH[@BAUD]`.
+    pub projector: String,
+    /// Error encoding for an optical projector: `ternary`, `ternary:T` or `bitplane:P`.
+    pub encoding: String,
+    /// Seed of the projection matrix (the device's seed): fixed for the whole run.
+    pub seed: u64,
+    /// Feedback normalization (entries of layer i's matrix with variance 1/(C·d_i)).
+    pub normalization: bool,
+    /// Independent per-layer feedback matrices instead of one shared, sliced matrix.
+    pub per_layer: bool,
+    /// Overrides of the device preset's keys (e.g. `camera.bits = 6`), validated by the
+    /// device's own config parser when the projector is built.
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
+    pub device: toml::Table,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            projector: "sim".into(),
+            encoding: "ternary".into(),
+            seed: 0,
+            normalization: true,
+            per_layer: false,
+            device: toml::Table::new(),
+        }
+    }
+}
+
+/// A whole run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// `[data]`.
+    pub data: DataConfig,
+    /// `[model]`: hidden widths, activation, initialization, dropout, batch norm.
+    pub model: ModelSpec,
+    /// `[training]`.
+    pub training: TrainingConfig,
+    /// `[optimizer]`: kind, learning rate and schedule.
+    pub optimizer: OptimizerSpec,
+    /// `[feedback]` (DFA only).
+    pub feedback: FeedbackConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            data: DataConfig::default(),
+            model: ModelSpec::default(),
+            training: TrainingConfig::default(),
+            optimizer: OptimizerSpec::default(),
+            feedback: FeedbackConfig::default(),
+        }
+    }
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The `section.key` at a byte offset of a TOML text: the last `[header]` before the offset
+/// and the key on the offset's line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[line_start..line_end].trim();
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    if line.starts_with('[') {
+        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    }
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() {
+        return header;
+    }
+    Some(match header {
+        Some(h) => format!("{h}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// One-line form of a toml error message.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses TOML text into a tree; a syntax error names the line and column.
+pub fn parse_tree(text: &str, source_name: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let (l, c) = line_col(text, s.start);
+                format!("line {l}, column {c}: ")
+            })
+            .unwrap_or_default();
+        ConfigError::Syntax {
+            source_name: source_name.to_string(),
+            message: format!("{at}{}", one_line(e.message())),
+        }
+    })
+}
+
+/// Parses a `--set` value: a TOML literal (`3`, `1e-3`, `true`, `"x"`, `[800, 800]`), or, when
+/// it is not valid TOML, the raw text as a string (`sim:dev.toml`, `ternary:0.1`).
+pub fn parse_override_value(raw: &str) -> toml::Value {
+    let raw = raw.trim();
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Applies one `a.b.c=value` override to a TOML tree, creating missing tables on the way.
+/// Unknown keys are not detected here but by the deserialization that follows, exactly as for
+/// a file. Errors: no `=`, an empty key part, or a path through a value that is not a table.
+pub fn apply_override(tree: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+    let err = |m: &str| ConfigError::Override {
+        item: item.to_string(),
+        message: m.to_string(),
+    };
+    let (key, raw) = item
+        .split_once('=')
+        .ok_or_else(|| err("expected section.key=value"))?;
+    let parts: Vec<&str> = key.trim().split('.').map(str::trim).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err("empty key part"));
+    }
+    let value = parse_override_value(raw);
+    let (last, path) = parts.split_last().ok_or_else(|| err("empty key"))?;
+    let mut node = tree;
+    for (i, part) in path.iter().enumerate() {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(err(&format!(
+                    "{} is a value, not a section",
+                    parts[..=i].join(".")
+                )))
+            }
+        };
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+impl RunConfig {
+    /// Deserializes and checks a TOML tree. `source_name` (a file name, `default`, ...) is
+    /// used in error messages, which name the offending key.
+    pub fn from_table(tree: toml::Table, source_name: &str) -> Result<RunConfig, ConfigError> {
+        // Re-serialize so that the deserializer reports a position, from which the key is
+        // recovered (deserializing a `toml::Value` directly gives no location).
+        let text = toml::to_string(&tree).map_err(|e| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+        let config: RunConfig = toml::from_str(&text).map_err(|e| {
+            let key = e.span().and_then(|s| key_at(&text, s.start));
+            let message = match key {
+                Some(k) => format!("{k}: {}", one_line(e.message())),
+                None => one_line(e.message()),
+            };
+            ConfigError::Invalid {
+                source_name: source_name.to_string(),
+                message,
+            }
+        })?;
+        config.check().map_err(|m| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            message: m,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses TOML text, applies `overrides` (`section.key=value`) and checks the result.
+    pub fn from_toml_with(
+        text: &str,
+        source_name: &str,
+        overrides: &[String],
+    ) -> Result<RunConfig, ConfigError> {
+        let mut tree = parse_tree(text, source_name)?;
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        let name = if overrides.is_empty() {
+            source_name.to_string()
+        } else {
+            format!("{source_name} with --set overrides")
+        };
+        RunConfig::from_table(tree, &name)
+    }
+
+    /// Reads a config file (or the embedded default when `path` is `None`) and applies
+    /// overrides.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<RunConfig, ConfigError> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
+                    path: p.to_path_buf(),
+                    source: e,
+                })?;
+                RunConfig::from_toml_with(&text, &p.display().to_string(), overrides)
+            }
+            None => RunConfig::from_toml_with(DEFAULT_CONFIG_TOML, "default (mnist-dfa-opu)", overrides),
+        }
+    }
+
+    /// The complete configuration as TOML (every key, defaults included): what a run writes
+    /// to `config.toml` and compares on resume.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialize config: {e}\n"))
+    }
+
+    /// The trainer's algorithm spec, from `training.algorithm` and `[feedback]`.
+    pub fn algorithm_spec(&self) -> AlgorithmSpec {
+        AlgorithmSpec {
+            kind: self.training.algorithm,
+            feedback_normalization: self.feedback.normalization,
+            per_layer_feedback: self.feedback.per_layer,
+        }
+    }
+
+    /// Validates ranges and combinations; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        self.model.check().map_err(|e| e.to_string())?;
+        self.optimizer.check().map_err(|e| e.to_string())?;
+        self.algorithm_spec().check().map_err(|e| e.to_string())?;
+        let t = &self.training;
+        if t.epochs == 0 || t.epochs > 100_000 {
+            return Err(format!("training.epochs = {} must be in 1..=100000", t.epochs));
+        }
+        if t.batch_size == 0 || t.batch_size > 1 << 16 {
+            return Err(format!(
+                "training.batch_size = {} must be in 1..={}",
+                t.batch_size,
+                1 << 16
+            ));
+        }
+        if t.alignment_batch == 0 || t.alignment_batch > 1 << 16 {
+            return Err(format!(
+                "training.alignment_batch = {} must be in 1..={}",
+                t.alignment_batch,
+                1 << 16
+            ));
+        }
+        if let Some(name) = &t.name {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                || name.starts_with('.')
+            {
+                return Err(format!(
+                    "training.name = {name:?} must be a non-empty word of letters, digits, '-', '_' or '.'"
+                ));
+            }
+        }
+        for (key, v) in [("data.train_subset", self.data.train_subset), ("data.test_subset", self.data.test_subset)] {
+            if v == Some(0) {
+                return Err(format!("{key} = 0: leave it out to use the whole split"));
+            }
+        }
+        if self.training.algorithm == AlgorithmKind::Dfa && self.feedback.projector.trim().is_empty() {
+            return Err("feedback.projector is empty (expected digital, sim, sim:PATH or serial:PATH)".into());
+        }
+        Ok(())
+    }
+
+    /// Short default name of the run: `<algorithm>-<dataset>`, or `training.name`.
+    pub fn run_name(&self) -> String {
+        self.training
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.training.algorithm, self.data.dataset.name()))
+    }
+}

@@ -1,0 +1,94 @@
+//! Thin GEMM wrappers over faer for row-major `f32` slices, and small deterministic reductions.
+//!
+//! Every matrix product of the trainer goes through [`gemm`], which views row-major buffers as
+//! faer matrices and calls `faer::linalg::matmul::matmul` with `Par::rayon(0)`: faer splits the
+//! work over output blocks, so results do not depend on the number of threads (a test pins it).
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// A row-major matrix view: `rows × cols` values of `data`, rows `cols` apart.
+#[derive(Clone, Copy)]
+pub(crate) struct RowMajor<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> RowMajor<'a> {
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        Self { data, rows, cols }
+    }
+    fn view(&self, transpose: bool) -> MatRef<'a, f32> {
+        let m = MatRef::from_row_major_slice(self.data, self.rows, self.cols);
+        if transpose {
+            m.transpose()
+        } else {
+            m
+        }
+    }
+}
+
+/// `dst (m × n, row-major) = alpha · op(a) · op(b) + (accumulate ? dst : 0)`, where `op`
+/// transposes when asked. Shapes are checked by debug assertions only: callers own their buffers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    a: RowMajor<'_>,
+    transpose_a: bool,
+    b: RowMajor<'_>,
+    transpose_b: bool,
+    alpha: f32,
+    accumulate: bool,
+) {
+    debug_assert_eq!(dst.len(), m * n);
+    let a = a.view(transpose_a);
+    let b = b.view(transpose_b);
+    debug_assert_eq!((a.nrows(), b.ncols()), (m, n));
+    debug_assert_eq!(a.ncols(), b.nrows());
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+    let beta = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    // Tiny products are not worth waking the pool for.
+    let par = if m * n * a.ncols() < 1 << 15 {
+        Par::Seq
+    } else {
+        Par::rayon(0)
+    };
+    matmul(dst, beta, a, b, alpha, par);
+}
+
+/// Column sums of a row-major `rows × cols` matrix into `out` (overwritten), accumulated in
+/// f32 row by row in a fixed order.
+pub(crate) fn column_sums(src: &[f32], cols: usize, out: &mut [f32]) {
+    debug_assert_eq!(out.len(), cols);
+    out.fill(0.0);
+    for row in src.chunks_exact(cols) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// Dot product in f64.
+pub(crate) fn dot64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// Cosine between two vectors in f64; 0 when either is zero.
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let ab = dot64(a, b);
+    let aa = dot64(a, a);
+    let bb = dot64(b, b);
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0)
+    }
+}

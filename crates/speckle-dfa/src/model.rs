@@ -1,0 +1,637 @@
+//! The multilayer perceptron: parameters, preallocated activation buffers, and the forward and
+//! backward kernels shared by backprop, feedback alignment and DFA.
+//!
+//! Layout: every matrix is row-major `f32`. A layer's weight is stored `fan_in × fan_out`, so the
+//! forward product of a batch is `Z = H · W` and the weight gradient is `Hᵀ · δ`. A hidden block
+//! is `Linear → [BatchNorm] → activation → [Dropout]`; the output layer is a Linear followed by
+//! softmax cross-entropy.
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::Uniform;
+use rayon::prelude::*;
+
+use crate::linalg::{column_sums, gemm, RowMajor};
+use crate::optim::{Param, StepScalars};
+use crate::spec::{Activation, Init, ModelSpec, OptimizerSpec};
+
+/// BatchNorm constants (PyTorch defaults).
+pub(crate) const BN_EPS: f32 = 1e-5;
+pub(crate) const BN_MOMENTUM: f32 = 0.1;
+
+/// Rows per rayon task in elementwise passes.
+const ROWS_PER_TASK: usize = 16;
+
+pub(crate) struct BatchNorm {
+    pub gamma: Param,
+    pub beta: Param,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    /// Statistics of the last forward pass: batch mean and 1/sqrt(var + eps) in train mode,
+    /// the running ones in eval mode.
+    pub mean: Vec<f32>,
+    pub inv_std: Vec<f32>,
+}
+
+pub(crate) struct Dense {
+    pub fan_in: usize,
+    pub fan_out: usize,
+    pub w: Param,
+    pub b: Param,
+    pub bn: Option<BatchNorm>,
+}
+
+/// Buffers of one hidden block for up to `capacity` rows.
+pub(crate) struct HiddenBuf {
+    /// Normalized pre-activation x̂ (batch norm only).
+    pub xhat: Vec<f32>,
+    /// Activation output f(·).
+    pub act: Vec<f32>,
+    /// Dropout scale per element (0 or 1/(1−p)); empty without hidden dropout.
+    pub mask: Vec<f32>,
+    /// Block output after dropout; empty without hidden dropout (the output is `act`).
+    pub out: Vec<f32>,
+    /// Gradient at the block output, then (in place) at the linear output.
+    pub delta: Vec<f32>,
+}
+
+/// All per-batch buffers, for up to `capacity` rows.
+pub(crate) struct Buffers {
+    pub capacity: usize,
+    /// The input batch (after input dropout when training with it).
+    pub input: Vec<f32>,
+    pub input_mask: Vec<f32>,
+    pub hidden: Vec<HiddenBuf>,
+    pub logits: Vec<f32>,
+    /// softmax − onehot, per sample (not divided by the batch size).
+    pub err: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Dropout on, batch statistics, running statistics updated.
+    Train,
+    /// No dropout, running statistics.
+    Eval,
+}
+
+pub(crate) struct Network {
+    pub input_dim: usize,
+    pub classes: usize,
+    pub activation: Activation,
+    pub dropout_input: f32,
+    pub dropout_hidden: f32,
+    /// Hidden layers then the output layer.
+    pub layers: Vec<Dense>,
+}
+
+fn uniform_vec(rng: &mut ChaCha8Rng, n: usize, bound: f32) -> Vec<f32> {
+    if bound == 0.0 {
+        return vec![0.0; n];
+    }
+    let dist = Uniform::new(-bound, bound).expect("finite positive bound");
+    (0..n).map(|_| rng.sample(dist)).collect()
+}
+
+impl Network {
+    /// Builds and initializes the network from `rng` (weights then bias, layer by layer).
+    pub fn new(
+        input_dim: usize,
+        classes: usize,
+        spec: &ModelSpec,
+        opt: &OptimizerSpec,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let mut dims = vec![input_dim];
+        dims.extend_from_slice(&spec.hidden);
+        dims.push(classes);
+        let n_layers = dims.len() - 1;
+        let layers = (0..n_layers)
+            .map(|l| {
+                let (fan_in, fan_out) = (dims[l], dims[l + 1]);
+                let (wb, bb) = match spec.init {
+                    Init::Pytorch => {
+                        let a = 1.0 / (fan_in as f32).sqrt();
+                        (a, a)
+                    }
+                    Init::Xavier => ((6.0 / (fan_in + fan_out) as f32).sqrt(), 0.0),
+                    Init::Zero => (0.0, 0.0),
+                };
+                let w = uniform_vec(rng, fan_in * fan_out, wb);
+                let b = uniform_vec(rng, fan_out, bb);
+                let hidden = l + 1 < n_layers;
+                let bn = (hidden && spec.batch_norm).then(|| BatchNorm {
+                    gamma: Param::new(vec![1.0; fan_out], opt),
+                    beta: Param::new(vec![0.0; fan_out], opt),
+                    running_mean: vec![0.0; fan_out],
+                    running_var: vec![1.0; fan_out],
+                    mean: vec![0.0; fan_out],
+                    inv_std: vec![1.0; fan_out],
+                });
+                Dense {
+                    fan_in,
+                    fan_out,
+                    w: Param::new(w, opt),
+                    b: Param::new(b, opt),
+                    bn,
+                }
+            })
+            .collect();
+        Self {
+            input_dim,
+            classes,
+            activation: spec.activation,
+            dropout_input: spec.dropout_input,
+            dropout_hidden: spec.dropout_hidden,
+            layers,
+        }
+    }
+
+    pub fn hidden_count(&self) -> usize {
+        self.layers.len() - 1
+    }
+
+    pub fn hidden_widths(&self) -> Vec<usize> {
+        self.layers[..self.hidden_count()]
+            .iter()
+            .map(|l| l.fan_out)
+            .collect()
+    }
+
+    pub fn buffers(&self, capacity: usize) -> Buffers {
+        let hidden = self.layers[..self.hidden_count()]
+            .iter()
+            .map(|l| {
+                let n = capacity * l.fan_out;
+                HiddenBuf {
+                    xhat: if l.bn.is_some() { vec![0.0; n] } else { Vec::new() },
+                    act: vec![0.0; n],
+                    mask: if self.dropout_hidden > 0.0 { vec![0.0; n] } else { Vec::new() },
+                    out: if self.dropout_hidden > 0.0 { vec![0.0; n] } else { Vec::new() },
+                    delta: vec![0.0; n],
+                }
+            })
+            .collect();
+        Buffers {
+            capacity,
+            input: vec![0.0; capacity * self.input_dim],
+            input_mask: if self.dropout_input > 0.0 {
+                vec![0.0; capacity * self.input_dim]
+            } else {
+                Vec::new()
+            },
+            hidden,
+            logits: vec![0.0; capacity * self.classes],
+            err: vec![0.0; capacity * self.classes],
+        }
+    }
+
+    /// Host GEMM flops of one training sample: forward and weight gradients, plus the backward
+    /// propagation products when `propagate` (BP, FA).
+    pub fn flops_per_sample(&self, propagate: bool) -> f64 {
+        let mut f = 0.0;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mn = (layer.fan_in * layer.fan_out) as f64;
+            f += 4.0 * mn;
+            if propagate && l > 0 {
+                f += 2.0 * mn;
+            }
+        }
+        f
+    }
+
+    /// Forward pass of `n` rows already in `buf.input`. Leaves `buf.logits`.
+    pub fn forward(&mut self, buf: &mut Buffers, n: usize, mode: Mode, rng: &mut ChaCha8Rng) {
+        let train = mode == Mode::Train;
+        if train && self.dropout_input > 0.0 {
+            let len = n * self.input_dim;
+            dropout(
+                &mut buf.input[..len],
+                &mut buf.input_mask[..len],
+                self.dropout_input,
+                rng,
+            );
+        }
+        let hidden_count = self.hidden_count();
+        let activation = self.activation;
+        for l in 0..self.layers.len() {
+            let (prev, rest) = buf.hidden.split_at_mut(l.min(hidden_count));
+            let inp: &[f32] = if l == 0 {
+                &buf.input[..n * self.input_dim]
+            } else {
+                let p = &prev[l - 1];
+                let d = self.layers[l - 1].fan_out * n;
+                if p.out.is_empty() {
+                    &p.act[..d]
+                } else {
+                    &p.out[..d]
+                }
+            };
+            let layer = &mut self.layers[l];
+            let (fi, fo) = (layer.fan_in, layer.fan_out);
+            let inp = RowMajor::new(inp, n, fi);
+            let w = RowMajor::new(&layer.w.value, fi, fo);
+            if l == hidden_count {
+                let logits = &mut buf.logits[..n * fo];
+                gemm(logits, n, fo, inp, false, w, false, 1.0, false);
+                for row in logits.chunks_exact_mut(fo) {
+                    for (v, b) in row.iter_mut().zip(&layer.b.value) {
+                        *v += b;
+                    }
+                }
+                break;
+            }
+            let hb = &mut rest[0];
+            let act = &mut hb.act[..n * fo];
+            gemm(act, n, fo, inp, false, w, false, 1.0, false);
+            match &mut layer.bn {
+                None => {
+                    let bias = &layer.b.value;
+                    act.par_chunks_mut(ROWS_PER_TASK * fo)
+                        .for_each(|rows| activation.apply_rows_with_bias(rows, bias));
+                }
+                Some(bn) => {
+                    let xhat = &mut hb.xhat[..n * fo];
+                    batch_norm_forward(bn, &layer.b.value, act, xhat, n, train);
+                    let (g, be) = (&bn.gamma.value, &bn.beta.value);
+                    for (a_row, x_row) in act.chunks_exact_mut(fo).zip(xhat.chunks_exact(fo)) {
+                        for (((a, &x), &g), &be) in a_row.iter_mut().zip(x_row).zip(g).zip(be) {
+                            *a = activation.apply(g * x + be);
+                        }
+                    }
+                }
+            }
+            if !hb.out.is_empty() {
+                let (act, mask, out) = (
+                    &hb.act[..n * fo],
+                    &mut hb.mask[..n * fo],
+                    &mut hb.out[..n * fo],
+                );
+                if train {
+                    out.copy_from_slice(act);
+                    dropout(out, mask, self.dropout_hidden, rng);
+                } else {
+                    out.copy_from_slice(act);
+                }
+            }
+        }
+    }
+
+    /// Softmax cross-entropy of `n` rows: writes `buf.err` = softmax − onehot, returns
+    /// (loss sum, correct count).
+    pub fn loss(&self, buf: &mut Buffers, n: usize, labels: &[u8]) -> (f64, usize) {
+        let c = self.classes;
+        let mut loss = 0.0f64;
+        let mut correct = 0;
+        for ((z, e), &y) in buf.logits[..n * c]
+            .chunks_exact(c)
+            .zip(buf.err[..n * c].chunks_exact_mut(c))
+            .zip(labels)
+        {
+            let y = y as usize;
+            let mut best = 0;
+            for j in 1..c {
+                if z[j] > z[best] {
+                    best = j;
+                }
+            }
+            if best == y {
+                correct += 1;
+            }
+            let max = z[best];
+            let mut sum = 0.0f32;
+            for (e, &z) in e.iter_mut().zip(z) {
+                *e = (z - max).exp();
+                sum += *e;
+            }
+            let inv = 1.0 / sum;
+            for e in e.iter_mut() {
+                *e *= inv;
+            }
+            loss += (sum.ln() + max - z[y]) as f64;
+            e[y] -= 1.0;
+        }
+        (loss, correct)
+    }
+}
+
+/// Inverted dropout: keeps each value with probability 1 − p, scaled by 1/(1 − p).
+/// One u32 per element from `rng`, in order.
+fn dropout(values: &mut [f32], mask: &mut [f32], p: f32, rng: &mut ChaCha8Rng) {
+    let threshold = ((p as f64) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+    let scale = 1.0 / (1.0 - p);
+    for (v, m) in values.iter_mut().zip(mask.iter_mut()) {
+        let keep = rng.next_u32() >= threshold;
+        *m = if keep { scale } else { 0.0 };
+        *v *= *m;
+    }
+}
+
+/// `pre` holds the linear output without bias; on return `pre` is unchanged and `xhat` holds the
+/// normalized values (bias included, which train-mode statistics cancel).
+fn batch_norm_forward(
+    bn: &mut BatchNorm,
+    bias: &[f32],
+    pre: &[f32],
+    xhat: &mut [f32],
+    n: usize,
+    train: bool,
+) {
+    let d = bias.len();
+    if train {
+        // Two passes in f32 with a fixed order; mean includes the bias.
+        column_sums(pre, d, &mut bn.mean);
+        let inv_n = 1.0 / n as f32;
+        for (m, b) in bn.mean.iter_mut().zip(bias) {
+            *m = *m * inv_n + b;
+        }
+        bn.inv_std.fill(0.0);
+        for row in pre.chunks_exact(d) {
+            for (((s, &v), &m), &b) in bn.inv_std.iter_mut().zip(row).zip(&bn.mean).zip(bias) {
+                let c = v + b - m;
+                *s += c * c;
+            }
+        }
+        let unbias = if n > 1 { n as f32 / (n as f32 - 1.0) } else { 1.0 };
+        for (((s, rm), rv), &m) in bn
+            .inv_std
+            .iter_mut()
+            .zip(&mut bn.running_mean)
+            .zip(&mut bn.running_var)
+            .zip(&bn.mean)
+        {
+            let var = *s * inv_n;
+            *rm = (1.0 - BN_MOMENTUM) * *rm + BN_MOMENTUM * m;
+            *rv = (1.0 - BN_MOMENTUM) * *rv + BN_MOMENTUM * var * unbias;
+            *s = 1.0 / (var + BN_EPS).sqrt();
+        }
+    } else {
+        bn.mean.copy_from_slice(&bn.running_mean);
+        for (s, &v) in bn.inv_std.iter_mut().zip(&bn.running_var) {
+            *s = 1.0 / (v + BN_EPS).sqrt();
+        }
+    }
+    for (x_row, p_row) in xhat.chunks_exact_mut(d).zip(pre.chunks_exact(d)) {
+        for ((((x, &p), &b), &m), &s) in x_row
+            .iter_mut()
+            .zip(p_row)
+            .zip(bias)
+            .zip(&bn.mean)
+            .zip(&bn.inv_std)
+        {
+            *x = (p + b - m) * s;
+        }
+    }
+}
+
+/// Backward through BatchNorm: `g` holds ∂L/∂y (y = γ·x̂ + β) and becomes ∂L/∂(linear output);
+/// fills the γ and β gradients.
+fn batch_norm_backward(bn: &mut BatchNorm, g: &mut [f32], xhat: &[f32], n: usize, train: bool) {
+    let d = bn.mean.len();
+    column_sums(g, d, &mut bn.beta.grad);
+    bn.gamma.grad.fill(0.0);
+    for (g_row, x_row) in g.chunks_exact(d).zip(xhat.chunks_exact(d)) {
+        for ((s, &g), &x) in bn.gamma.grad.iter_mut().zip(g_row).zip(x_row) {
+            *s += g * x;
+        }
+    }
+    let gamma = &bn.gamma.value;
+    if train {
+        // dz = γ·inv_std/n · (n·g − Σg − x̂·Σ(g·x̂))
+        let inv_n = 1.0 / n as f32;
+        for (g_row, x_row) in g.chunks_exact_mut(d).zip(xhat.chunks_exact(d)) {
+            for (j, (g, &x)) in g_row.iter_mut().zip(x_row).enumerate() {
+                let k = gamma[j] * bn.inv_std[j];
+                *g = k * (*g - inv_n * (bn.beta.grad[j] + x * bn.gamma.grad[j]));
+            }
+        }
+    } else {
+        for g_row in g.chunks_exact_mut(d) {
+            for (j, g) in g_row.iter_mut().enumerate() {
+                *g *= gamma[j] * bn.inv_std[j];
+            }
+        }
+    }
+}
+
+/// What the backward pass delivers at each hidden block's output.
+#[derive(Clone, Copy)]
+pub(crate) enum Feedback<'a> {
+    /// Backprop through the weights (BP).
+    Backprop,
+    /// Fixed random matrices in place of the weights (FA), one per layer after the first
+    /// (`matrices[l]` is used for layer `l`, shape `fan_in × fan_out`; `matrices[0]` unused).
+    Fixed(&'a [Vec<f32>]),
+    /// DFA: each hidden layer reads its slice of the projection `proj` (`n × stride`), scaled.
+    Direct {
+        proj: &'a [f32],
+        stride: usize,
+        offsets: &'a [usize],
+        scales: &'a [f32],
+    },
+}
+
+/// Per-layer copies the alignment measure needs.
+#[derive(Default, Clone)]
+pub(crate) struct Capture {
+    /// Gradient at each hidden block's output (n × d_i).
+    pub block_out: Vec<Vec<f32>>,
+    /// Weight gradient of each hidden layer.
+    pub weight_grad: Vec<Vec<f32>>,
+}
+
+impl Network {
+    /// Backward pass from `buf.err` of `n` rows: fills every parameter's gradient and, when
+    /// `update` is given, applies the optimizer to each layer as soon as its gradient is done
+    /// (after the layer's weights were used to propagate further down). `output_scale` multiplies
+    /// the output error for the last layer's gradient (1/n: the mean-reduced cross-entropy).
+    /// `bp_scale_hidden`: BP and FA propagate the mean-reduced gradient.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &mut self,
+        buf: &mut Buffers,
+        n: usize,
+        mode: Mode,
+        feedback: Feedback<'_>,
+        update: Option<&StepScalars>,
+        mut capture: Option<&mut Capture>,
+    ) {
+        let train = mode == Mode::Train;
+        let hidden_count = self.hidden_count();
+        let activation = self.activation;
+        let inv_n = 1.0 / n as f32;
+        if let Some(c) = capture.as_deref_mut() {
+            c.block_out = vec![Vec::new(); hidden_count];
+            c.weight_grad = vec![Vec::new(); hidden_count];
+        }
+        for l in (0..self.layers.len()).rev() {
+            let (below, at) = buf.hidden.split_at_mut(l.min(hidden_count));
+            let input_all: &[f32] = if l == 0 {
+                &buf.input
+            } else {
+                let p = &below[l - 1];
+                if p.out.is_empty() {
+                    &p.act
+                } else {
+                    &p.out
+                }
+            };
+            let layer = &mut self.layers[l];
+            let (fi, fo) = (layer.fan_in, layer.fan_out);
+            let inp = RowMajor::new(&input_all[..n * fi], n, fi);
+            // δ at this layer's linear output, and its scale.
+            let (delta, alpha): (&[f32], f32) = if l == hidden_count {
+                (&buf.err[..n * fo], inv_n)
+            } else {
+                let hb = &mut at[0];
+                let delta = &mut hb.delta[..n * fo];
+                match feedback {
+                    Feedback::Direct {
+                        proj,
+                        stride,
+                        offsets,
+                        scales,
+                    } => {
+                        if let Some(c) = capture.as_deref_mut() {
+                            let mut s = vec![0.0; n * fo];
+                            for (d_row, p_row) in s.chunks_exact_mut(fo).zip(proj.chunks_exact(stride))
+                            {
+                                for (d, &p) in d_row.iter_mut().zip(&p_row[offsets[l]..]) {
+                                    *d = scales[l] * p;
+                                }
+                            }
+                            c.block_out[l] = s;
+                        }
+                        if !train || hb.mask.is_empty() {
+                            let act = &hb.act[..n * fo];
+                            delta
+                                .par_chunks_mut(ROWS_PER_TASK * fo)
+                                .zip(act.par_chunks(ROWS_PER_TASK * fo))
+                                .zip(proj[..n * stride].par_chunks(ROWS_PER_TASK * stride))
+                                .for_each(|((d, a), p)| {
+                                    activation.scaled_slice_times_derivative(
+                                        d, a, fo, p, stride, offsets[l], scales[l],
+                                    )
+                                });
+                        } else {
+                            for (d_row, p_row) in
+                                delta.chunks_exact_mut(fo).zip(proj.chunks_exact(stride))
+                            {
+                                for (d, &p) in d_row.iter_mut().zip(&p_row[offsets[l]..]) {
+                                    *d = scales[l] * p;
+                                }
+                            }
+                            through_block_ops(activation, delta, &hb.act, &hb.mask, n, fo, train);
+                        }
+                    }
+                    Feedback::Backprop | Feedback::Fixed(_) => {
+                        // delta already holds ∂L/∂(block output), written by the layer above.
+                        if let Some(c) = capture.as_deref_mut() {
+                            c.block_out[l] = delta.to_vec();
+                        }
+                        through_block_ops(activation, delta, &hb.act, &hb.mask, n, fo, train);
+                    }
+                }
+                if let Some(bn) = &mut layer.bn {
+                    batch_norm_backward(bn, delta, &hb.xhat[..n * fo], n, train);
+                }
+                // Hidden DFA updates are sums over the batch; BP/FA deltas are already mean-scaled.
+                (&hb.delta[..n * fo], 1.0)
+            };
+            let delta_m = RowMajor::new(delta, n, fo);
+            gemm(&mut layer.w.grad, fi, fo, inp, true, delta_m, false, alpha, false);
+            column_sums(delta, fo, &mut layer.b.grad);
+            if alpha != 1.0 {
+                for g in &mut layer.b.grad {
+                    *g *= alpha;
+                }
+            }
+            if l < hidden_count {
+                if let Some(c) = capture.as_deref_mut() {
+                    c.weight_grad[l] = layer.w.grad.clone();
+                }
+            }
+            // Propagate to the block below (BP, FA).
+            if l > 0 {
+                let back: Option<&[f32]> = match feedback {
+                    Feedback::Backprop => Some(&layer.w.value),
+                    Feedback::Fixed(m) => Some(&m[l]),
+                    Feedback::Direct { .. } => None,
+                };
+                if let Some(back) = back {
+                    let dst = &mut below[l - 1].delta[..n * fi];
+                    gemm(
+                        dst,
+                        n,
+                        fi,
+                        delta_m,
+                        false,
+                        RowMajor::new(back, fi, fo),
+                        true,
+                        alpha,
+                        false,
+                    );
+                }
+            }
+            if let Some(s) = update {
+                s.update(&mut layer.w);
+                s.update(&mut layer.b);
+                if let Some(bn) = &mut layer.bn {
+                    s.update(&mut bn.gamma);
+                    s.update(&mut bn.beta);
+                }
+            }
+        }
+    }
+}
+
+/// Pushes `delta` (∂L/∂block output) back through dropout and the activation.
+fn through_block_ops(
+    activation: Activation,
+    delta: &mut [f32],
+    act: &[f32],
+    mask: &[f32],
+    n: usize,
+    fo: usize,
+    train: bool,
+) {
+    if train && !mask.is_empty() {
+        for (d, &m) in delta.iter_mut().zip(&mask[..n * fo]) {
+            *d *= m;
+        }
+    }
+    let act = &act[..n * fo];
+    delta
+        .par_chunks_mut(ROWS_PER_TASK * fo)
+        .zip(act.par_chunks(ROWS_PER_TASK * fo))
+        .for_each(|(d, a)| activation.mul_derivative(d, a));
+}
+
+/// A seeded generator on its own stream: stream 0 initializes weights, 1 the FA matrices,
+/// 2 dropout.
+pub(crate) fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// FA feedback matrices: `fan_in × fan_out` U(±1/sqrt(fan_in)) for every layer but the first
+/// (whose slot holds an empty vector).
+pub(crate) fn fa_matrices(net: &Network, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = stream_rng(seed, 1);
+    net.layers
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            if l == 0 {
+                Vec::new()
+            } else {
+                uniform_vec(
+                    &mut rng,
+                    layer.fan_in * layer.fan_out,
+                    1.0 / (layer.fan_in as f32).sqrt(),
+                )
+            }
+        })
+        .collect()
+}

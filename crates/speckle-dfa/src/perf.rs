@@ -1,0 +1,86 @@
+//! Training-speed measurement for `speckle bench train` and the criterion bench.
+//!
+//! ```
+//! use speckle_dfa::perf::bench_epoch;
+//! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
+//!
+//! let model = ModelSpec { hidden: vec![32], ..ModelSpec::default() };
+//! let bp = AlgorithmSpec { kind: AlgorithmKind::Bp, ..AlgorithmSpec::default() };
+//! let r = bench_epoch(64, 10, &model, &bp, &OptimizerSpec::default(), 32, 256, None).unwrap();
+//! assert_eq!(r.samples, 256);
+//! assert!(r.seconds > 0.0 && r.gflops > 0.0);
+//! ```
+
+use std::time::Instant;
+
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use speckle_hal::RandomProjector;
+
+use crate::spec::{AlgorithmSpec, ModelSpec, OptimizerSpec};
+use crate::trainer::{DfaError, Trainer};
+
+/// Result of [`bench_epoch`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BenchReport {
+    /// Samples trained on.
+    pub samples: usize,
+    /// Wall time of the training loop, in seconds.
+    pub seconds: f64,
+    /// Samples per second.
+    pub samples_per_s: f64,
+    /// Host GEMM flops per sample ([`Trainer::flops_per_sample`]).
+    pub flops_per_sample: f64,
+    /// Achieved GFLOP/s over the whole loop.
+    pub gflops: f64,
+}
+
+/// Trains one "epoch" of `samples` synthetic samples (uniform [0, 1) inputs, 16 distinct batches
+/// reused in turn, random labels) and times the loop alone, with the current rayon pool.
+#[allow(clippy::too_many_arguments)]
+pub fn bench_epoch(
+    input_dim: usize,
+    classes: usize,
+    model: &ModelSpec,
+    algorithm: &AlgorithmSpec,
+    optimizer: &OptimizerSpec,
+    batch_size: usize,
+    samples: usize,
+    projector: Option<Box<dyn RandomProjector + Send>>,
+) -> Result<BenchReport, DfaError> {
+    if samples == 0 || batch_size == 0 {
+        return Err(DfaError::InvalidSpec("bench needs samples and batch size ≥ 1".into()));
+    }
+    let steps = samples.div_ceil(batch_size) as u64;
+    let mut trainer = Trainer::new(
+        input_dim, classes, model, algorithm, optimizer, batch_size, steps, 0, projector,
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let pool = 16.min(steps as usize);
+    let x = Array2::from_shape_fn((pool * batch_size, input_dim), |_| rng.random::<f32>());
+    let classes_u8 = u8::try_from(classes)
+        .map_err(|_| DfaError::Mismatch(format!("{classes} classes: at most 255 for the bench")))?;
+    let y: Vec<u8> = (0..pool * batch_size)
+        .map(|_| rng.random_range(0..classes_u8))
+        .collect();
+    let start = Instant::now();
+    let mut done = 0;
+    let mut k = 0;
+    while done < samples {
+        let n = batch_size.min(samples - done);
+        let s = (k % pool) * batch_size;
+        trainer.train_batch(x.slice(ndarray::s![s..s + n, ..]), &y[s..s + n])?;
+        done += n;
+        k += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let fps = trainer.flops_per_sample();
+    Ok(BenchReport {
+        samples,
+        seconds,
+        samples_per_s: samples as f64 / seconds,
+        flops_per_sample: fps,
+        gflops: fps * samples as f64 / seconds / 1e9,
+    })
+}

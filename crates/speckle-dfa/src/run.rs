@@ -1,0 +1,654 @@
+//! One training run from a [`RunConfig`]: data, trainer, the epoch loop, evaluation, alignment,
+//! outputs (`metrics.csv`, `summary.json`, `config.toml`, PNG plots), checkpoints and resume.
+//!
+//! The feedback projector is built by a caller-supplied [`ProjectorFactory`], so that this
+//! crate does not depend on the device crates (the `speckle` binary passes one that understands
+//! every device SPEC). It is built once per run: the optical path is one matrix for the whole
+//! run, as on hardware.
+
+use crate::checkpoint::{self, write_atomic, CheckpointError, RunState, RUN_STATE_VERSION};
+use crate::config::{ConfigError, FeedbackConfig, RunConfig};
+use crate::data::{self, DataError, Dataset};
+use crate::metrics::{self, AlignmentSummary, EpochMetrics, LayerAlignmentRecord, Summary};
+use crate::plot::{self, PlotError};
+use crate::spec::AlgorithmKind;
+use crate::trainer::{DfaError, Trainer};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndarray::{s, Array2};
+use rand::seq::SliceRandom;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use speckle_hal::{DeviceCounters, RandomProjector};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Builds the feedback projector of a DFA run from `[feedback]`, the projector's input
+/// dimension (the number of classes) and its output dimension (the widest hidden layer, or the
+/// sum of the hidden widths with per-layer feedback).
+pub type ProjectorFactory<'a> = dyn Fn(&FeedbackConfig, usize, usize) -> Result<Box<dyn RandomProjector + Send>, speckle_hal::Error>
+    + 'a;
+
+/// How a run reports progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Progress {
+    /// A progress bar with loss and accuracy (only when stderr is a terminal) and one line per
+    /// epoch.
+    Bar,
+    /// One line per epoch, no bar.
+    Lines,
+    /// Nothing.
+    Quiet,
+}
+
+/// Options of [`train_with`].
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Continue the run whose checkpoint is in the output directory.
+    pub resume: bool,
+    /// Progress reporting.
+    pub progress: Progress,
+    /// Stop (after checkpointing) once this many epochs are done in total, even if the config
+    /// asks for more; the run can be resumed later. `None`: run to the end.
+    pub stop_after_epochs: Option<usize>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            resume: false,
+            progress: Progress::Quiet,
+            stop_after_epochs: None,
+        }
+    }
+}
+
+/// A run failure. Messages are one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Missing or bad data files.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The feedback projector could not be built.
+    #[error("feedback projector {spec}: {source}")]
+    Projector {
+        /// The projector SPEC.
+        spec: String,
+        /// The cause.
+        source: speckle_hal::Error,
+    },
+    /// The trainer refused the configuration or failed.
+    #[error("trainer: {0}")]
+    Trainer(#[from] DfaError),
+    /// The output directory cannot be used.
+    #[error("{0}")]
+    OutDir(String),
+    /// Writing an output file failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Saving or loading a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint belongs to another configuration or projector.
+    #[error("cannot resume {dir}: {message}")]
+    ResumeMismatch {
+        /// The run directory.
+        dir: PathBuf,
+        /// What differs.
+        message: String,
+    },
+    /// The loss or an evaluation became NaN or infinite.
+    #[error("training diverged in epoch {epoch} ({detail}); the last good checkpoint (epoch {last_good}) is kept in {dir}")]
+    Diverged {
+        /// 1-based epoch in which it happened.
+        epoch: usize,
+        /// What was not finite.
+        detail: String,
+        /// Epochs completed in the kept checkpoint (0: none written).
+        last_good: usize,
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// Drawing a plot failed.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The summary (also in `summary.json` when the run completed).
+    pub summary: Summary,
+    /// One row per completed epoch (also in `metrics.csv`).
+    pub metrics: Vec<EpochMetrics>,
+    /// False when the run stopped early at [`RunOptions::stop_after_epochs`].
+    pub completed: bool,
+    /// The output directory.
+    pub out_dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Loads the data of a config: subsets, then standardization with the training set's pixel
+/// statistics.
+pub fn load_data(config: &RunConfig) -> Result<(Dataset, Dataset), DataError> {
+    let dir = config.data.resolved_dir();
+    let mut splits = data::load(config.data.dataset, &dir)?;
+    if let Some(n) = config.data.train_subset {
+        splits.train.truncate(n);
+    }
+    if let Some(n) = config.data.test_subset {
+        splits.test.truncate(n);
+    }
+    if config.data.standardize {
+        let (mean, std) = splits.train.pixel_stats();
+        splits.train.standardize(mean, std);
+        splits.test.standardize(mean, std);
+    }
+    Ok((splits.train, splits.test))
+}
+
+/// The order of the training samples in `epoch` (0-based): a permutation drawn from
+/// `(seed, epoch)` alone, so a resumed run sees the same order as an uninterrupted one.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    // A key distinct from the trainer's own use of `seed`.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5348_5546_464c_4521);
+    rng.set_stream(epoch as u64);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// A `runs/<name>-<UTC time>` directory name that does not exist yet.
+pub fn default_out_dir(config: &RunConfig) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = format!("{}-{}", config.run_name(), utc_stamp(secs));
+    let mut dir = Path::new("runs").join(&base);
+    let mut k = 2;
+    while dir.exists() {
+        dir = Path::new("runs").join(format!("{base}-{k}"));
+        k += 1;
+    }
+    dir
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC for seconds since the Unix epoch.
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Trains a run to its end (see [`train_with`]).
+pub fn train(
+    config: &RunConfig,
+    out_dir: &Path,
+    resume: bool,
+    factory: &ProjectorFactory<'_>,
+    progress: Progress,
+) -> Result<RunOutcome, RunError> {
+    train_with(
+        config,
+        out_dir,
+        factory,
+        &RunOptions {
+            resume,
+            progress,
+            stop_after_epochs: None,
+        },
+    )
+}
+
+struct Reporter {
+    bar: Option<ProgressBar>,
+    lines: bool,
+}
+
+impl Reporter {
+    fn new(progress: Progress) -> Self {
+        let bar = (progress == Progress::Bar && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            lines: progress != Progress::Quiet,
+        }
+    }
+    fn start_epoch(&self, epoch: usize, epochs: usize, steps: usize) {
+        if let Some(b) = &self.bar {
+            b.reset();
+            b.set_length(steps as u64);
+            b.set_position(0);
+            b.set_prefix(format!("epoch {epoch}/{epochs}"));
+        }
+    }
+    fn step(&self, loss: f64, acc: f64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("loss {loss:.4} acc {:.2}%", 100.0 * acc));
+            b.inc(1);
+        }
+    }
+    fn line(&self, s: &str) {
+        if !self.lines {
+            return;
+        }
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Checks that an output directory may be used: absent or empty for a new run, holding a
+/// checkpoint for a resumed one.
+fn prepare_out_dir(dir: &Path, resume: bool) -> Result<(), RunError> {
+    if resume {
+        if !dir.is_dir() {
+            return Err(RunError::OutDir(format!(
+                "cannot resume: {} is not a directory",
+                dir.display()
+            )));
+        }
+        if !checkpoint::exists(dir) {
+            return Err(RunError::OutDir(format!(
+                "cannot resume: {} holds no checkpoint",
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    if dir.exists() {
+        let non_empty = std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .next()
+            .is_some();
+        if non_empty {
+            return Err(RunError::OutDir(format!(
+                "output directory {} exists and is not empty (choose another --out, or --resume it)",
+                dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))
+}
+
+fn add_counters(a: DeviceCounters, frames: u64, time_s: f64) -> DeviceCounters {
+    DeviceCounters {
+        frames: a.frames + frames,
+        device_time_s: a.device_time_s + time_s,
+    }
+}
+
+/// Trains a run, writing its outputs into `out_dir`.
+///
+/// A new run needs `out_dir` absent or empty; with `options.resume` it must hold a checkpoint
+/// of the same configuration and projector identity, and training continues from it to the
+/// same result as an uninterrupted run (bit for bit with a deterministic projector; a noisy
+/// device restarts its noise stream). After every epoch the outputs and a checkpoint are
+/// written. A non-finite loss or evaluation stops the run with [`RunError::Diverged`], leaving
+/// the last good checkpoint in place.
+pub fn train_with(
+    config: &RunConfig,
+    out_dir: &Path,
+    factory: &ProjectorFactory<'_>,
+    options: &RunOptions,
+) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    config
+        .check()
+        .map_err(|message| ConfigError::Invalid {
+            source_name: "run".into(),
+            message,
+        })?;
+    let (train_set, test_set) = load_data(config)?;
+    if train_set.is_empty() || test_set.is_empty() {
+        return Err(RunError::Data(DataError::Missing {
+            message: "the training or the test split is empty".into(),
+        }));
+    }
+    let input_dim = train_set.input_dim();
+    let classes = train_set.classes;
+    let algorithm = config.algorithm_spec();
+
+    let projector = if config.training.algorithm == AlgorithmKind::Dfa {
+        let hidden = &config.model.hidden;
+        let out = if config.feedback.per_layer {
+            hidden.iter().sum()
+        } else {
+            hidden.iter().copied().max().unwrap_or(0)
+        };
+        Some(
+            factory(&config.feedback, classes, out.max(1)).map_err(|source| RunError::Projector {
+                spec: config.feedback.projector.clone(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    let identity = projector.as_ref().map(|p| p.info().identity);
+
+    let bs = config.training.batch_size;
+    let n_train = train_set.len();
+    let steps_per_epoch = n_train.div_ceil(bs);
+    let epochs = config.training.epochs;
+    let total_steps = (epochs * steps_per_epoch) as u64;
+    let config_toml = config.to_toml();
+
+    prepare_out_dir(out_dir, options.resume)?;
+    let (mut run_state, mut trainer) = if options.resume {
+        let (run_state, trainer_state) = checkpoint::load(out_dir)?;
+        let mismatch = |message: String| RunError::ResumeMismatch {
+            dir: out_dir.to_path_buf(),
+            message,
+        };
+        if run_state.config_toml != config_toml {
+            return Err(mismatch(
+                "the configuration differs from the checkpoint's (see its config.toml)".into(),
+            ));
+        }
+        if run_state.projector_identity != identity {
+            return Err(mismatch(format!(
+                "the feedback projector is {:?} but the checkpoint was trained with {:?}",
+                identity.as_deref().unwrap_or("none"),
+                run_state.projector_identity.as_deref().unwrap_or("none")
+            )));
+        }
+        let trainer = Trainer::restore(trainer_state, projector)?;
+        (run_state, trainer)
+    } else {
+        let trainer = Trainer::new(
+            input_dim,
+            classes,
+            &config.model,
+            &algorithm,
+            &config.optimizer,
+            bs,
+            total_steps,
+            config.training.seed,
+            projector,
+        )?;
+        let path = out_dir.join("config.toml");
+        write_atomic(&path, config_toml.as_bytes()).map_err(io_err(&path))?;
+        let run_state = RunState {
+            version: RUN_STATE_VERSION,
+            epochs_done: 0,
+            metrics: Vec::new(),
+            config_toml: config_toml.clone(),
+            projector_identity: identity.clone(),
+            wall_s: 0.0,
+            train_s: 0.0,
+            device_frames: 0,
+            device_time_s: 0.0,
+        };
+        (run_state, trainer)
+    };
+
+    // Counters of earlier sessions: the projector of this session starts from zero.
+    let (frames0, time0) = (run_state.device_frames, run_state.device_time_s);
+    let wall0 = run_state.wall_s;
+    let n_align = config.training.alignment_batch.min(test_set.len());
+    let align_x = test_set.images.slice(s![..n_align, ..]);
+    let align_y = &test_set.labels[..n_align];
+    let reporter = Reporter::new(options.progress);
+    let label = format!(
+        "{} on {}",
+        config.training.algorithm.to_string().to_uppercase(),
+        config.data.dataset.name()
+    );
+
+    let mut batch_x = Array2::<f32>::zeros((bs, input_dim));
+    let mut batch_y = vec![0u8; bs];
+    let train_flat = train_set
+        .images
+        .as_slice()
+        .ok_or_else(|| RunError::OutDir("training images are not contiguous".into()))?;
+
+    let stop_at = options.stop_after_epochs.unwrap_or(epochs).min(epochs);
+    for epoch in run_state.epochs_done..stop_at {
+        let diverged = |detail: String, last_good: usize| RunError::Diverged {
+            epoch: epoch + 1,
+            detail,
+            last_good,
+            dir: out_dir.to_path_buf(),
+        };
+        reporter.start_epoch(epoch + 1, epochs, steps_per_epoch);
+        let order = epoch_order(n_train, config.training.seed, epoch);
+        let (mut loss_sum, mut correct, mut count) = (0.0f64, 0usize, 0usize);
+        let t0 = Instant::now();
+        for chunk in order.chunks(bs) {
+            let b = chunk.len();
+            for (row, &i) in chunk.iter().enumerate() {
+                batch_x
+                    .row_mut(row)
+                    .as_slice_mut()
+                    .expect("owned standard-layout row")
+                    .copy_from_slice(&train_flat[i * input_dim..(i + 1) * input_dim]);
+                batch_y[row] = train_set.labels[i];
+            }
+            let stats = match trainer.train_batch(batch_x.slice(s![..b, ..]), &batch_y[..b]) {
+                Ok(s) => s,
+                Err(DfaError::Diverged { step, loss }) => {
+                    reporter.finish();
+                    return Err(diverged(
+                        format!("loss {loss} at step {step}"),
+                        run_state.epochs_done,
+                    ));
+                }
+                Err(e) => {
+                    reporter.finish();
+                    return Err(e.into());
+                }
+            };
+            loss_sum += stats.loss_sum;
+            correct += stats.correct;
+            count += stats.count;
+            reporter.step(loss_sum / count.max(1) as f64, correct as f64 / count.max(1) as f64);
+        }
+        let epoch_train_s = t0.elapsed().as_secs_f64();
+        run_state.train_s += epoch_train_s;
+        let train_loss = loss_sum / count.max(1) as f64;
+        let train_accuracy = correct as f64 / count.max(1) as f64;
+        let test = evaluate(&mut trainer, &test_set)?;
+        if !train_loss.is_finite() || !test.0.is_finite() {
+            reporter.finish();
+            return Err(diverged(
+                format!("train loss {train_loss}, test loss {}", test.0),
+                run_state.epochs_done,
+            ));
+        }
+        let alignment: Vec<LayerAlignmentRecord> = trainer
+            .alignment(align_x, align_y)?
+            .into_iter()
+            .map(|a| LayerAlignmentRecord {
+                cosine_mean: a.cosine_mean,
+                cosine_std: a.cosine_std,
+                weight_cosine: a.weight_cosine,
+                weight_angle_deg: a.weight_angle_deg,
+            })
+            .collect();
+        let counters = add_counters(trainer.counters(), frames0, time0);
+        let row = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss,
+            train_accuracy,
+            test_loss: test.0,
+            test_accuracy: test.1,
+            alignment,
+            epoch_train_s,
+            wall_s: wall0 + started.elapsed().as_secs_f64(),
+            device_frames: counters.frames,
+            device_time_s: counters.device_time_s,
+        };
+        reporter.line(&epoch_line(&row, epochs));
+        run_state.metrics.push(row);
+        run_state.epochs_done = epoch + 1;
+        run_state.wall_s = wall0 + started.elapsed().as_secs_f64();
+        run_state.device_frames = counters.frames;
+        run_state.device_time_s = counters.device_time_s;
+        let csv_path = out_dir.join("metrics.csv");
+        write_atomic(&csv_path, metrics::metrics_csv(&run_state.metrics).as_bytes())
+            .map_err(io_err(&csv_path))?;
+        checkpoint::save(out_dir, &run_state, &trainer.state())?;
+    }
+    reporter.finish();
+
+    let summary = summarize(config, &run_state, trainer.flops_per_sample(), n_train, identity);
+    let completed = run_state.epochs_done >= epochs;
+    if completed {
+        let path = out_dir.join("summary.json");
+        let json = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+        write_atomic(&path, json.as_bytes()).map_err(io_err(&path))?;
+    }
+    if !run_state.metrics.is_empty() {
+        plot::plot_run(out_dir, &run_state.metrics, &label)?;
+    }
+    Ok(RunOutcome {
+        summary,
+        metrics: run_state.metrics,
+        completed,
+        out_dir: out_dir.to_path_buf(),
+    })
+}
+
+/// Mean loss and accuracy on a data set, in chunks (weighted by chunk size).
+fn evaluate(trainer: &mut Trainer, set: &Dataset) -> Result<(f64, f64), RunError> {
+    const CHUNK: usize = 1000;
+    let n = set.len();
+    let (mut loss, mut acc) = (0.0f64, 0.0f64);
+    let mut start = 0;
+    while start < n {
+        let end = (start + CHUNK).min(n);
+        let e = trainer.evaluate(set.images.slice(s![start..end, ..]), &set.labels[start..end])?;
+        let w = (end - start) as f64;
+        loss += e.loss * w;
+        acc += e.accuracy * w;
+        start = end;
+    }
+    Ok((loss / n as f64, acc / n as f64))
+}
+
+fn epoch_line(r: &EpochMetrics, epochs: usize) -> String {
+    let align: Vec<String> = r.alignment.iter().map(|a| format!("{:.3}", a.cosine_mean)).collect();
+    format!(
+        "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | alignment [{}] | {:.1} s",
+        r.epoch,
+        epochs,
+        r.train_loss,
+        100.0 * r.train_accuracy,
+        r.test_loss,
+        100.0 * r.test_accuracy,
+        align.join(", "),
+        r.epoch_train_s
+    )
+}
+
+fn summarize(
+    config: &RunConfig,
+    run: &RunState,
+    flops_per_sample: f64,
+    n_train: usize,
+    identity: Option<String>,
+) -> Summary {
+    let last = run.metrics.last();
+    let samples = (run.epochs_done * n_train) as f64;
+    let train_s = run.train_s.max(1e-9);
+    Summary {
+        algorithm: config.training.algorithm.to_string(),
+        dataset: config.data.dataset.name().to_string(),
+        epochs: run.epochs_done,
+        test_accuracy: last.map_or(0.0, |r| r.test_accuracy),
+        test_loss: last.map_or(f64::NAN, |r| r.test_loss),
+        best_test_accuracy: run.metrics.iter().map(|r| r.test_accuracy).fold(0.0, f64::max),
+        train_accuracy: last.map_or(0.0, |r| r.train_accuracy),
+        train_loss: last.map_or(f64::NAN, |r| r.train_loss),
+        alignment: last.map_or_else(Vec::new, |r| {
+            r.alignment
+                .iter()
+                .enumerate()
+                .map(|(i, a)| AlignmentSummary {
+                    layer: i + 1,
+                    cosine_mean: a.cosine_mean,
+                    cosine_std: a.cosine_std,
+                    weight_cosine: a.weight_cosine,
+                    weight_angle_deg: a.weight_angle_deg,
+                })
+                .collect()
+        }),
+        wall_s: run.wall_s,
+        train_s: run.train_s,
+        samples_per_s: samples / train_s,
+        gflops: flops_per_sample * samples / train_s / 1e9,
+        device_frames: run.device_frames,
+        device_time_s: run.device_time_s,
+        projector: identity.unwrap_or_else(|| "none".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamp_known_dates() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+        assert_eq!(utc_stamp(1_798_761_599), "20261231-235959");
+    }
+
+    #[test]
+    fn epoch_order_is_a_permutation_and_depends_on_epoch() {
+        let a = epoch_order(1000, 3, 0);
+        let b = epoch_order(1000, 3, 1);
+        assert_eq!(a, epoch_order(1000, 3, 0));
+        assert_ne!(a, b);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,462 @@
+//! `report.md` and its figures: accuracy and per-layer alignment against each swept parameter,
+//! mean ± standard deviation over the points that differ only in seeds (or in other keys that
+//! do not vary at a fixed value of the parameter).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use toml::Value;
+
+use super::config::{canonical, cell};
+use super::runner::{layer_count, write_atomic, Manifest, ManifestPoint, PointResult};
+use super::SweepError;
+
+/// Whether a column is a seed (averaged over, never plotted against).
+pub fn is_seed_key(key: &str) -> bool {
+    key.rsplit('.').next().is_some_and(|last| last.ends_with("seed"))
+}
+
+/// Mean and sample standard deviation (0 for a single value) of the finite values.
+pub fn mean_std(values: &[f64]) -> Option<(f64, f64, usize)> {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    Some((mean, std, v.len()))
+}
+
+/// Statistics of one (series, parameter value) cell.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Runs aggregated.
+    pub runs: usize,
+    /// Test accuracy (fraction): mean, std.
+    pub accuracy: Option<(f64, f64)>,
+    /// Per hidden layer: alignment cosine mean over runs and its std over runs.
+    pub cosine: Vec<Option<(f64, f64)>>,
+    /// Projection SNR in dB (mean).
+    pub snr_db: Option<f64>,
+}
+
+/// The data of one figure: a parameter, its values in plotting order, and the series.
+#[derive(Debug, Clone)]
+pub struct ParamStudy {
+    /// Column name.
+    pub param: String,
+    /// Values in x order (as table cells).
+    pub values: Vec<String>,
+    /// Series label → cell per value (None where the series has no run at that value).
+    pub series: Vec<(String, Vec<Option<Cell>>)>,
+}
+
+/// Aggregates the finished rows against one parameter. `None` when fewer than two values of the
+/// parameter have finished runs.
+pub fn study_param(
+    manifest: &Manifest,
+    rows: &[(ManifestPoint, PointResult)],
+    param: &str,
+) -> Option<ParamStudy> {
+    let layers = layer_count(rows);
+    let with: Vec<&(ManifestPoint, PointResult)> = rows
+        .iter()
+        .filter(|(mp, r)| r.is_ok() && mp.point.get(param).is_some())
+        .collect();
+    // Values: numeric ones sorted, others in point order.
+    let mut vals: Vec<Value> = Vec::new();
+    for (mp, _) in &with {
+        let v = mp.point.get(param).cloned().unwrap_or(Value::Boolean(false));
+        if !vals.iter().any(|x| canonical(x) == canonical(&v)) {
+            vals.push(v);
+        }
+    }
+    if vals.len() < 2 {
+        return None;
+    }
+    let as_num = |v: &Value| match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    if vals.iter().all(|v| as_num(v).is_some()) {
+        vals.sort_by(|a, b| {
+            as_num(a)
+                .unwrap_or(0.0)
+                .partial_cmp(&as_num(b).unwrap_or(0.0))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    let keys: Vec<String> = vals.iter().map(canonical).collect();
+    // Keys that split series: other non-seed columns taking several values at one (group,
+    // parameter value).
+    let mut spread: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
+    for (mp, _) in &with {
+        let g = mp.point.group.clone().unwrap_or_default();
+        let x = canonical(mp.point.get(param).unwrap_or(&Value::Boolean(false)));
+        for c in &manifest.columns {
+            if c == param || is_seed_key(c) {
+                continue;
+            }
+            let v = mp.point.get(c).map_or("-".to_string(), canonical);
+            spread
+                .entry((c.clone(), g.clone(), x.clone()))
+                .or_default()
+                .insert(v);
+        }
+    }
+    let splitting: BTreeSet<String> = spread
+        .iter()
+        .filter(|(_, s)| s.len() > 1)
+        .map(|((c, _, _), _)| c.clone())
+        .collect();
+    let series_label = |mp: &ManifestPoint| -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(g) = &mp.point.group {
+            parts.push(g.clone());
+        }
+        for c in manifest.columns.iter().filter(|c| splitting.contains(*c)) {
+            if let Some(v) = mp.point.get(c) {
+                parts.push(format!("{c}={}", cell(v)));
+            }
+        }
+        if parts.is_empty() {
+            "all".into()
+        } else {
+            parts.join(", ")
+        }
+    };
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<(String, usize), Vec<&PointResult>> = BTreeMap::new();
+    for (mp, r) in &with {
+        let s = series_label(mp);
+        if !order.contains(&s) {
+            order.push(s.clone());
+        }
+        let x = canonical(mp.point.get(param).unwrap_or(&Value::Boolean(false)));
+        let xi = keys.iter().position(|k| *k == x).unwrap_or(0);
+        groups.entry((s, xi)).or_default().push(r);
+    }
+    let series = order
+        .into_iter()
+        .map(|s| {
+            let cells = (0..vals.len())
+                .map(|xi| {
+                    let rs = groups.get(&(s.clone(), xi))?;
+                    let acc: Vec<f64> = rs.iter().filter_map(|r| r.test_accuracy).collect();
+                    let snr: Vec<f64> = rs.iter().filter_map(|r| r.snr_db).collect();
+                    let cosine = (0..layers)
+                        .map(|l| {
+                            let c: Vec<f64> = rs
+                                .iter()
+                                .filter_map(|r| r.alignment.get(l).map(|a| a.0))
+                                .collect();
+                            mean_std(&c).map(|(m, s, _)| (m, s))
+                        })
+                        .collect();
+                    Some(Cell {
+                        runs: rs.len(),
+                        accuracy: mean_std(&acc).map(|(m, s, _)| (m, s)),
+                        cosine,
+                        snr_db: mean_std(&snr).map(|(m, _, _)| m),
+                    })
+                })
+                .collect();
+            (s, cells)
+        })
+        .collect();
+    Some(ParamStudy {
+        param: param.to_string(),
+        values: vals.iter().map(cell).collect(),
+        series,
+    })
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+fn pm(v: Option<(f64, f64)>, scale: f64, digits: usize) -> String {
+    match v {
+        Some((m, s)) => format!("{:.*} ± {:.*}", digits, m * scale, digits, s * scale),
+        None => "–".into(),
+    }
+}
+
+/// Writes `report.md` and `figures/*.png` into `dir`.
+pub fn write_report(
+    dir: &Path,
+    manifest: &Manifest,
+    rows: &[(ManifestPoint, PointResult)],
+) -> Result<(), SweepError> {
+    let layers = layer_count(rows);
+    let ok = rows.iter().filter(|(_, r)| r.is_ok()).count();
+    let failed: Vec<&(ManifestPoint, PointResult)> =
+        rows.iter().filter(|(_, r)| !r.is_ok()).collect();
+    let mut md = String::new();
+    let _ = writeln!(md, "# Sweep `{}`\n", manifest.name);
+    if !manifest.description.is_empty() {
+        let _ = writeln!(md, "{}\n", manifest.description.trim());
+    }
+    if manifest.quick {
+        let _ = writeln!(md, "**Quick mode** (`--quick`): reduced settings, for tests only.\n");
+    }
+    let _ = writeln!(
+        md,
+        "{ok} of {} points finished{}. Every row of `results.csv` is one training run. \
+         Figures and tables show the mean ± sample standard deviation over the runs that share a \
+         value of the parameter (seeds and any key that does not vary at a fixed value). \
+         Accuracy is the final test accuracy in %, alignment the per-sample cosine between the \
+         DFA signal and the backprop gradient at each hidden layer's output (layer 1 is the \
+         input side), SNR the projection SNR of the feedback device in dB.\n",
+        manifest.points.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(", {} failed", failed.len())
+        }
+    );
+    let params: Vec<String> = match &manifest.report_params {
+        Some(p) => p.clone(),
+        None => manifest
+            .columns
+            .iter()
+            .filter(|c| !is_seed_key(c))
+            .cloned()
+            .collect(),
+    };
+    let fig_dir = dir.join("figures");
+    for param in &params {
+        let Some(study) = study_param(manifest, rows, param) else {
+            continue;
+        };
+        let _ = writeln!(md, "## Against `{param}`\n");
+        std::fs::create_dir_all(&fig_dir).map_err(|e| {
+            SweepError::Io(format!("cannot create {}: {e}", fig_dir.display()))
+        })?;
+        let name = format!("{}.png", slug(param));
+        plot_study(&fig_dir.join(&name), &study, layers)?;
+        let _ = writeln!(md, "![{param}](figures/{name})\n");
+        let mut header = format!("| series | `{param}` | runs | test accuracy % |");
+        let mut rule = "|---|---|---|---|".to_string();
+        for l in 1..=layers {
+            let _ = write!(header, " cos layer {l} |");
+            rule.push_str("---|");
+        }
+        header.push_str(" SNR dB |");
+        rule.push_str("---|");
+        let _ = writeln!(md, "{header}\n{rule}");
+        for (s, cells) in &study.series {
+            for (v, c) in study.values.iter().zip(cells) {
+                let Some(c) = c else { continue };
+                let mut line = format!("| {s} | {v} | {} | {} |", c.runs, pm(c.accuracy, 100.0, 2));
+                for l in 0..layers {
+                    let _ = write!(line, " {} |", pm(c.cosine.get(l).copied().flatten(), 1.0, 3));
+                }
+                let snr = c.snr_db.map_or("–".to_string(), |x| format!("{x:.1}"));
+                let _ = write!(line, " {snr} |");
+                let _ = writeln!(md, "{line}");
+            }
+        }
+        md.push('\n');
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(md, "## Failed points\n");
+        for (mp, r) in failed {
+            let _ = writeln!(
+                md,
+                "- `{}` ({}): {}",
+                mp.point.id,
+                mp.point.describe(),
+                r.error.clone().unwrap_or_default()
+            );
+        }
+        md.push('\n');
+    }
+    write_atomic(&dir.join("report.md"), md.as_bytes())
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// Two panels: accuracy, and alignment per layer, against the parameter's values (evenly
+/// spaced categories, so that log-spaced and non-numeric values read alike).
+fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), SweepError> {
+    crate::plot::register_font();
+    let err = |e: String| SweepError::Io(format!("plotting {}: {e}", path.display()));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("fig.png");
+    let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp, (1400, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let (left, right) = root.split_horizontally(680);
+        let n = study.values.len() as i32;
+        let labels = study.values.clone();
+        let fmt = move |v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                labels.get(*i as usize).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        };
+        // Accuracy panel.
+        let accs: Vec<(f64, f64)> = study
+            .series
+            .iter()
+            .flat_map(|(_, cs)| cs.iter().flatten().filter_map(|c| c.accuracy))
+            .collect();
+        let lo = accs.iter().map(|a| 100.0 * (a.0 - a.1)).fold(f64::INFINITY, f64::min);
+        let hi = accs.iter().map(|a| 100.0 * (a.0 + a.1)).fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+            let pad = ((hi - lo) * 0.1).max(0.5);
+            ((lo - pad).max(0.0), (hi + pad).min(100.0))
+        } else {
+            (0.0, 100.0)
+        };
+        let mut chart = ChartBuilder::on(&left)
+            .caption("test accuracy", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0..n).into_segmented(), lo..hi)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc(study.param.as_str())
+            .y_desc("test accuracy (%)")
+            .x_labels(study.values.len() + 1)
+            .x_label_formatter(&fmt)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        for (si, (label, cells)) in study.series.iter().enumerate() {
+            let color = PALETTE[si % PALETTE.len()];
+            let pts: Vec<(SegmentValue<i32>, f64, f64)> = cells
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let (m, s) = c.as_ref()?.accuracy?;
+                    Some((SegmentValue::CenterOf(i as i32), 100.0 * m, 100.0 * s))
+                })
+                .collect();
+            draw_series(&mut chart, &pts, color, label).map_err(err)?;
+        }
+        if study.series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+        }
+        // Alignment panel.
+        let mut chart = ChartBuilder::on(&right)
+            .caption("alignment (cosine, DFA signal vs backprop)", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0..n).into_segmented(), -0.1f64..1.0)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc(study.param.as_str())
+            .y_desc("cosine")
+            .x_labels(study.values.len() + 1)
+            .x_label_formatter(&fmt)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        let mut k = 0;
+        for (label, cells) in &study.series {
+            for l in 0..layers {
+                let color = PALETTE[k % PALETTE.len()];
+                k += 1;
+                let pts: Vec<(SegmentValue<i32>, f64, f64)> = cells
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        let (m, s) = c.as_ref()?.cosine.get(l).copied().flatten()?;
+                        Some((SegmentValue::CenterOf(i as i32), m, s))
+                    })
+                    .collect();
+                let name = if study.series.len() > 1 {
+                    format!("{label}: layer {}", l + 1)
+                } else {
+                    format!("layer {}", l + 1)
+                };
+                draw_series(&mut chart, &pts, color, &name).map_err(err)?;
+            }
+        }
+        if k > 0 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+        }
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e.to_string())
+    })
+}
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordi32>,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
+
+fn draw_series(
+    chart: &mut Chart<'_, '_>,
+    pts: &[(SegmentValue<i32>, f64, f64)],
+    color: RGBColor,
+    label: &str,
+) -> Result<(), String> {
+    if pts.is_empty() {
+        return Ok(());
+    }
+    let style = ShapeStyle::from(color).stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(pts.iter().map(|p| (p.0.clone(), p.1)), style))
+        .map_err(|e| e.to_string())?
+        .label(label.to_string())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    chart
+        .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
+            // ± one standard deviation as a vertical bar.
+            PathElement::new(vec![(p.0.clone(), p.1 - p.2), (p.0.clone(), p.1 + p.2)], style)
+        }))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(pts.iter().map(|p| Circle::new((p.0.clone(), p.1), 4, style.filled())))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}

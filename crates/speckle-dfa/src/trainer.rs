@@ -1,0 +1,921 @@
+//! The trainer: an MLP trained by backprop (BP), feedback alignment (FA) or direct feedback
+//! alignment (DFA) through any [`RandomProjector`].
+//!
+//! # The DFA rule (the seed code's, Launay et al. 2019)
+//!
+//! For a batch of n samples with logits z, e = softmax(z) − onehot(label) per sample.
+//! * The output layer gets its true gradient, that of the mean-reduced cross-entropy: ∂W = Hᵀ·e/n.
+//! * Hidden layer i gets δ_i = (e·B_i) at its block output (after activation, after batch norm,
+//!   after dropout), pushed back through the block's own dropout mask, activation derivative and
+//!   batch norm, then ∂W_i = H_{i−1}ᵀ·δ_i and ∂b_i = Σ δ_i: **sums over the batch, e not divided
+//!   by n** (the seed code's convention).
+//! * B·e of the whole batch is **one** [`RandomProjector::project`] call per step
+//!   (n × classes → n × output_dim), rescaled by 1/sqrt(entry_variance) to unit-variance entries.
+//!   Shared feedback (default): layer i reads the first d_i columns. Per-layer feedback: layer i
+//!   reads its own slice at offset Σ_{j<i} d_j. With `feedback_normalization` each layer's slice
+//!   is further divided by sqrt(classes·d_i) (entries N(0, 1/(C·d_i)), exactly the seed code's
+//!   "first d_i columns of an N(0,1)/sqrt(C·d_max) matrix rescaled by sqrt(d_max/d_i)").
+//!
+//! **Learning-rate scale.** Because hidden DFA updates are batch sums of an un-normalized signal
+//! while the output layer's is a batch mean, with plain SGD the hidden layers effectively step
+//! with a rate about n × larger (times the normalization factor 1/sqrt(C·d_i)) than the output
+//! layer. We keep the seed rule and a single learning rate: with Adam the per-tensor scale cancels
+//! (up to ε), which is why Adam is the default; with SGD, choose lr for the hidden layers
+//! (the seed code's SGD lr 5e-4 at batch 128). A test pins the batch-sum convention.
+//!
+//! BP propagates the mean-reduced gradient through Wᵀ, FA through fixed matrices
+//! U(±1/sqrt(fan_in)) of each weight's shape (drawn from the trainer seed, stream 1).
+//!
+//! # Example
+//! ```
+//! use ndarray::Array2;
+//! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec, Trainer};
+//!
+//! let model = ModelSpec { hidden: vec![16], ..ModelSpec::default() };
+//! let algorithm = AlgorithmSpec { kind: AlgorithmKind::Bp, ..AlgorithmSpec::default() };
+//! let mut t = Trainer::new(4, 2, &model, &algorithm, &OptimizerSpec::default(), 8, 100, 7, None)
+//!     .unwrap();
+//! let x = Array2::from_shape_fn((8, 4), |(i, j)| if (i % 2 == 0) == (j < 2) { 1.0 } else { 0.0 });
+//! let labels: Vec<u8> = (0..8).map(|i| (i % 2) as u8).collect();
+//! let stats = t.train_batch(x.view(), &labels).unwrap();
+//! assert_eq!(stats.count, 8);
+//! assert_eq!(t.step(), 1);
+//! let eval = t.evaluate(x.view(), &labels).unwrap();
+//! assert!(eval.accuracy >= 0.0 && eval.accuracy <= 1.0);
+//! ```
+
+use std::io::Write;
+use std::path::Path;
+
+use ndarray::ArrayView2;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use speckle_hal::{DeviceCounters, ProjectorInfo, RandomProjector};
+
+use crate::alignment;
+use crate::model::{fa_matrices, stream_rng, Buffers, Capture, Feedback, Mode, Network};
+use crate::optim::{Param, StepScalars};
+use crate::spec::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
+
+/// Errors of the trainer. Messages are one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DfaError {
+    /// A parameter struct is out of range (names the key).
+    #[error("invalid parameter: {0}")]
+    InvalidSpec(String),
+    /// Input data or a projector does not fit the network.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The loss became NaN or infinite; the parameters were left as they were before the step.
+    #[error("training diverged at step {step}: loss is {loss}")]
+    Diverged {
+        /// Optimizer step (0-based) whose loss was not finite.
+        step: u64,
+        /// The batch's summed loss.
+        loss: f64,
+    },
+    /// The random projector failed.
+    #[error("random projector: {0}")]
+    Projector(#[from] speckle_hal::Error),
+    /// A trainer state does not fit this trainer or its file is corrupt.
+    #[error("{0}")]
+    State(String),
+    /// Reading or writing a state file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File concerned.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// What one training batch did (measured in the forward pass, before the update).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    /// Sum over the batch of the per-sample cross-entropy.
+    pub loss_sum: f64,
+    /// Correctly classified samples.
+    pub correct: usize,
+    /// Samples in the batch.
+    pub count: usize,
+}
+
+/// Evaluation result over a data set.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EvalStats {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction of correctly classified samples.
+    pub accuracy: f64,
+}
+
+/// Alignment of one hidden layer between the algorithm's signal and the true backprop gradient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerAlignment {
+    /// Mean over samples of the per-sample cosine at the block output.
+    pub cosine_mean: f64,
+    /// Population standard deviation of that cosine over samples.
+    pub cosine_std: f64,
+    /// Cosine between the algorithm's weight update and the BP weight gradient.
+    pub weight_cosine: f64,
+    /// The same as an angle in degrees.
+    pub weight_angle_deg: f64,
+}
+
+/// Everything needed to resume training exactly: specs, counters, RNG position, and named
+/// `f32` arrays (weights, batch-norm statistics, optimizer moments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerState {
+    /// Scalars and specs.
+    pub meta: StateMeta,
+    /// Named arrays, in the trainer's order.
+    pub arrays: Vec<(String, Vec<f32>)>,
+}
+
+/// Non-array part of a [`TrainerState`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateMeta {
+    /// Format version (1).
+    pub version: u32,
+    /// Input width.
+    pub input_dim: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// Model spec.
+    pub model: ModelSpec,
+    /// Algorithm spec.
+    pub algorithm: AlgorithmSpec,
+    /// Optimizer spec.
+    pub optimizer: OptimizerSpec,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Steps the schedule spans.
+    pub total_steps: u64,
+    /// Trainer seed.
+    pub seed: u64,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Dropout RNG word position (decimal u128).
+    pub dropout_word_pos: String,
+    /// Projector identity (DFA), checked on restore.
+    pub projector_identity: Option<String>,
+    /// Projector frames counted when the state was taken (for a backend that can seek).
+    pub projector_frames: u64,
+}
+
+const STATE_VERSION: u32 = 1;
+const STATE_MAGIC: &[u8; 8] = b"SPKDFA\x00\x01";
+const EVAL_CHUNK: usize = 1024;
+
+/// An MLP with its training algorithm, optimizer and preallocated buffers.
+pub struct Trainer {
+    net: Network,
+    model: ModelSpec,
+    algorithm: AlgorithmSpec,
+    optimizer: OptimizerSpec,
+    batch_size: usize,
+    total_steps: u64,
+    seed: u64,
+    step: u64,
+    dropout_rng: ChaCha8Rng,
+    train_buf: Buffers,
+    eval_buf: Option<Buffers>,
+    projector: Option<Box<dyn RandomProjector + Send>>,
+    projector_info: Option<ProjectorInfo>,
+    /// Projection output, `capacity × projector output_dim`.
+    proj: Vec<f32>,
+    /// Column offset and scale of each hidden layer's feedback slice.
+    offsets: Vec<usize>,
+    scales: Vec<f32>,
+    /// FA matrices (empty unless FA).
+    fa: Vec<Vec<f32>>,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("input_dim", &self.net.input_dim)
+            .field("classes", &self.net.classes)
+            .field("model", &self.model)
+            .field("algorithm", &self.algorithm)
+            .field("optimizer", &self.optimizer)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// Builds a trainer with freshly initialized weights (seed stream 0), FA matrices (stream 1)
+    /// and dropout generator (stream 2).
+    ///
+    /// DFA with hidden layers needs a projector with `input_dim == classes` and `output_dim ≥
+    /// max d_i` (Σ d_i with per-layer feedback); BP and FA take `None`. `total_steps` is what the
+    /// learning-rate schedule spans.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        input_dim: usize,
+        classes: usize,
+        model: &ModelSpec,
+        algorithm: &AlgorithmSpec,
+        optimizer: &OptimizerSpec,
+        batch_size: usize,
+        total_steps: u64,
+        seed: u64,
+        projector: Option<Box<dyn RandomProjector + Send>>,
+    ) -> Result<Trainer, DfaError> {
+        model.check()?;
+        algorithm.check()?;
+        optimizer.check()?;
+        if input_dim == 0 {
+            return Err(DfaError::Mismatch("input dimension is 0".into()));
+        }
+        if !(2..=256).contains(&classes) {
+            return Err(DfaError::Mismatch(format!(
+                "{classes} classes: expected 2 to 256"
+            )));
+        }
+        if batch_size == 0 {
+            return Err(DfaError::InvalidSpec("batch size must be ≥ 1".into()));
+        }
+        let mut rng = stream_rng(seed, 0);
+        let net = Network::new(input_dim, classes, model, optimizer, &mut rng);
+        let widths = net.hidden_widths();
+        let fa = if algorithm.kind == AlgorithmKind::Fa {
+            fa_matrices(&net, seed)
+        } else {
+            Vec::new()
+        };
+        let mut offsets = Vec::new();
+        let mut scales = Vec::new();
+        let projector_info = match (algorithm.kind, &projector) {
+            (AlgorithmKind::Dfa, Some(p)) => {
+                let info = p.info();
+                let need = if algorithm.per_layer_feedback {
+                    widths.iter().sum()
+                } else {
+                    widths.iter().copied().max().unwrap_or(0)
+                };
+                if info.input_dim != classes {
+                    return Err(DfaError::Mismatch(format!(
+                        "projector {} takes {} inputs but the network has {} classes",
+                        info.identity, info.input_dim, classes
+                    )));
+                }
+                if info.output_dim < need {
+                    return Err(DfaError::Mismatch(format!(
+                        "projector {} has {} outputs but DFA needs at least {} ({})",
+                        info.identity,
+                        info.output_dim,
+                        need,
+                        if algorithm.per_layer_feedback {
+                            "the sum of the hidden widths"
+                        } else {
+                            "the widest hidden layer"
+                        }
+                    )));
+                }
+                if !(info.entry_variance.is_finite() && info.entry_variance > 0.0) {
+                    return Err(DfaError::Mismatch(format!(
+                        "projector {} reports entry variance {}",
+                        info.identity, info.entry_variance
+                    )));
+                }
+                let unit = 1.0 / info.entry_variance.sqrt();
+                let mut off = 0;
+                for &d in &widths {
+                    offsets.push(if algorithm.per_layer_feedback { off } else { 0 });
+                    off += d;
+                    let norm = if algorithm.feedback_normalization {
+                        1.0 / ((classes * d) as f64).sqrt()
+                    } else {
+                        1.0
+                    };
+                    scales.push((unit * norm) as f32);
+                }
+                Some(info)
+            }
+            (AlgorithmKind::Dfa, None) if widths.is_empty() => None,
+            (AlgorithmKind::Dfa, None) => {
+                return Err(DfaError::Mismatch(
+                    "DFA needs a random projector for its feedback".into(),
+                ))
+            }
+            (kind, Some(p)) => {
+                return Err(DfaError::Mismatch(format!(
+                    "{kind} uses no random projector, but {} was given",
+                    p.info().identity
+                )))
+            }
+            (_, None) => None,
+        };
+        let train_buf = net.buffers(batch_size);
+        let proj_width = projector_info.as_ref().map_or(0, |i| i.output_dim);
+        Ok(Trainer {
+            net,
+            model: model.clone(),
+            algorithm: algorithm.clone(),
+            optimizer: optimizer.clone(),
+            batch_size,
+            total_steps: total_steps.max(1),
+            seed,
+            step: 0,
+            dropout_rng: stream_rng(seed, 2),
+            train_buf,
+            eval_buf: None,
+            projector,
+            projector_info,
+            proj: vec![0.0; batch_size * proj_width],
+            offsets,
+            scales,
+            fa,
+        })
+    }
+
+    /// Rebuilds a trainer from a state (specs, seed and arrays); DFA needs a projector with the
+    /// recorded identity.
+    pub fn restore(
+        state: TrainerState,
+        projector: Option<Box<dyn RandomProjector + Send>>,
+    ) -> Result<Trainer, DfaError> {
+        let m = &state.meta;
+        let mut t = Trainer::new(
+            m.input_dim,
+            m.classes,
+            &m.model,
+            &m.algorithm,
+            &m.optimizer,
+            m.batch_size,
+            m.total_steps,
+            m.seed,
+            projector,
+        )?;
+        t.load_state(state)?;
+        Ok(t)
+    }
+
+    /// Loads a state taken from a trainer built with the same arguments.
+    pub fn load_state(&mut self, state: TrainerState) -> Result<(), DfaError> {
+        let mine = self.meta();
+        let m = &state.meta;
+        if m.version != STATE_VERSION {
+            return Err(DfaError::State(format!(
+                "trainer state version {} is not supported (expected {STATE_VERSION})",
+                m.version
+            )));
+        }
+        let differ = |what: &str| {
+            DfaError::State(format!(
+                "trainer state does not match this trainer: different {what}"
+            ))
+        };
+        if (m.input_dim, m.classes) != (mine.input_dim, mine.classes) {
+            return Err(differ("input or class count"));
+        }
+        if m.model != mine.model {
+            return Err(differ("model"));
+        }
+        if m.algorithm != mine.algorithm {
+            return Err(differ("algorithm"));
+        }
+        if m.optimizer != mine.optimizer {
+            return Err(differ("optimizer"));
+        }
+        if (m.batch_size, m.total_steps) != (mine.batch_size, mine.total_steps) {
+            return Err(differ("batch size or total steps"));
+        }
+        if m.seed != mine.seed {
+            return Err(differ("seed"));
+        }
+        if m.projector_identity != mine.projector_identity {
+            return Err(DfaError::State(format!(
+                "trainer state was taken with projector {:?} but this trainer uses {:?}",
+                m.projector_identity.as_deref().unwrap_or("none"),
+                mine.projector_identity.as_deref().unwrap_or("none")
+            )));
+        }
+        let word_pos: u128 = m.dropout_word_pos.parse().map_err(|_| {
+            DfaError::State(format!(
+                "trainer state: bad dropout RNG position {:?}",
+                m.dropout_word_pos
+            ))
+        })?;
+        let mut slots = self.array_slots_mut();
+        if slots.len() != state.arrays.len() {
+            return Err(DfaError::State(format!(
+                "trainer state has {} arrays, expected {}",
+                state.arrays.len(),
+                slots.len()
+            )));
+        }
+        for ((name, dst), (sname, src)) in slots.iter_mut().zip(&state.arrays) {
+            if name != sname || dst.len() != src.len() {
+                return Err(DfaError::State(format!(
+                    "trainer state array {sname} ({} values) does not match {name} ({} values)",
+                    src.len(),
+                    dst.len()
+                )));
+            }
+        }
+        for ((_, dst), (_, src)) in slots.iter_mut().zip(&state.arrays) {
+            dst.copy_from_slice(src);
+        }
+        self.step = m.step;
+        self.dropout_rng = stream_rng(self.seed, 2);
+        self.dropout_rng.set_word_pos(word_pos);
+        Ok(())
+    }
+
+    fn meta(&self) -> StateMeta {
+        StateMeta {
+            version: STATE_VERSION,
+            input_dim: self.net.input_dim,
+            classes: self.net.classes,
+            model: self.model.clone(),
+            algorithm: self.algorithm.clone(),
+            optimizer: self.optimizer.clone(),
+            batch_size: self.batch_size,
+            total_steps: self.total_steps,
+            seed: self.seed,
+            step: self.step,
+            dropout_word_pos: self.dropout_rng.get_word_pos().to_string(),
+            projector_identity: self.projector_info.as_ref().map(|i| i.identity.clone()),
+            projector_frames: self.counters().frames,
+        }
+    }
+
+    /// Every stateful array, named, in a fixed order.
+    fn array_slots_mut(&mut self) -> Vec<(String, &mut Vec<f32>)> {
+        let mut out = Vec::new();
+        fn param<'a>(out: &mut Vec<(String, &'a mut Vec<f32>)>, name: String, p: &'a mut Param) {
+            let Param { value, m1, m2, .. } = p;
+            if !m1.is_empty() {
+                out.push((format!("{name}.m1"), m1));
+            }
+            if !m2.is_empty() {
+                out.push((format!("{name}.m2"), m2));
+            }
+            out.push((name, value));
+        }
+        for (l, layer) in self.net.layers.iter_mut().enumerate() {
+            param(&mut out, format!("layer{l}.weight"), &mut layer.w);
+            param(&mut out, format!("layer{l}.bias"), &mut layer.b);
+            if let Some(bn) = &mut layer.bn {
+                param(&mut out, format!("layer{l}.bn_gamma"), &mut bn.gamma);
+                param(&mut out, format!("layer{l}.bn_beta"), &mut bn.beta);
+                out.push((format!("layer{l}.bn_running_mean"), &mut bn.running_mean));
+                out.push((format!("layer{l}.bn_running_var"), &mut bn.running_var));
+            }
+        }
+        out
+    }
+
+    /// A snapshot for checkpoints (copies every array).
+    pub fn state(&self) -> TrainerState {
+        let mut arrays = Vec::new();
+        fn param(out: &mut Vec<(String, Vec<f32>)>, name: String, p: &Param) {
+            if !p.m1.is_empty() {
+                out.push((format!("{name}.m1"), p.m1.clone()));
+            }
+            if !p.m2.is_empty() {
+                out.push((format!("{name}.m2"), p.m2.clone()));
+            }
+            out.push((name, p.value.clone()));
+        }
+        for (l, layer) in self.net.layers.iter().enumerate() {
+            param(&mut arrays, format!("layer{l}.weight"), &layer.w);
+            param(&mut arrays, format!("layer{l}.bias"), &layer.b);
+            if let Some(bn) = &layer.bn {
+                param(&mut arrays, format!("layer{l}.bn_gamma"), &bn.gamma);
+                param(&mut arrays, format!("layer{l}.bn_beta"), &bn.beta);
+                arrays.push((format!("layer{l}.bn_running_mean"), bn.running_mean.clone()));
+                arrays.push((format!("layer{l}.bn_running_var"), bn.running_var.clone()));
+            }
+        }
+        TrainerState {
+            meta: self.meta(),
+            arrays,
+        }
+    }
+
+    /// Named trainable parameters (`layerL.weight` stored fan_in × fan_out row-major,
+    /// `layerL.bias`, and `layerL.bn_gamma` / `layerL.bn_beta` with batch norm).
+    pub fn parameters(&self) -> Vec<(String, &[f32])> {
+        let mut out: Vec<(String, &[f32])> = Vec::new();
+        for (l, layer) in self.net.layers.iter().enumerate() {
+            out.push((format!("layer{l}.weight"), &layer.w.value));
+            out.push((format!("layer{l}.bias"), &layer.b.value));
+            if let Some(bn) = &layer.bn {
+                out.push((format!("layer{l}.bn_gamma"), &bn.gamma.value));
+                out.push((format!("layer{l}.bn_beta"), &bn.beta.value));
+            }
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
+        let mut out: Vec<(String, &mut Param)> = Vec::new();
+        for (l, layer) in self.net.layers.iter_mut().enumerate() {
+            out.push((format!("layer{l}.weight"), &mut layer.w));
+            out.push((format!("layer{l}.bias"), &mut layer.b));
+            if let Some(bn) = &mut layer.bn {
+                out.push((format!("layer{l}.bn_gamma"), &mut bn.gamma));
+                out.push((format!("layer{l}.bn_beta"), &mut bn.beta));
+            }
+        }
+        out
+    }
+
+    /// Overwrites one named parameter (see [`Trainer::parameters`]).
+    pub fn set_parameter(&mut self, name: &str, values: &[f32]) -> Result<(), DfaError> {
+        for (n, p) in self.params_mut() {
+            if n == name {
+                if p.value.len() != values.len() {
+                    return Err(DfaError::Mismatch(format!(
+                        "parameter {name} has {} values, got {}",
+                        p.value.len(),
+                        values.len()
+                    )));
+                }
+                p.value.copy_from_slice(values);
+                return Ok(());
+            }
+        }
+        Err(DfaError::Mismatch(format!("no parameter named {name}")))
+    }
+
+    /// Optimizer steps taken.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Learning rate the next step will use.
+    pub fn learning_rate(&self) -> f64 {
+        crate::optim::learning_rate(&self.optimizer, self.step, self.total_steps)
+    }
+
+    /// Projector frames and device time (zero without a projector).
+    pub fn counters(&self) -> DeviceCounters {
+        self.projector
+            .as_ref()
+            .map_or_else(DeviceCounters::default, |p| p.counters())
+    }
+
+    /// The projector's info (DFA only).
+    pub fn projector_info(&self) -> Option<&ProjectorInfo> {
+        self.projector_info.as_ref()
+    }
+
+    /// Host GEMM flops of one training sample (forward, weight gradients, and for BP/FA the
+    /// backward propagation); the projection itself is not counted.
+    pub fn flops_per_sample(&self) -> f64 {
+        self.net
+            .flops_per_sample(self.algorithm.kind != AlgorithmKind::Dfa)
+    }
+
+    fn check_batch(&self, x: &ArrayView2<f32>, labels: &[u8]) -> Result<usize, DfaError> {
+        let n = x.nrows();
+        if x.ncols() != self.net.input_dim {
+            return Err(DfaError::Mismatch(format!(
+                "input has {} features, the network takes {}",
+                x.ncols(),
+                self.net.input_dim
+            )));
+        }
+        if labels.len() != n {
+            return Err(DfaError::Mismatch(format!(
+                "{n} input rows but {} labels",
+                labels.len()
+            )));
+        }
+        if n == 0 {
+            return Err(DfaError::Mismatch("empty batch".into()));
+        }
+        if let Some(i) = labels.iter().position(|&y| y as usize >= self.net.classes) {
+            return Err(DfaError::Mismatch(format!(
+                "label {} at row {i} is out of range for {} classes",
+                labels[i], self.net.classes
+            )));
+        }
+        Ok(n)
+    }
+
+    /// One optimizer step on a batch (rows of `x`, labels in `0..classes`). Batches may be
+    /// smaller than the configured size (the last one of an epoch); larger ones grow the buffers.
+    ///
+    /// A non-finite loss returns [`DfaError::Diverged`] before any parameter changes.
+    pub fn train_batch(
+        &mut self,
+        x: ArrayView2<f32>,
+        labels: &[u8],
+    ) -> Result<StepStats, DfaError> {
+        let n = self.check_batch(&x, labels)?;
+        if n > self.train_buf.capacity {
+            self.train_buf = self.net.buffers(n);
+            let w = self.projector_info.as_ref().map_or(0, |i| i.output_dim);
+            self.proj = vec![0.0; n * w];
+        }
+        copy_rows(&x, &mut self.train_buf.input);
+        self.net
+            .forward(&mut self.train_buf, n, Mode::Train, &mut self.dropout_rng);
+        let (loss_sum, correct) = self.net.loss(&mut self.train_buf, n, labels);
+        if !loss_sum.is_finite() {
+            return Err(DfaError::Diverged {
+                step: self.step,
+                loss: loss_sum,
+            });
+        }
+        let scalars = StepScalars::new(&self.optimizer, self.step, self.total_steps);
+        self.backward(n, Mode::Train, Some(&scalars), None)?;
+        self.step += 1;
+        Ok(StepStats {
+            loss_sum,
+            correct,
+            count: n,
+        })
+    }
+
+    /// Backward pass of the trainer's algorithm on the train buffers (or the eval buffers when
+    /// `mode` is Eval), projecting the error first for DFA.
+    fn backward(
+        &mut self,
+        n: usize,
+        mode: Mode,
+        update: Option<&StepScalars>,
+        capture: Option<&mut Capture>,
+    ) -> Result<(), DfaError> {
+        self.backward_as(self.algorithm.kind, n, mode, update, capture)
+    }
+
+    fn backward_as(
+        &mut self,
+        kind: AlgorithmKind,
+        n: usize,
+        mode: Mode,
+        update: Option<&StepScalars>,
+        capture: Option<&mut Capture>,
+    ) -> Result<(), DfaError> {
+        let buf = match mode {
+            Mode::Train => &mut self.train_buf,
+            Mode::Eval => self.eval_buf.as_mut().expect("eval buffers exist"),
+        };
+        let feedback = match kind {
+            AlgorithmKind::Bp => Feedback::Backprop,
+            AlgorithmKind::Fa => Feedback::Fixed(&self.fa),
+            AlgorithmKind::Dfa => match (&mut self.projector, &self.projector_info) {
+                (Some(p), Some(info)) => {
+                    let c = self.net.classes;
+                    let w = info.output_dim;
+                    if self.proj.len() < n * w {
+                        self.proj = vec![0.0; n * w];
+                    }
+                    p.project(&buf.err[..n * c], n, &mut self.proj[..n * w])?;
+                    Feedback::Direct {
+                        proj: &self.proj[..n * w],
+                        stride: w,
+                        offsets: &self.offsets,
+                        scales: &self.scales,
+                    }
+                }
+                // DFA without hidden layers: only the output layer, which gets its true gradient.
+                _ => Feedback::Backprop,
+            },
+        };
+        self.net.backward(buf, n, mode, feedback, update, capture);
+        Ok(())
+    }
+
+    /// The gradients the trainer's algorithm would apply on this batch, without stepping:
+    /// train-mode forward (so dropout draws and batch-norm running statistics advance), then the
+    /// backward pass. Names as in [`Trainer::parameters`]. For tests and analyses; allocates.
+    pub fn gradients(
+        &mut self,
+        x: ArrayView2<f32>,
+        labels: &[u8],
+    ) -> Result<Vec<(String, Vec<f32>)>, DfaError> {
+        let n = self.check_batch(&x, labels)?;
+        if n > self.train_buf.capacity {
+            self.train_buf = self.net.buffers(n);
+        }
+        copy_rows(&x, &mut self.train_buf.input);
+        self.net
+            .forward(&mut self.train_buf, n, Mode::Train, &mut self.dropout_rng);
+        self.net.loss(&mut self.train_buf, n, labels);
+        self.backward(n, Mode::Train, None, None)?;
+        Ok(self
+            .params_mut()
+            .into_iter()
+            .map(|(name, p)| (name, p.grad.clone()))
+            .collect())
+    }
+
+    fn eval_forward(&mut self, x: &ArrayView2<f32>, labels: &[u8]) -> (f64, usize) {
+        let n = x.nrows();
+        if self.eval_buf.as_ref().is_none_or(|b| b.capacity < n) {
+            self.eval_buf = Some(self.net.buffers(n));
+        }
+        let buf = self.eval_buf.as_mut().expect("just created");
+        copy_rows(x, &mut buf.input);
+        self.net.forward(buf, n, Mode::Eval, &mut self.dropout_rng);
+        self.net.loss(buf, n, labels)
+    }
+
+    /// Mean loss and accuracy in eval mode (no dropout, batch-norm running statistics),
+    /// in chunks of 1024 rows.
+    pub fn evaluate(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> Result<EvalStats, DfaError> {
+        let n = self.check_batch(&x, labels)?;
+        let (mut loss, mut correct) = (0.0, 0);
+        let mut start = 0;
+        while start < n {
+            let end = (start + EVAL_CHUNK).min(n);
+            let xs = x.slice(ndarray::s![start..end, ..]);
+            let (l, c) = self.eval_forward(&xs, &labels[start..end]);
+            loss += l;
+            correct += c;
+            start = end;
+        }
+        Ok(EvalStats {
+            loss: loss / n as f64,
+            accuracy: correct as f64 / n as f64,
+        })
+    }
+
+    /// Per hidden layer, how well the algorithm's feedback aligns with backprop on a fixed batch,
+    /// in eval mode (no dropout, running batch-norm statistics), without changing any parameter:
+    /// the per-sample cosine at each hidden block's output between the algorithm's signal (DFA:
+    /// B_i·e scaled as the layer receives it; FA: the FA-propagated gradient; BP: the gradient
+    /// itself) and the true gradient W_{i+1}ᵀ·δ_{i+1} of a backprop pass with the same weights,
+    /// mean ± population std over the batch; and the cosine (and angle) between the weight
+    /// updates. A zero vector has cosine 0 with anything. DFA spends one projection of the batch.
+    pub fn alignment(
+        &mut self,
+        x: ArrayView2<f32>,
+        labels: &[u8],
+    ) -> Result<Vec<LayerAlignment>, DfaError> {
+        let n = self.check_batch(&x, labels)?;
+        self.eval_forward(&x, labels);
+        // Both backward passes only read the forward buffers and write gradients and deltas.
+        let saved: Vec<Vec<f32>> = self
+            .params_mut()
+            .into_iter()
+            .map(|(_, p)| p.grad.clone())
+            .collect();
+        let mut bp = Capture::default();
+        self.backward_as(AlgorithmKind::Bp, n, Mode::Eval, None, Some(&mut bp))?;
+        let mut alg = Capture::default();
+        if self.algorithm.kind == AlgorithmKind::Bp {
+            alg = bp.clone();
+        } else {
+            self.backward_as(self.algorithm.kind, n, Mode::Eval, None, Some(&mut alg))?;
+        }
+        for ((_, p), g) in self.params_mut().into_iter().zip(saved) {
+            p.grad = g;
+        }
+        Ok(alignment::compare(&bp, &alg, n))
+    }
+}
+
+/// Copies the rows of `x` (any layout) into the start of `dst`.
+fn copy_rows(x: &ArrayView2<f32>, dst: &mut [f32]) {
+    let d = x.ncols();
+    if let Some(s) = x.as_slice() {
+        dst[..s.len()].copy_from_slice(s);
+    } else {
+        for (row, out) in x.rows().into_iter().zip(dst.chunks_exact_mut(d)) {
+            for (o, v) in out.iter_mut().zip(row) {
+                *o = *v;
+            }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHeader {
+    meta: StateMeta,
+    arrays: Vec<FileArray>,
+    crc32: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArray {
+    name: String,
+    len: usize,
+}
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+impl TrainerState {
+    /// Writes the state to `path`: an 8-byte magic, a little-endian u64 header length, a JSON
+    /// header (meta, array names and lengths, CRC-32 of the data), then the arrays as raw
+    /// little-endian f32. Written to a temporary file in the same directory, then renamed.
+    pub fn save(&self, path: &Path) -> Result<(), DfaError> {
+        let io = |source| DfaError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut data = Vec::with_capacity(self.arrays.iter().map(|(_, a)| a.len() * 4).sum());
+        for (_, a) in &self.arrays {
+            for v in a {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let header = FileHeader {
+            meta: self.meta.clone(),
+            arrays: self
+                .arrays
+                .iter()
+                .map(|(name, a)| FileArray {
+                    name: name.clone(),
+                    len: a.len(),
+                })
+                .collect(),
+            crc32: CRC32.checksum(&data),
+        };
+        let json = serde_json::to_vec(&header)
+            .map_err(|e| DfaError::State(format!("cannot encode trainer state: {e}")))?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| DfaError::State(format!("{}: not a file path", path.display())))?;
+        let tmp_name = format!(
+            ".{}.tmp{}",
+            file_name.to_string_lossy(),
+            std::process::id()
+        );
+        let tmp = match dir {
+            Some(d) => d.join(tmp_name),
+            None => tmp_name.into(),
+        };
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(STATE_MAGIC)?;
+            f.write_all(&(json.len() as u64).to_le_bytes())?;
+            f.write_all(&json)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
+    }
+
+    /// Reads a state written by [`TrainerState::save`]; a truncated or corrupt file is a
+    /// one-line error naming it.
+    pub fn load(path: &Path) -> Result<TrainerState, DfaError> {
+        let p = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| DfaError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let bad = |what: String| DfaError::State(format!("{p}: {what}"));
+        if bytes.len() < 16 || &bytes[..8] != STATE_MAGIC {
+            return Err(bad("not a speckle trainer state (bad magic)".into()));
+        }
+        let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+        let hlen = usize::try_from(hlen)
+            .ok()
+            .filter(|&h| h <= bytes.len() - 16)
+            .ok_or_else(|| bad("truncated trainer state (header)".into()))?;
+        let header: FileHeader = serde_json::from_slice(&bytes[16..16 + hlen])
+            .map_err(|e| bad(format!("corrupt trainer state header ({e})")))?;
+        let data = &bytes[16 + hlen..];
+        let want = header
+            .arrays
+            .iter()
+            .try_fold(0usize, |acc, a| acc.checked_add(a.len.checked_mul(4)?))
+            .ok_or_else(|| bad("corrupt trainer state header (sizes overflow)".into()))?;
+        if data.len() != want {
+            return Err(bad(format!(
+                "trainer state data is {} bytes, the header announces {want} (truncated or corrupt)",
+                data.len()
+            )));
+        }
+        if CRC32.checksum(data) != header.crc32 {
+            return Err(bad("trainer state checksum mismatch (corrupt file)".into()));
+        }
+        let mut arrays = Vec::with_capacity(header.arrays.len());
+        let mut pos = 0;
+        for a in header.arrays {
+            let raw = &data[pos..pos + 4 * a.len];
+            pos += 4 * a.len;
+            let v = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+            arrays.push((a.name, v));
+        }
+        Ok(TrainerState {
+            meta: header.meta,
+            arrays,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

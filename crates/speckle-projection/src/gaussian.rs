@@ -1,0 +1,228 @@
+//! The ideal digital projector: an explicit Gaussian matrix and a GEMM.
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use speckle_hal::{
+    check_projection_buffers, DeviceCounters, Error, ErrorKind, ProjectorInfo, RandomProjector,
+};
+
+/// Largest matrix (entries) a [`GaussianProjector`] accepts: 2^30 entries, 4 GiB of `f32`.
+pub const MAX_GAUSSIAN_ENTRIES: usize = 1 << 30;
+
+/// The ideal digital random projector `y = x · P`, what GPU implementations of DFA use.
+///
+/// P is `input_dim × output_dim` with iid N(0, 1) entries, so
+/// [`ProjectorInfo::entry_variance`] is 1. Entry `(i, j)` is the `j`-th `f32` drawn with
+/// [`StandardNormal`] from `ChaCha8Rng::seed_from_u64(seed)` switched to stream `i`
+/// (`set_stream(i)`): it depends on `(seed, i, j)` only, never on the dimensions, so a smaller
+/// projector with the same seed is the top-left block of a bigger one, and rows can be drawn in
+/// parallel with a result independent of the thread count.
+///
+/// [`project`](RandomProjector::project) is one faer GEMM straight into the caller's buffer; this
+/// type allocates nothing per call.
+#[derive(Debug, Clone)]
+pub struct GaussianProjector {
+    seed: u64,
+    input_dim: usize,
+    output_dim: usize,
+    /// Row-major `input_dim × output_dim`.
+    matrix: Vec<f32>,
+    threads: usize,
+    projected: u64,
+}
+
+impl GaussianProjector {
+    /// Draws the `input_dim × output_dim` matrix for `seed`. Both dimensions must be at least 1
+    /// and the matrix at most [`MAX_GAUSSIAN_ENTRIES`] entries.
+    pub fn new(input_dim: usize, output_dim: usize, seed: u64) -> Result<Self, Error> {
+        if input_dim == 0 || output_dim == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "Gaussian projector dimensions must be at least 1, got {input_dim} → {output_dim}"
+                ),
+            ));
+        }
+        let entries = input_dim
+            .checked_mul(output_dim)
+            .filter(|&n| n <= MAX_GAUSSIAN_ENTRIES)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "Gaussian projector {input_dim} → {output_dim} exceeds {MAX_GAUSSIAN_ENTRIES} entries"
+                    ),
+                )
+            })?;
+        let mut matrix = vec![0.0f32; entries];
+        matrix
+            .par_chunks_mut(output_dim)
+            .enumerate()
+            .for_each(|(i, row)| fill_row(seed, i as u64, row));
+        Ok(Self {
+            seed,
+            input_dim,
+            output_dim,
+            matrix,
+            threads: 0,
+            projected: 0,
+        })
+    }
+
+    /// Sets the number of GEMM threads (0, the default, uses the whole rayon pool). The result
+    /// does not depend on it.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The seed of the matrix.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The matrix P, row-major `input_dim × output_dim`.
+    pub fn matrix(&self) -> &[f32] {
+        &self.matrix
+    }
+
+    /// Vectors projected so far.
+    pub fn vectors_projected(&self) -> u64 {
+        self.projected
+    }
+
+    fn par(&self) -> Par {
+        if self.threads == 1 {
+            Par::Seq
+        } else {
+            Par::rayon(self.threads)
+        }
+    }
+}
+
+/// Row `row` of the matrix for `seed`: `row.len()` standard normal draws from stream `row`.
+fn fill_row(seed: u64, row_index: u64, row: &mut [f32]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(row_index);
+    for v in row {
+        *v = rng.sample(StandardNormal);
+    }
+}
+
+impl RandomProjector for GaussianProjector {
+    fn info(&self) -> ProjectorInfo {
+        ProjectorInfo::new(
+            format!(
+                "gaussian(seed={}, in={}, out={}, entries=N(0,1), rng=chacha8-stream-per-row)",
+                self.seed, self.input_dim, self.output_dim
+            ),
+            self.input_dim,
+            self.output_dim,
+            1.0,
+        )
+    }
+
+    fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
+        check_projection_buffers(&self.info(), input, batch, output)?;
+        if batch == 0 {
+            return Ok(());
+        }
+        let x = MatRef::from_row_major_slice(input, batch, self.input_dim);
+        let p = MatRef::from_row_major_slice(&self.matrix, self.input_dim, self.output_dim);
+        let y = MatMut::from_row_major_slice_mut(output, batch, self.output_dim);
+        matmul(y, Accum::Replace, x, p, 1.0f32, self.par());
+        self.projected += batch as u64;
+        Ok(())
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        DeviceCounters::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_values() {
+        let p = GaussianProjector::new(3, 4, 42).unwrap();
+        let m = p.matrix();
+        // Pinned: changing the RNG, the distribution or the stream layout breaks this test.
+        let golden: [f32; 4] = GOLDEN_ROW0;
+        assert_eq!(&m[..4], &golden, "row 0 = {:?}", &m[..4]);
+        assert_eq!(m[2 * 4 + 3], GOLDEN_2_3, "entry (2,3) = {:?}", m[2 * 4 + 3]);
+    }
+
+    const GOLDEN_ROW0: [f32; 4] = [0.47798124, 1.3340706, -0.21086669, 0.4763469];
+    const GOLDEN_2_3: f32 = -0.07581151;
+
+    #[test]
+    fn smaller_projector_is_a_block_of_a_bigger_one() {
+        let small = GaussianProjector::new(5, 7, 3).unwrap();
+        let big = GaussianProjector::new(9, 20, 3).unwrap();
+        for i in 0..5 {
+            assert_eq!(
+                small.matrix()[i * 7..i * 7 + 7],
+                big.matrix()[i * 20..i * 20 + 7]
+            );
+        }
+    }
+
+    #[test]
+    fn gemm_matches_naive_product_and_thread_count() {
+        let (n, m, b) = (37, 53, 19);
+        let mut seq = GaussianProjector::new(n, m, 11).unwrap().with_threads(1);
+        let mut par = seq.clone().with_threads(2);
+        let x: Vec<f32> = (0..b * n)
+            .map(|k| ((k * 7919) % 23) as f32 - 11.0)
+            .collect();
+        let mut y1 = vec![0.0; b * m];
+        let mut y2 = vec![1.0; b * m];
+        seq.project(&x, b, &mut y1).unwrap();
+        par.project(&x, b, &mut y2).unwrap();
+        assert_eq!(y1, y2, "result depends on the thread count");
+        let p = seq.matrix();
+        for r in 0..b {
+            for j in 0..m {
+                let want: f64 = (0..n)
+                    .map(|i| x[r * n + i] as f64 * p[i * m + j] as f64)
+                    .sum();
+                let got = y1[r * m + j] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_buffers_and_dims_are_errors() {
+        assert_eq!(
+            GaussianProjector::new(0, 3, 1).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert!(GaussianProjector::new(usize::MAX, 2, 1).is_err());
+        let mut p = GaussianProjector::new(3, 2, 1).unwrap();
+        let mut y = [0.0; 4];
+        assert_eq!(
+            p.project(&[0.0; 5], 2, &mut y).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            p.project(&[0.0; 6], 2, &mut y[..3]).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        let err = p
+            .project(&[0.0, 1.0, f32::NAN, 0.0, 0.0, 0.0], 2, &mut y)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("not finite"));
+        p.project(&[], 0, &mut []).unwrap();
+    }
+}

@@ -1,0 +1,689 @@
+//! A linear random projection from an intensity-only optical device, by interferometry with a
+//! fixed binary reference pattern.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use speckle_hal::{
+    check_projection_buffers, DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice,
+    PackedFrames, ProjectorInfo, RandomProjector,
+};
+
+use crate::encoding::Encoding;
+
+/// Default number of frames of each calibration pattern averaged by [`OpticalProjector::calibrate`].
+pub const DEFAULT_CALIBRATION_FRAMES: usize = 64;
+/// Most calibration frames per pattern.
+pub const MAX_CALIBRATION_FRAMES: usize = 1 << 16;
+/// Default dark-pixel floor, as a fraction of the mean reference intensity.
+pub const DEFAULT_DARK_FRACTION: f64 = 0.05;
+/// Default bright-pixel ceiling of a quantized camera, as a fraction of its largest count.
+pub const DEFAULT_SATURATION_FRACTION: f64 = 0.5;
+/// Smallest default reference region, in features.
+pub const MIN_REFERENCE_FEATURES: usize = 16;
+/// Camera values buffered per device call at most (frames × pixels), 16 MiB of `f32`.
+const CAMERA_CHUNK_VALUES: usize = 1 << 22;
+/// Frames per device call at most (bounds the packed-frame buffer).
+const MAX_CHUNK_FRAMES: usize = 1 << 16;
+
+/// Parameters of an [`OpticalProjector`]. Build with [`OpticalConfig::new`], adjust the public
+/// fields, and the projector validates them with [`check`](OpticalConfig::check).
+///
+/// DMD layout: features `0 .. input_dim` carry the data, features
+/// `input_dim .. input_dim + reference_features` the reference pattern, and any further device
+/// features stay off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpticalConfig {
+    /// Length of the projected vectors (data features on the device).
+    pub input_dim: usize,
+    /// Length of the projections (camera pixels used; the device needs more, see
+    /// [`recommended_device_output_dim`](OpticalConfig::recommended_device_output_dim)).
+    pub output_dim: usize,
+    /// How signed float vectors become binary frames.
+    pub encoding: Encoding,
+    /// Size of the reference region. Default `max(input_dim, 16)`, so that the reference field
+    /// is about as bright as a typical data field (the interference term then uses the camera's
+    /// range best).
+    pub reference_features: usize,
+    /// Seed of the reference pattern: exactly `ceil(reference_features / 2)` features of the
+    /// region are on, drawn without replacement by `rand::seq::index::sample` from
+    /// `ChaCha8Rng::seed_from_u64(reference_seed)`.
+    pub reference_seed: u64,
+    /// Frames of each calibration pattern (reference alone, all off) averaged, ≥ 1.
+    pub calibration_frames: usize,
+    /// Pixels whose reference intensity `|r_j|²` is below this fraction of the mean over all
+    /// pixels are not used (dark-pixel policy, see [`OpticalProjector`]). In `[0, 1)`.
+    pub dark_fraction: f64,
+    /// With a quantized camera, pixels whose reference frame reads above this fraction of the
+    /// largest count are not used: `I(x + a)` would saturate. In `(0, 1]`.
+    pub saturation_fraction: f64,
+    /// Text naming the device instance in the projector's identity, e.g. `"seed=42"` or a
+    /// serial number: [`DeviceInfo`] has kind and description but no seed. Default empty.
+    pub device_label: String,
+}
+
+impl OpticalConfig {
+    /// Defaults for a projector `input_dim → output_dim`: ternary encoding, a reference region
+    /// of `max(input_dim, 16)` features with seed 0, 64 calibration frames, dark floor 0.05,
+    /// saturation ceiling 0.5.
+    pub fn new(input_dim: usize, output_dim: usize) -> Self {
+        Self {
+            input_dim,
+            output_dim,
+            encoding: Encoding::default(),
+            reference_features: input_dim.max(MIN_REFERENCE_FEATURES),
+            reference_seed: 0,
+            calibration_frames: DEFAULT_CALIBRATION_FRAMES,
+            dark_fraction: DEFAULT_DARK_FRACTION,
+            saturation_fraction: DEFAULT_SATURATION_FRACTION,
+            device_label: String::new(),
+        }
+    }
+
+    /// The same configuration with another encoding.
+    pub fn with_encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Checks every field; the error names the field.
+    pub fn check(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::new(ErrorKind::InvalidInput, msg));
+        if self.input_dim == 0 || self.output_dim == 0 {
+            return bad(format!(
+                "optical projector dimensions must be at least 1, got {} → {}",
+                self.input_dim, self.output_dim
+            ));
+        }
+        if self.reference_features == 0 {
+            return bad("reference_features must be at least 1".into());
+        }
+        if self
+            .input_dim
+            .checked_add(self.reference_features)
+            .is_none()
+        {
+            return bad("input_dim + reference_features overflows".into());
+        }
+        if !(1..=MAX_CALIBRATION_FRAMES).contains(&self.calibration_frames) {
+            return bad(format!(
+                "calibration_frames {} is not in 1..={MAX_CALIBRATION_FRAMES}",
+                self.calibration_frames
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dark_fraction) {
+            return bad(format!(
+                "dark_fraction {} is not in [0, 1)",
+                self.dark_fraction
+            ));
+        }
+        if !(self.saturation_fraction > 0.0 && self.saturation_fraction <= 1.0) {
+            return bad(format!(
+                "saturation_fraction {} is not in (0, 1]",
+                self.saturation_fraction
+            ));
+        }
+        self.encoding
+            .check()
+            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "bad encoding", e))
+    }
+
+    /// Device features the projector needs: `input_dim + reference_features`.
+    pub fn device_input_dim(&self) -> usize {
+        self.input_dim.saturating_add(self.reference_features)
+    }
+
+    /// Camera pixels to give the device so that calibration practically always finds
+    /// `output_dim` usable ones: `ceil(1.25 · output_dim) + 32`. With the default dark floor
+    /// about 5 % of pixels are dark (|r_j|² is exponential), plus saturated ones on a quantized
+    /// camera; the margin covers both with room for fluctuations.
+    pub fn recommended_device_output_dim(&self) -> usize {
+        self.output_dim
+            .saturating_add(self.output_dim.div_ceil(4))
+            .saturating_add(32)
+    }
+
+    /// Frames per projected vector: 2 device frames (`I(x + a)` and `I(x)`) per binary frame
+    /// of the encoding, so 4 for ternary and 4p for bit-plane with p bits.
+    pub fn frames_per_vector(&self) -> usize {
+        2 * self.encoding.binary_frames()
+    }
+
+    /// The features of the reference region that are on (offsets within the region, sorted).
+    pub fn reference_pattern(&self) -> Vec<usize> {
+        let n = self.reference_features;
+        let on = n.div_ceil(2);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.reference_seed);
+        let mut idx = rand::seq::index::sample(&mut rng, n, on).into_vec();
+        idx.sort_unstable();
+        idx
+    }
+}
+
+/// What [`OpticalProjector::calibrate`] measured and derived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    /// Frames of each pattern averaged.
+    pub frames: usize,
+    /// Features on in the reference pattern, `|a|`.
+    pub reference_on: usize,
+    /// Mean over all device pixels of the dark level `I(0)`.
+    pub mean_dark: f64,
+    /// Mean over all device pixels of `|r_j|² = I_j(a) − I_j(0)`.
+    pub mean_reference_intensity: f64,
+    /// Estimated `E|R_ji|²` in camera units: `mean_reference_intensity / |a|`.
+    pub field_variance: f64,
+    /// Factor applied to `Re(conj(r_j) R_j·x) / |r_j|`, `sqrt(2 / field_variance)`, so that the
+    /// projection matrix has unit-variance entries.
+    pub output_scale: f64,
+    /// Device pixel behind each projector output.
+    pub pixels: Vec<usize>,
+    /// `|r_j|²` (after the dark-floor clamp) of each projector output.
+    pub reference_intensity: Vec<f64>,
+    /// Pixels skipped as too dark.
+    pub dark_pixels: usize,
+    /// Pixels skipped as too bright (quantized camera only).
+    pub bright_pixels: usize,
+}
+
+/// Turns any [`OpticalDevice`] (intensity-only, `I = |R·x|²` per pixel) into a
+/// [`RandomProjector`] by interferometric linearization.
+///
+/// ## Principle
+/// A fixed binary reference pattern `a` on its own region of the DMD gives the field
+/// `r = R_ref·a`. For a binary data frame `x` on the data region,
+/// `(I(x + a) − I(x) − I(a) + I(0)) / 2 = Re(conj(r) ⊙ R·x)`: linear in `x`. (`I(0)`, the dark
+/// level, cancels camera offsets exactly; it is 0 on an ideal device.) Output `j` is divided by
+/// `|r_j|`: `Re(conj(r_j)/|r_j| · R_ji)` is Gaussian with variance `E|R_ji|²/2` whatever `|r_j|`,
+/// independent across `i` and `j` because `r` uses other features than the data. The result is
+/// finally multiplied by [`Calibration::output_scale`], so the effective matrix has iid N(0, 1)
+/// entries: [`ProjectorInfo::entry_variance`] is 1 (up to the calibration's estimate of
+/// `E|R|²`, relative error about `1/sqrt(device pixels)`).
+///
+/// ## Calibration
+/// [`calibrate`](Self::calibrate) (run by [`new`](Self::new)) shows the reference alone and an
+/// all-off frame, `calibration_frames` times each, and averages per pixel to beat noise. It
+/// estimates `E|R|²` from the mean of `|r_j|²` over *all* pixels divided by `|a|` (for a binary
+/// `a`, `E|r_j|² = |a|·E|R|²` under any variance convention of the device).
+///
+/// ## Dark pixels
+/// `|r_j|²` is exponentially distributed whatever the reference size, so some pixels are always
+/// nearly dark and dividing their noise by `|r_j|` would blow it up. Policy: the first
+/// calibration uses only pixels with `|r_j|² ≥ dark_fraction · mean` (and, on a quantized
+/// camera, a reference reading ≤ `saturation_fraction · max count`), the first `output_dim` of
+/// them in pixel order. The selection depends on the reference columns only, so the selected
+/// data columns stay iid Gaussian. A later [`calibrate`](Self::calibrate) keeps the selection
+/// (the matrix must not change) and clamps `|r_j|²` to the dark floor. No division by zero, no
+/// NaN: a device returning a non-finite value is an error.
+///
+/// ## Cost
+/// Each binary frame of the [`Encoding`] costs two device frames, `I(x + a)` and `I(x)`:
+/// [`ProjectorInfo::frames_per_vector`] is exactly `2 · encoding.binary_frames()` (4 for
+/// ternary, 4p for bit-plane), every vector, even zero ones (which project to exactly 0). All
+/// frames of one call go to the device in as few `transform` calls as its `max_batch` allows.
+/// Frames and device time are counted by the device ([`counters`](RandomProjector::counters)),
+/// calibration included.
+pub struct OpticalProjector<D: OpticalDevice> {
+    device: D,
+    device_info: DeviceInfo,
+    config: OpticalConfig,
+    calibration: Calibration,
+    /// Per output: `output_scale / (2 |r_j|)`.
+    gain: Vec<f64>,
+    /// Per output: `gain_j · |r_j|²`, the `I(a) − I(0)` term.
+    offset: Vec<f64>,
+    /// The reference pattern as device frame bytes (reference bits only).
+    reference_bytes: Vec<u8>,
+    // Scratch, grown on demand and reused across calls.
+    bits: Vec<u8>,
+    weights: Vec<f32>,
+    packed: Vec<u8>,
+    camera: Vec<f32>,
+    acc: Vec<f64>,
+    vectors: u64,
+}
+
+/// Shows the device's info, not the device itself (which need not be `Debug`).
+impl<D: OpticalDevice> std::fmt::Debug for OpticalProjector<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpticalProjector")
+            .field("device", &self.device_info)
+            .field("config", &self.config)
+            .field("calibration", &self.calibration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: OpticalDevice> OpticalProjector<D> {
+    /// Wraps `device`, checks that it is big enough, and calibrates.
+    pub fn new(device: D, config: OpticalConfig) -> Result<Self, Error> {
+        config.check()?;
+        let device_info = device.info();
+        let need_in = config.device_input_dim();
+        if device_info.input_dim < need_in {
+            return Err(Error::new(
+                ErrorKind::DimensionMismatch,
+                format!(
+                    "device has {} input features but the projector needs {} ({} data + {} reference)",
+                    device_info.input_dim, need_in, config.input_dim, config.reference_features
+                ),
+            ));
+        }
+        if device_info.output_dim < config.output_dim {
+            return Err(Error::new(
+                ErrorKind::DimensionMismatch,
+                format!(
+                    "device has {} camera pixels but the projector needs {} outputs (recommended device outputs: {})",
+                    device_info.output_dim,
+                    config.output_dim,
+                    config.recommended_device_output_dim()
+                ),
+            ));
+        }
+        if device_info.max_batch == 0 {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "device accepts no frames (max_batch 0)",
+            ));
+        }
+        let bytes_per_frame = device_info.input_dim.div_ceil(8);
+        let mut reference_bytes = vec![0u8; bytes_per_frame];
+        for off in config.reference_pattern() {
+            let f = config.input_dim + off;
+            reference_bytes[f / 8] |= 1 << (f % 8);
+        }
+        let mut projector = Self {
+            device,
+            device_info,
+            calibration: Calibration {
+                frames: 0,
+                reference_on: 0,
+                mean_dark: 0.0,
+                mean_reference_intensity: 0.0,
+                field_variance: 0.0,
+                output_scale: 0.0,
+                pixels: Vec::new(),
+                reference_intensity: Vec::new(),
+                dark_pixels: 0,
+                bright_pixels: 0,
+            },
+            config,
+            gain: Vec::new(),
+            offset: Vec::new(),
+            reference_bytes,
+            bits: Vec::new(),
+            weights: Vec::new(),
+            packed: Vec::new(),
+            camera: Vec::new(),
+            acc: Vec::new(),
+            vectors: 0,
+        };
+        projector.calibrate()?;
+        Ok(projector)
+    }
+
+    /// Measures `I(a)` and `I(0)` over `calibration_frames` frames each and derives the per-pixel
+    /// gains and the output scale (see the type's documentation). The first call selects the
+    /// pixels; later calls keep them.
+    pub fn calibrate(&mut self) -> Result<&Calibration, Error> {
+        let frames = self.config.calibration_frames;
+        let pixels_all = self.device_info.output_dim;
+        let bpf = self.reference_bytes.len();
+        let total = 2 * frames;
+        // Frames 0..frames show the reference, frames..2·frames show nothing; packed one
+        // device call at a time.
+        let mut sum_ref = vec![0.0f64; pixels_all];
+        let mut sum_dark = vec![0.0f64; pixels_all];
+        let chunk = self.chunk_frames();
+        let mut start = 0;
+        while start < total {
+            let count = chunk.min(total - start);
+            self.packed.clear();
+            self.packed.resize(count * bpf, 0);
+            for t in 0..count {
+                if start + t < frames {
+                    self.packed[t * bpf..(t + 1) * bpf].copy_from_slice(&self.reference_bytes);
+                }
+            }
+            let camera = self.show(0, count)?;
+            for t in 0..count {
+                let target = if start + t < frames {
+                    &mut sum_ref
+                } else {
+                    &mut sum_dark
+                };
+                for (s, &v) in target.iter_mut().zip(&camera[t * pixels_all..]) {
+                    *s += f64::from(v);
+                }
+            }
+            start += count;
+        }
+        let inv = 1.0 / frames as f64;
+        let mean_dark_px: Vec<f64> = sum_dark.iter().map(|s| s * inv).collect();
+        let mean_ref_px: Vec<f64> = sum_ref.iter().map(|s| s * inv).collect();
+        let intensity: Vec<f64> = mean_ref_px
+            .iter()
+            .zip(&mean_dark_px)
+            .map(|(a, d)| (a - d).max(0.0))
+            .collect();
+        let mean_intensity = intensity.iter().sum::<f64>() / pixels_all as f64;
+        if !(mean_intensity > 0.0 && mean_intensity.is_finite()) {
+            return Err(Error::new(
+                ErrorKind::Calibration,
+                format!(
+                    "the reference pattern gives no light on the camera (mean I(a) − I(0) = {mean_intensity})"
+                ),
+            ));
+        }
+        let reference_on = self
+            .reference_bytes
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum::<usize>();
+        let field_variance = mean_intensity / reference_on as f64;
+        let output_scale = (2.0 / field_variance).sqrt();
+        let floor = self.config.dark_fraction * mean_intensity;
+        let m = self.config.output_dim;
+
+        let (pixels, dark_pixels, bright_pixels) = if self.calibration.pixels.is_empty() {
+            let ceiling = self.device_info.max_count() as f64 * self.config.saturation_fraction;
+            let mut chosen = Vec::with_capacity(m);
+            let (mut dark, mut bright) = (0, 0);
+            for (p, (&c, &raw)) in intensity.iter().zip(&mean_ref_px).enumerate() {
+                if chosen.len() == m {
+                    break;
+                }
+                if c < floor || c <= 0.0 {
+                    dark += 1;
+                } else if raw > ceiling {
+                    bright += 1;
+                } else {
+                    chosen.push(p);
+                }
+            }
+            if chosen.len() < m {
+                return Err(Error::new(
+                    ErrorKind::Calibration,
+                    format!(
+                        "only {} of {} camera pixels are usable ({} too dark, {} too bright) but the projector needs {}; give the device about {} outputs",
+                        chosen.len(),
+                        pixels_all,
+                        dark,
+                        bright,
+                        m,
+                        self.config.recommended_device_output_dim()
+                    ),
+                ));
+            }
+            (chosen, dark, bright)
+        } else {
+            (
+                std::mem::take(&mut self.calibration.pixels),
+                self.calibration.dark_pixels,
+                self.calibration.bright_pixels,
+            )
+        };
+        // `floor` may be 0 (dark_fraction 0): keep strictly positive to never divide by zero.
+        let clamp = floor.max(mean_intensity * 1e-12);
+        let reference_intensity: Vec<f64> =
+            pixels.iter().map(|&p| intensity[p].max(clamp)).collect();
+        self.gain = reference_intensity
+            .iter()
+            .map(|c| output_scale / (2.0 * c.sqrt()))
+            .collect();
+        self.offset = self
+            .gain
+            .iter()
+            .zip(&reference_intensity)
+            .map(|(g, c)| g * c)
+            .collect();
+        self.calibration = Calibration {
+            frames,
+            reference_on,
+            mean_dark: mean_dark_px.iter().sum::<f64>() / pixels_all as f64,
+            mean_reference_intensity: mean_intensity,
+            field_variance,
+            output_scale,
+            pixels,
+            reference_intensity,
+            dark_pixels,
+            bright_pixels,
+        };
+        Ok(&self.calibration)
+    }
+
+    /// The latest calibration.
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OpticalConfig {
+        &self.config
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The device, mutably (showing frames through it does not disturb the projector, but
+    /// changing its settings may invalidate the calibration).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// Gives the device back.
+    pub fn into_inner(self) -> D {
+        self.device
+    }
+
+    /// Vectors projected so far (by `project` and `project_binary`).
+    pub fn vectors_projected(&self) -> u64 {
+        self.vectors
+    }
+
+    /// The linearized projection of binary vectors, without encoding: `bits` holds
+    /// `batch × input_dim` values 0 or 1; two device frames per vector. `output` gets
+    /// `output_scale · Re(conj(r_j) R_j·x) / |r_j|`, the same matrix `project` applies.
+    pub fn project_binary(
+        &mut self,
+        bits: &[u8],
+        batch: usize,
+        output: &mut [f32],
+    ) -> Result<(), Error> {
+        let n = self.config.input_dim;
+        let m = self.config.output_dim;
+        if batch.checked_mul(n) != Some(bits.len()) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "binary input has {} values, expected batch {batch} × input_dim {n}",
+                    bits.len()
+                ),
+            ));
+        }
+        if batch.checked_mul(m) != Some(output.len()) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "projector output buffer has {} values, expected batch {batch} × output_dim {m}",
+                    output.len()
+                ),
+            ));
+        }
+        if let Some(pos) = bits.iter().position(|&b| b > 1) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "input is not binary: value {} at row {}, column {}",
+                    bits[pos],
+                    pos / n,
+                    pos % n
+                ),
+            ));
+        }
+        self.bits.clear();
+        self.bits.extend_from_slice(bits);
+        self.weights.clear();
+        self.weights.resize(batch, 1.0);
+        self.measure(batch, 1, output)
+    }
+
+    /// Frames per device call: the device maximum, capped so the camera buffer stays bounded.
+    fn chunk_frames(&self) -> usize {
+        let cap =
+            (CAMERA_CHUNK_VALUES / self.device_info.output_dim.max(1)).clamp(1, MAX_CHUNK_FRAMES);
+        self.device_info.max_batch.min(cap).max(1)
+    }
+
+    /// Shows frames `start .. start + count` of `self.packed` and returns the camera values.
+    fn show(&mut self, start: usize, count: usize) -> Result<&[f32], Error> {
+        let bpf = self.reference_bytes.len();
+        let pixels = self.device_info.output_dim;
+        let len = count * pixels;
+        if self.camera.len() < len {
+            self.camera.resize(len, 0.0);
+        }
+        let frames = PackedFrames::new(
+            &self.packed[start * bpf..(start + count) * bpf],
+            count,
+            self.device_info.input_dim,
+        )?;
+        let camera = &mut self.camera[..len];
+        self.device.transform(&frames, camera)?;
+        if let Some(pos) = camera.iter().position(|v| !v.is_finite()) {
+            return Err(Error::new(
+                ErrorKind::Device,
+                format!(
+                    "device returned a non-finite camera value ({}) at frame {}, pixel {}",
+                    camera[pos],
+                    start + pos / pixels,
+                    pos % pixels
+                ),
+            ));
+        }
+        Ok(camera)
+    }
+
+    /// Shows the `batch × k` binary frames in `self.bits` (with weights `self.weights`), each
+    /// as `x + a` then `x`, and writes `Σ_f w_f · L(b_f)` per vector into `output`.
+    fn measure(&mut self, batch: usize, k: usize, output: &mut [f32]) -> Result<(), Error> {
+        let n = self.config.input_dim;
+        let m = self.config.output_dim;
+        let bpf = self.reference_bytes.len();
+        let total = batch * k * 2;
+        self.packed.clear();
+        self.packed.resize(total * bpf, 0);
+        for (pair, data) in self.bits.chunks_exact(n.max(1)).take(batch * k).enumerate() {
+            let with_ref = &mut self.packed[2 * pair * bpf..(2 * pair + 1) * bpf];
+            with_ref.copy_from_slice(&self.reference_bytes);
+            for (i, &b) in data.iter().enumerate() {
+                with_ref[i / 8] |= b << (i % 8);
+            }
+            let (head, tail) = self.packed.split_at_mut((2 * pair + 1) * bpf);
+            let without = &mut tail[..bpf];
+            without.copy_from_slice(&head[2 * pair * bpf..]);
+            for (w, r) in without.iter_mut().zip(&self.reference_bytes) {
+                *w &= !r;
+            }
+        }
+        self.acc.clear();
+        self.acc.resize(batch * m, 0.0);
+        let chunk = self.chunk_frames();
+        let pixels_all = self.device_info.output_dim;
+        let mut start = 0;
+        while start < total {
+            let count = chunk.min(total - start);
+            self.show(start, count)?;
+            for t in 0..count {
+                let g = start + t;
+                let pair = g / 2;
+                let w = f64::from(self.weights[pair]);
+                if w == 0.0 {
+                    continue;
+                }
+                let coef = if g % 2 == 0 { w } else { -w };
+                let b = pair / k;
+                let row = &mut self.acc[b * m..(b + 1) * m];
+                let frame = &self.camera[t * pixels_all..(t + 1) * pixels_all];
+                for ((acc, &p), &gain) in
+                    row.iter_mut().zip(&self.calibration.pixels).zip(&self.gain)
+                {
+                    *acc += coef * gain * f64::from(frame[p]);
+                }
+            }
+            start += count;
+        }
+        for (b, out_row) in output.chunks_exact_mut(m.max(1)).take(batch).enumerate() {
+            let wsum: f64 = self.weights[b * k..(b + 1) * k]
+                .iter()
+                .map(|&w| f64::from(w))
+                .sum();
+            for ((o, &acc), &off) in out_row
+                .iter_mut()
+                .zip(&self.acc[b * m..(b + 1) * m])
+                .zip(&self.offset)
+            {
+                *o = (acc - wsum * off) as f32;
+            }
+        }
+        self.vectors += batch as u64;
+        Ok(())
+    }
+}
+
+impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
+    fn info(&self) -> ProjectorInfo {
+        let c = &self.config;
+        let mut info = ProjectorInfo::new(
+            format!(
+                "optical(device={} [{}] {}x{} {}, in={}, out={}, reference={}@seed{}, encoding={})",
+                self.device_info.kind,
+                self.device_info.description,
+                self.device_info.input_dim,
+                self.device_info.output_dim,
+                c.device_label,
+                c.input_dim,
+                c.output_dim,
+                c.reference_features,
+                c.reference_seed,
+                c.encoding
+            ),
+            c.input_dim,
+            c.output_dim,
+            1.0,
+        );
+        info.frames_per_vector = c.frames_per_vector() as f64;
+        info
+    }
+
+    fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
+        check_projection_buffers(&self.info(), input, batch, output)?;
+        let n = self.config.input_dim;
+        let m = self.config.output_dim;
+        let k = self.config.encoding.binary_frames();
+        // Blocks of vectors whose frames fill one device call, so memory stays bounded
+        // whatever the batch.
+        let block = (self.chunk_frames() / (2 * k)).max(1);
+        for (x_block, y_block) in input.chunks(block * n).zip(output.chunks_mut(block * m)) {
+            let rows = x_block.len() / n;
+            self.bits.clear();
+            self.bits.resize(rows * k * n, 0);
+            self.weights.clear();
+            self.weights.resize(rows * k, 0.0);
+            for ((x, bits), w) in x_block
+                .chunks_exact(n)
+                .zip(self.bits.chunks_exact_mut(k * n))
+                .zip(self.weights.chunks_exact_mut(k))
+            {
+                self.config.encoding.encode(x, bits, w);
+            }
+            self.measure(rows, k, y_block)?;
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        self.device.counters()
+    }
+}

@@ -1,0 +1,135 @@
+//! The interferometric projector on the simulated OPU (speckle-sim).
+
+mod common;
+
+use common::{common_pixels, correlation, ks_normal, random_bits, rel_err};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use speckle_hal::{pack_bits, PackedFrames, RandomProjector};
+use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
+use speckle_sim::{DeviceConfig, SimulatedOpu};
+
+fn sim(preset: &str, config: &OpticalConfig, seed: u64) -> SimulatedOpu {
+    let device = DeviceConfig::preset(preset).unwrap();
+    SimulatedOpu::new(
+        &device,
+        config.device_input_dim(),
+        config.recommended_device_output_dim(),
+        seed,
+    )
+    .unwrap()
+}
+
+/// `output_scale · Re(conj(r_j) (R·x)_j) / |r_j|` on the selected pixels, from the simulator's
+/// exact fields.
+fn direct(proj: &mut OpticalProjector<SimulatedOpu>, x: &[u8]) -> Vec<f64> {
+    let config = proj.config().clone();
+    let cal = proj.calibration().clone();
+    let width = config.device_input_dim();
+    let mut data = vec![0u8; 2 * width];
+    data[..x.len()].copy_from_slice(x);
+    for off in config.reference_pattern() {
+        data[width + config.input_dim + off] = 1;
+    }
+    let mut packed = Vec::new();
+    pack_bits(&data, 2, width, &mut packed).unwrap();
+    let frames = PackedFrames::new(&packed, 2, width).unwrap();
+    let pixels = config.recommended_device_output_dim();
+    let mut re = vec![0.0f32; 2 * pixels];
+    let mut im = vec![0.0f32; 2 * pixels];
+    proj.device_mut().fields(&frames, &mut re, &mut im).unwrap();
+    cal.pixels
+        .iter()
+        .map(|&p| {
+            let (sr, si) = (re[p] as f64, im[p] as f64);
+            let (rr, ri) = (re[pixels + p] as f64, im[pixels + p] as f64);
+            cal.output_scale * (rr * sr + ri * si) / (rr * rr + ri * ri).sqrt()
+        })
+        .collect()
+}
+
+#[test]
+fn ideal_sim_matches_direct_formula_and_is_linear() {
+    let (n, m) = (10, 200);
+    let config = OpticalConfig::new(n, m);
+    let mut proj = OpticalProjector::new(sim("ideal", &config, 21), config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let batch = 6;
+    let bits = random_bits(&mut rng, batch * n, 0.5);
+    let mut y = vec![0.0f32; batch * m];
+    proj.project_binary(&bits, batch, &mut y).unwrap();
+    for b in 0..batch {
+        let want = direct(&mut proj, &bits[b * n..(b + 1) * n]);
+        let err = rel_err(&y[b * m..(b + 1) * m], &want);
+        assert!(err <= 1e-4, "vector {b}: relative error {err}");
+    }
+    // Linearity on disjoint supports.
+    let x1: Vec<u8> = (0..n).map(|i| (i % 3 == 0) as u8).collect();
+    let x2: Vec<u8> = (0..n).map(|i| (i % 3 == 1) as u8).collect();
+    let sum: Vec<u8> = x1.iter().zip(&x2).map(|(a, b)| a + b).collect();
+    let mut z = vec![0.0f32; 3 * m];
+    proj.project_binary(&[x1, x2, sum].concat(), 3, &mut z)
+        .unwrap();
+    let added: Vec<f64> = (0..m).map(|j| (z[j] + z[m + j]) as f64).collect();
+    assert!(rel_err(&z[2 * m..], &added) <= 1e-4);
+}
+
+#[test]
+fn ideal_sim_linear_outputs_are_standard_gaussian() {
+    // 32 × 300 = 9,600 entries; KS distance to N(0, 1) ≤ 0.025 (1 % critical value for iid
+    // samples: 0.017; margin for the calibration's variance estimate from 407 pixels).
+    let (n, m) = (32, 300);
+    let config = OpticalConfig::new(n, m);
+    let mut proj = OpticalProjector::new(sim("ideal", &config, 22), config).unwrap();
+    let mut eye = vec![0u8; n * n];
+    for i in 0..n {
+        eye[i * n + i] = 1;
+    }
+    let mut p = vec![0.0f32; n * m];
+    proj.project_binary(&eye, n, &mut p).unwrap();
+    let samples: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+    let d = ks_normal(&samples, 1.0);
+    eprintln!("ideal sim: KS distance to N(0, 1): {d:.4}");
+    assert!(d <= 0.025, "KS distance {d}");
+}
+
+#[test]
+fn lighton_sim_correlates_with_ideal() {
+    // DFA's shape: errors of 10 classes projected to 400 outputs, on the 8-bit LightOn-like
+    // preset (shot noise, read noise, quantization) against the ideal preset with the same seed
+    // (same matrix). Stated levels: correlation ≥ 0.95 with bit-plane 6, ≥ 0.9 with ternary
+    // (measured against the ideal device's own ternary projection).
+    let (n, m) = (10, 400);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let batch = 32;
+    let x: Vec<f32> = (0..batch * n)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    for (enc, level) in [("bitplane:6", 0.95), ("ternary", 0.9)] {
+        let encoding: Encoding = enc.parse().unwrap();
+        let config = OpticalConfig::new(n, m).with_encoding(encoding);
+        let mut ideal = OpticalProjector::new(sim("ideal", &config, 23), config.clone()).unwrap();
+        let mut noisy = OpticalProjector::new(sim("lighton", &config, 23), config).unwrap();
+        let mut a = vec![0.0f32; batch * m];
+        let mut b = vec![0.0f32; batch * m];
+        ideal.project(&x, batch, &mut a).unwrap();
+        noisy.project(&x, batch, &mut b).unwrap();
+        // Compare on the pixels both selected (the noisy calibration may skip other pixels).
+        let (va, vb) = common_pixels(
+            (&a, &ideal.calibration().pixels),
+            (&b, &noisy.calibration().pixels),
+            batch,
+        );
+        assert!(
+            va.len() >= batch * m * 9 / 10,
+            "{enc}: too few common pixels"
+        );
+        let r = correlation(&va, &vb);
+        eprintln!("{enc}: correlation {r:.4} over {} values", va.len());
+        assert!(r >= level, "{enc}: correlation {r} < {level}");
+        assert_eq!(
+            noisy.counters().frames,
+            2 * 64 + batch as u64 * noisy.info().frames_per_vector as u64
+        );
+    }
+}

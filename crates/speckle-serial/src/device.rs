@@ -1,0 +1,722 @@
+//! The host side: [`SerialDevice`], an [`OpticalDevice`] that talks to a device over the
+//! speckle protocol and recovers from link faults.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use speckle_hal::{DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice, PackedFrames};
+use speckle_protocol::{
+    self as proto, Capabilities, Configure, DecodeError, Deframer, ErrorCode, ErrorReport, Hello,
+    Message, TransformRequest,
+};
+
+use crate::transport::{is_timeout, Transport};
+
+/// How a [`SerialDevice`] opens and how hard it tries.
+#[derive(Debug, Clone)]
+pub struct SerialOptions {
+    /// Active `(input_dim, output_dim)` to configure, or `None` to keep the device's.
+    pub dims: Option<(usize, usize)>,
+    /// How long to wait for an answer before sending the request again (plus
+    /// [`per_frame_allowance`](Self::per_frame_allowance) per frame of the request).
+    pub response_timeout: Duration,
+    /// Extra wait per frame in a transform request.
+    pub per_frame_allowance: Duration,
+    /// Sends of one request after the first, on timeouts or damaged frames.
+    pub max_retries: u32,
+    /// Times a session may be re-established (after a device reset) within one call.
+    pub max_resyncs: u32,
+    /// Largest payload the host accepts (told to the device in Hello).
+    pub max_payload: u32,
+    /// A name for messages (the port path).
+    pub name: String,
+}
+
+impl Default for SerialOptions {
+    fn default() -> Self {
+        Self {
+            dims: None,
+            response_timeout: Duration::from_millis(1000),
+            per_frame_allowance: Duration::from_millis(2),
+            max_retries: 10,
+            max_resyncs: 5,
+            max_payload: 1 << 20,
+            name: "device".into(),
+        }
+    }
+}
+
+impl SerialOptions {
+    /// Checks the options once.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.response_timeout.is_zero() {
+            return Err(Error::new(ErrorKind::InvalidInput, "response_timeout must be positive"));
+        }
+        if (self.max_payload as usize) < 64 {
+            return Err(Error::new(ErrorKind::InvalidInput, "max_payload must be at least 64 bytes"));
+        }
+        if let Some((i, o)) = self.dims {
+            if i == 0 || o == 0 || i > u32::MAX as usize || o > u32::MAX as usize {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("dimensions {i} × {o} must be in 1..=4294967295"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Traffic counters of a link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Bytes written, all framing included.
+    pub wire_bytes_sent: u64,
+    /// Bytes read, all framing and garbage included.
+    pub wire_bytes_received: u64,
+    /// Useful bytes sent: packed frame bits of transform requests (first sends only).
+    pub payload_bytes_sent: u64,
+    /// Useful bytes received: camera values of accepted transform responses.
+    pub payload_bytes_received: u64,
+    /// Requests sent again after a timeout, a damaged frame or a NAK.
+    pub retransmissions: u64,
+    /// Damaged frames received.
+    pub damaged_frames: u64,
+    /// Answers that did not arrive in time.
+    pub timeouts: u64,
+    /// Intact frames ignored because they answered an earlier request.
+    pub stale_frames: u64,
+    /// Sessions re-established after a device reset.
+    pub resyncs: u64,
+}
+
+impl LinkStats {
+    /// Useful bytes over wire bytes, both directions (1.0 for an idle link).
+    pub fn efficiency(&self) -> f64 {
+        let wire = self.wire_bytes_sent + self.wire_bytes_received;
+        if wire == 0 {
+            return 1.0;
+        }
+        (self.payload_bytes_sent + self.payload_bytes_received) as f64 / wire as f64
+    }
+
+    /// The counters accumulated since `earlier`.
+    pub fn since(&self, earlier: &LinkStats) -> LinkStats {
+        LinkStats {
+            wire_bytes_sent: self.wire_bytes_sent - earlier.wire_bytes_sent,
+            wire_bytes_received: self.wire_bytes_received - earlier.wire_bytes_received,
+            payload_bytes_sent: self.payload_bytes_sent - earlier.payload_bytes_sent,
+            payload_bytes_received: self.payload_bytes_received - earlier.payload_bytes_received,
+            retransmissions: self.retransmissions - earlier.retransmissions,
+            damaged_frames: self.damaged_frames - earlier.damaged_frames,
+            timeouts: self.timeouts - earlier.timeouts,
+            stale_frames: self.stale_frames - earlier.stale_frames,
+            resyncs: self.resyncs - earlier.resyncs,
+        }
+    }
+}
+
+/// Why one exchange did not produce an answer.
+enum Failure {
+    /// The device restarted or lost its session: re-handshake and retry.
+    Reset,
+    /// Give up with this error.
+    Fatal(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+enum Event {
+    Frame(proto::Frame),
+    Damaged,
+    Timeout,
+}
+
+/// An optical device behind a serial link (or any [`Transport`]) that speaks the speckle
+/// protocol (`firmware-interface/PROTOCOL.md`).
+///
+/// Every answer is matched to its request by sequence number and by the echo of the request's
+/// first frame index and frame count, so a result is never a stale or mismatched one. The host
+/// keeps the global frame index and sends it with every request, so a device that can replay
+/// (the emulated simulator) answers a retried request exactly as the first time.
+pub struct SerialDevice<T: Transport> {
+    port: T,
+    options: SerialOptions,
+    caps: Capabilities,
+    dims: (usize, usize),
+    chunk_frames: usize,
+    next_seq: u32,
+    next_frame: u64,
+    deframer: Deframer,
+    rx: Vec<u8>,
+    rx_len: usize,
+    rx_pos: usize,
+    scratch: Vec<u8>,
+    wire: Vec<u8>,
+    stats: LinkStats,
+    counters: DeviceCounters,
+}
+
+impl SerialDevice<Box<dyn serialport::SerialPort>> {
+    /// Opens the serial port at `path` (`baud` symbols per second; ignored by pseudo-terminals
+    /// and USB CDC devices), handshakes, and configures `dims` (`(input_dim, output_dim)`)
+    /// when given.
+    pub fn open(path: &str, baud: u32, dims: Option<(usize, usize)>) -> Result<Self, Error> {
+        let options = SerialOptions {
+            dims,
+            name: path.to_string(),
+            ..SerialOptions::default()
+        };
+        Self::open_with(path, baud, options)
+    }
+
+    /// [`open`](Self::open) with explicit options.
+    pub fn open_with(path: &str, baud: u32, options: SerialOptions) -> Result<Self, Error> {
+        let port = serialport::new(path, baud)
+            .timeout(options.response_timeout)
+            .open()
+            .map_err(|e| {
+                let kind = match e.kind() {
+                    serialport::ErrorKind::NoDevice => ErrorKind::Link,
+                    serialport::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                    _ => ErrorKind::Io,
+                };
+                Error::with_source(kind, format!("cannot open serial port {path}"), e)
+            })?;
+        Self::new(port, options)
+    }
+}
+
+impl<T: Transport> SerialDevice<T> {
+    /// Opens a session over `port`: clears stale input, handshakes, checks the protocol
+    /// version, and configures `options.dims`.
+    pub fn new(mut port: T, options: SerialOptions) -> Result<Self, Error> {
+        options.check()?;
+        port.clear_input().map_err(|e| link_error(&options.name, "cannot clear input", e))?;
+        let max_wire = proto::max_wire_len(options.max_payload as usize);
+        let mut dev = Self {
+            port,
+            caps: Capabilities {
+                input_dim: 0,
+                output_dim: 0,
+                max_input_dim: 0,
+                max_output_dim: 0,
+                max_batch: 0,
+                max_payload: 0,
+                frame_time_ns: 0,
+                exposure_ns: 0,
+                boot_count: 0,
+                bit_depth: 0,
+                firmware_version: [0; 3],
+                description: String::new(),
+            },
+            dims: (0, 0),
+            chunk_frames: 1,
+            next_seq: 1,
+            next_frame: 0,
+            deframer: Deframer::new(max_wire),
+            rx: vec![0; 64 << 10],
+            rx_len: 0,
+            rx_pos: 0,
+            scratch: Vec::new(),
+            wire: Vec::new(),
+            stats: LinkStats::default(),
+            counters: DeviceCounters::default(),
+            options,
+        };
+        let deadline = dev.call_deadline();
+        let mut resyncs = 0;
+        loop {
+            match dev.establish(deadline) {
+                Ok(()) => break,
+                Err(Failure::Reset) if resyncs < dev.options.max_resyncs => {
+                    resyncs += 1;
+                    dev.stats.resyncs += 1;
+                }
+                Err(Failure::Reset) => {
+                    return Err(Error::new(
+                        ErrorKind::Link,
+                        format!("{}: device keeps restarting during the handshake", dev.options.name),
+                    ))
+                }
+                Err(Failure::Fatal(e)) => return Err(e),
+            }
+        }
+        Ok(dev)
+    }
+
+    /// The device's last capability report.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Traffic counters since the device was opened.
+    pub fn link_stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// Frames per transform request on the wire (a batch is streamed in requests of this many
+    /// frames, limited by the device's `max_batch` and both sides' `max_payload`).
+    pub fn chunk_frames(&self) -> usize {
+        self.chunk_frames
+    }
+
+    /// Global index of the next frame.
+    pub fn frame_index(&self) -> u64 {
+        self.next_frame
+    }
+
+    /// Sets the global index of the next frame (to replay frames on a replaying device).
+    pub fn seek_frame(&mut self, index: u64) {
+        self.next_frame = index;
+    }
+
+    /// Asks the device for its status.
+    pub fn status(&mut self) -> Result<proto::Status, Error> {
+        let deadline = self.call_deadline();
+        match self.exchange(&Message::GetStatus, false, Duration::ZERO, deadline) {
+            Ok((_, Message::Status(s))) => Ok(s),
+            Ok((_, other)) => Err(self.unexpected("Status", &other)),
+            Err(Failure::Reset) => Err(Error::new(ErrorKind::Link, "device restarted")),
+            Err(Failure::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// The transport, e.g. to close it.
+    pub fn into_inner(self) -> T {
+        self.port
+    }
+
+    fn call_deadline(&self) -> Instant {
+        let per_try = self.options.response_timeout * (self.options.max_retries + 1);
+        Instant::now() + per_try * (self.options.max_resyncs + 2) * 2
+    }
+
+    fn unexpected(&self, wanted: &str, got: &Message) -> Error {
+        Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "{}: expected {wanted}, device sent {:?}",
+                self.options.name,
+                got.message_type()
+            ),
+        )
+    }
+
+    /// Hello, version check, and Configure when dimensions were requested.
+    fn establish(&mut self, deadline: Instant) -> Result<(), Failure> {
+        let hello = Message::Hello(Hello {
+            min_version: proto::PROTOCOL_VERSION,
+            max_version: proto::PROTOCOL_VERSION,
+            max_payload: self.options.max_payload,
+        });
+        let caps = match self.exchange(&hello, true, Duration::ZERO, deadline)? {
+            (_, Message::Capabilities(c)) => c,
+            (_, other) => return Err(self.unexpected("Capabilities", &other).into()),
+        };
+        let caps = match self.options.dims {
+            None => caps,
+            Some((i, o)) => {
+                if i > caps.max_input_dim as usize || o > caps.max_output_dim as usize {
+                    return Err(Error::new(
+                        ErrorKind::DimensionMismatch,
+                        format!(
+                            "{}: requested {i} inputs × {o} outputs, the device has at most {} × {}",
+                            self.options.name, caps.max_input_dim, caps.max_output_dim
+                        ),
+                    )
+                    .into());
+                }
+                let configure = Message::Configure(Configure {
+                    input_dim: i as u32,
+                    output_dim: o as u32,
+                    output_offset: 0,
+                    exposure_ns: 0,
+                    gain: 0.0,
+                });
+                match self.exchange(&configure, false, Duration::ZERO, deadline)? {
+                    (_, Message::Capabilities(c)) => {
+                        if (c.input_dim as usize, c.output_dim as usize) != (i, o) {
+                            return Err(Error::new(
+                                ErrorKind::Protocol,
+                                format!(
+                                    "{}: configured {i} × {o} but the device reports {} × {}",
+                                    self.options.name, c.input_dim, c.output_dim
+                                ),
+                            )
+                            .into());
+                        }
+                        c
+                    }
+                    (_, other) => return Err(self.unexpected("Capabilities", &other).into()),
+                }
+            }
+        };
+        let dims = (caps.input_dim as usize, caps.output_dim as usize);
+        if self.dims != (0, 0) && dims != self.dims {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{}: device came back with {} × {} instead of {} × {}",
+                    self.options.name, dims.0, dims.1, self.dims.0, self.dims.1
+                ),
+            )
+            .into());
+        }
+        let Some(value_size) = proto::value_size(caps.bit_depth) else {
+            return Err(Error::new(ErrorKind::Protocol, "unsupported bit depth").into());
+        };
+        if dims.0 == 0 || dims.1 == 0 || caps.max_batch == 0 {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("{}: device reports zero dimensions or batch size", self.options.name),
+            )
+            .into());
+        }
+        let payload = caps.max_payload.min(self.options.max_payload) as usize;
+        let in_bytes = dims.0.div_ceil(8);
+        let out_bytes = dims.1.saturating_mul(value_size);
+        let by_request = payload.saturating_sub(proto::TRANSFORM_REQUEST_FIXED) / in_bytes;
+        let by_response = payload.saturating_sub(proto::TRANSFORM_RESPONSE_FIXED) / out_bytes;
+        let chunk = by_request.min(by_response).min(caps.max_batch as usize);
+        if chunk == 0 {
+            return Err(Error::new(
+                ErrorKind::DimensionMismatch,
+                format!(
+                    "{}: one frame ({in_bytes} bytes in, {out_bytes} bytes out) exceeds the {payload}-byte payload limit",
+                    self.options.name
+                ),
+            )
+            .into());
+        }
+        self.chunk_frames = chunk;
+        self.dims = dims;
+        self.caps = caps;
+        Ok(())
+    }
+
+    fn send(&mut self, resync: bool) -> Result<(), Error> {
+        let name = &self.options.name;
+        if resync {
+            // A lone delimiter ends whatever partial frame the device holds.
+            self.port.write_all(&[0]).map_err(|e| link_error(name, "write failed", e))?;
+            self.stats.wire_bytes_sent += 1;
+        }
+        match self.port.write_all(&self.wire).and_then(|()| self.port.flush()) {
+            Ok(()) => {}
+            // A write that could not complete in time is a lost frame: retried like one.
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(link_error(name, "write failed", e)),
+        }
+        self.stats.wire_bytes_sent += self.wire.len() as u64;
+        Ok(())
+    }
+
+    /// Reads until a frame, a damaged frame, or `deadline`.
+    fn read_event(&mut self, deadline: Instant) -> Result<Event, Error> {
+        loop {
+            let mut input = &self.rx[self.rx_pos..self.rx_len];
+            let before = input.len();
+            let found = self.deframer.next_frame(&mut input).map(|r| match r {
+                Ok(bytes) => proto::decode_frame_into(bytes, &mut self.scratch),
+                Err(_) => Err(DecodeError::TooShort { len: 0 }),
+            });
+            self.rx_pos += before - input.len();
+            match found {
+                Some(Ok(frame)) => return Ok(Event::Frame(frame)),
+                Some(Err(DecodeError::UnsupportedVersion { version, .. })) => {
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        format!(
+                            "{}: device speaks protocol version {version}, this host speaks version {}",
+                            self.options.name,
+                            proto::PROTOCOL_VERSION
+                        ),
+                    ))
+                }
+                Some(Err(_)) => {
+                    self.stats.damaged_frames += 1;
+                    return Ok(Event::Damaged);
+                }
+                None => {}
+            }
+            self.rx_pos = 0;
+            self.rx_len = 0;
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Event::Timeout);
+            }
+            let name = &self.options.name;
+            self.port
+                .set_timeout((deadline - now).max(Duration::from_millis(1)))
+                .map_err(|e| link_error(name, "cannot set timeout", e))?;
+            match self.port.read(&mut self.rx) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ErrorKind::Link,
+                        format!("{}: link closed by the device (disconnected?)", self.options.name),
+                    ))
+                }
+                Ok(n) => {
+                    self.rx_len = n;
+                    self.stats.wire_bytes_received += n as u64;
+                }
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(link_error(&self.options.name, "read failed", e)),
+            }
+        }
+    }
+
+    /// Sends `message` as a new request and waits for its answer, sending it again after a
+    /// timeout, a damaged frame or a NAK, at most `max_retries` times and never past
+    /// `deadline`. A device Error answer becomes a typed error; a lost session becomes
+    /// [`Failure::Reset`] (ignored during Hello, which is what re-opens a session).
+    fn exchange(
+        &mut self,
+        message: &Message,
+        is_hello: bool,
+        extra_wait: Duration,
+        deadline: Instant,
+    ) -> Result<(u32, Message), Failure> {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        self.wire.clear();
+        proto::encode_frame(seq, message, &mut self.wire);
+        let mut last_problem = "no answer";
+        let mut timed_out = false;
+        for attempt in 0..=self.options.max_retries {
+            if attempt > 0 {
+                self.stats.retransmissions += 1;
+            }
+            self.send(attempt > 0)?;
+            let attempt_deadline =
+                (Instant::now() + self.options.response_timeout + extra_wait).min(deadline);
+            loop {
+                match self.read_event(attempt_deadline)? {
+                    Event::Timeout => {
+                        self.stats.timeouts += 1;
+                        self.deframer.reset();
+                        last_problem = "no answer in time";
+                        timed_out = true;
+                        break;
+                    }
+                    Event::Damaged => {
+                        last_problem = "damaged frames";
+                        timed_out = false;
+                        break;
+                    }
+                    Event::Frame(frame) => match frame.message {
+                        Message::Error(ErrorReport { code, .. }) if code == ErrorCode::BAD_FRAME => {
+                            last_problem = "the device received damaged frames";
+                            timed_out = false;
+                            break;
+                        }
+                        Message::ResetNotice(_) if !is_hello => return Err(Failure::Reset),
+                        // The device restarted, maybe on this very Hello: say it again now.
+                        Message::ResetNotice(_) => {
+                            last_problem = "the device restarted";
+                            timed_out = false;
+                            break;
+                        }
+                        Message::Error(e) if frame.seq == seq => {
+                            if e.code == ErrorCode::NOT_CONFIGURED && !is_hello {
+                                return Err(Failure::Reset);
+                            }
+                            return Err(Failure::Fatal(device_error(&self.options.name, &e)));
+                        }
+                        m if frame.seq == seq => return Ok((seq, m)),
+                        _ => self.stats.stale_frames += 1,
+                    },
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        let kind = if timed_out { ErrorKind::Timeout } else { ErrorKind::Link };
+        Err(Failure::Fatal(Error::new(
+            kind,
+            format!(
+                "{}: no valid answer after {} attempts ({last_problem})",
+                self.options.name,
+                self.options.max_retries + 1
+            ),
+        )))
+    }
+
+    /// One request of at most `chunk_frames` frames, re-establishing the session after resets.
+    fn transform_chunk(
+        &mut self,
+        frames: &PackedFrames<'_>,
+        first_frame: u64,
+        output: &mut [f32],
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let n = frames.frames();
+        let request = Message::TransformRequest(TransformRequest {
+            first_frame,
+            frame_count: n as u32,
+            input_dim: self.dims.0 as u32,
+            frames: frames.as_bytes().to_vec(),
+        });
+        let extra = self.options.per_frame_allowance * n as u32;
+        let mut resyncs = 0;
+        loop {
+            let result = self.exchange(&request, false, extra, deadline);
+            match result {
+                Ok((_, Message::TransformResponse(r))) => {
+                    if r.first_frame != first_frame
+                        || r.frame_count as usize != n
+                        || r.output_dim as usize != self.dims.1
+                        || r.bit_depth != self.caps.bit_depth
+                    {
+                        return Err(Error::new(
+                            ErrorKind::Protocol,
+                            format!(
+                                "{}: response to frames {first_frame}+{n} ({} × {}) echoes frames {}+{} ({} values, {} bits)",
+                                self.options.name, self.dims.0, self.dims.1,
+                                r.first_frame, r.frame_count, r.output_dim, r.bit_depth
+                            ),
+                        ));
+                    }
+                    decode_values(&r.values, r.bit_depth, output);
+                    self.stats.payload_bytes_sent += frames.as_bytes().len() as u64;
+                    self.stats.payload_bytes_received += r.values.len() as u64;
+                    return Ok(());
+                }
+                Ok((_, other)) => return Err(self.unexpected("TransformResponse", &other)),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Reset) => {
+                    if resyncs >= self.options.max_resyncs {
+                        return Err(Error::new(
+                            ErrorKind::Link,
+                            format!(
+                                "{}: device restarted {} times during one request",
+                                self.options.name,
+                                resyncs + 1
+                            ),
+                        ));
+                    }
+                    resyncs += 1;
+                    self.stats.resyncs += 1;
+                    loop {
+                        match self.establish(deadline) {
+                            Ok(()) => break,
+                            Err(Failure::Reset) if resyncs < self.options.max_resyncs => {
+                                resyncs += 1;
+                                self.stats.resyncs += 1;
+                            }
+                            Err(Failure::Reset) => {
+                                return Err(Error::new(
+                                    ErrorKind::Link,
+                                    format!("{}: device keeps restarting", self.options.name),
+                                ))
+                            }
+                            Err(Failure::Fatal(e)) => return Err(e),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: Transport> OpticalDevice for SerialDevice<T> {
+    fn info(&self) -> DeviceInfo {
+        let [a, b, c] = self.caps.firmware_version;
+        DeviceInfo {
+            kind: "serial".into(),
+            description: format!(
+                "{} (firmware {a}.{b}.{c}, protocol v{}, {})",
+                self.caps.description,
+                proto::PROTOCOL_VERSION,
+                self.options.name
+            ),
+            input_dim: self.dims.0,
+            output_dim: self.dims.1,
+            bit_depth: match self.caps.bit_depth {
+                0 => None,
+                b => Some(b),
+            },
+            frame_time_us: f64::from(self.caps.frame_time_ns) / 1000.0,
+            exposure_us: f64::from(self.caps.exposure_ns) / 1000.0,
+            max_batch: self.caps.max_batch as usize,
+        }
+    }
+
+    fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
+        let info = self.info();
+        speckle_hal::check_device_buffers(&info, input, output)?;
+        let out_dim = self.dims.1;
+        let mut start = 0;
+        while start < input.frames() {
+            let n = self.chunk_frames.min(input.frames() - start);
+            let deadline = self.call_deadline();
+            let first = self.next_frame + start as u64;
+            self.transform_chunk(
+                &input.slice(start, n),
+                first,
+                &mut output[start * out_dim..(start + n) * out_dim],
+                deadline,
+            )?;
+            start += n;
+        }
+        let frames = input.frames() as u64;
+        self.next_frame += frames;
+        self.counters.frames += frames;
+        self.counters.device_time_s += frames as f64 * info.frame_time_us * 1e-6;
+        Ok(())
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        self.counters
+    }
+}
+
+fn decode_values(values: &[u8], bit_depth: u8, output: &mut [f32]) {
+    match bit_depth {
+        0 => {
+            for (o, b) in output.iter_mut().zip(values.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        1..=8 => {
+            for (o, &b) in output.iter_mut().zip(values) {
+                *o = f32::from(b);
+            }
+        }
+        _ => {
+            for (o, b) in output.iter_mut().zip(values.chunks_exact(2)) {
+                *o = f32::from(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+    }
+}
+
+fn link_error(name: &str, what: &str, e: io::Error) -> Error {
+    let kind = if is_timeout(&e) { ErrorKind::Timeout } else { ErrorKind::Link };
+    Error::with_source(kind, format!("{name}: {what}"), e)
+}
+
+fn device_error(name: &str, e: &ErrorReport) -> Error {
+    let kind = match e.code {
+        ErrorCode::DIMENSION_MISMATCH => ErrorKind::DimensionMismatch,
+        ErrorCode::UNSUPPORTED => ErrorKind::Unsupported,
+        ErrorCode::INVALID_FRAMES => ErrorKind::InvalidInput,
+        ErrorCode::DEVICE_FAULT => ErrorKind::Device,
+        _ => ErrorKind::Protocol,
+    };
+    let detail = if e.message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", e.message.replace('\n', " "))
+    };
+    Error::new(
+        kind,
+        format!("{name}: device error {} ({}){detail}", e.code.0, e.code.name()),
+    )
+}

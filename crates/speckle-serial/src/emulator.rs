@@ -1,0 +1,696 @@
+//! The device side of the protocol: serves any replayable [`OpticalDevice`] over a
+//! [`Transport`], with optional fault injection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use speckle_hal::{
+    DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice, PackedFrames,
+};
+use speckle_protocol::{
+    self as proto, Capabilities, DecodeError, Deframer, ErrorCode, ErrorReport, Message,
+    ResetNotice, Status, TransformRequest, TransformResponse,
+};
+
+use crate::faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind};
+use crate::transport::{is_timeout, Transport};
+
+/// A device that can show frames as a given global frame index, so that a retried request
+/// gives exactly the same answer (the simulated OPU's camera noise depends only on the seed and
+/// the frame index).
+pub trait Replay {
+    /// Global index of the next frame the device will show.
+    fn frame_index(&self) -> u64;
+    /// Makes `index` the next frame shown.
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error>;
+}
+
+impl<T: Replay + ?Sized> Replay for Box<T> {
+    fn frame_index(&self) -> u64 {
+        (**self).frame_index()
+    }
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        (**self).seek_frame(index)
+    }
+}
+
+impl Replay for speckle_sim::SimulatedOpu {
+    fn frame_index(&self) -> u64 {
+        speckle_sim::SimulatedOpu::frame_index(self)
+    }
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        speckle_sim::SimulatedOpu::seek_frame(self, index)
+    }
+}
+
+/// Camera pixels of the emulated simulator's sensor (1920 × 1080): the largest `output_dim`
+/// it accepts.
+pub const SIM_CAMERA_PIXELS: usize = 1920 * 1080;
+
+/// Emulator options for a simulated OPU with `config`: the largest input is one feature per
+/// mirror (or per fixed macro-pixel), the largest output a 1920 × 1080 sensor.
+pub fn sim_emulator_options(config: &speckle_sim::DeviceConfig) -> EmulatorOptions {
+    let k = match config.dmd.macro_pixel {
+        speckle_sim::MacroPixel::Mirrors(k) => k.max(1),
+        _ => 1,
+    };
+    let max_in = usize::try_from(config.mirrors() / k).unwrap_or(usize::MAX);
+    EmulatorOptions {
+        default_dims: (1024.min(max_in), 1024),
+        max_dims: (max_in, SIM_CAMERA_PIXELS),
+        ..EmulatorOptions::default()
+    }
+}
+
+/// The device factory that serves a [`SimulatedOpu`](speckle_sim::SimulatedOpu): Configure
+/// builds `SimulatedOpu::new(config, input_dim, output_dim, seed)`, so the served device equals
+/// the in-process one with the same dimensions and seed. A non-zero exposure sets
+/// `camera.exposure_us`; a non-zero gain divides `camera.electrons_per_count`; an output offset
+/// is unsupported.
+pub fn sim_factory(
+    config: speckle_sim::DeviceConfig,
+    seed: u64,
+) -> impl FnMut(&DeviceSettings) -> Result<speckle_sim::SimulatedOpu, Error> {
+    move |s: &DeviceSettings| {
+        if s.output_offset != 0 {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the simulated camera has no output offset (use 0)",
+            ));
+        }
+        let mut cfg = config.clone();
+        if s.exposure_ns != 0 {
+            cfg.camera.exposure_us = f64::from(s.exposure_ns) / 1000.0;
+        }
+        if s.gain != 0.0 {
+            if !(s.gain.is_finite() && s.gain > 0.0) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("gain {} must be positive and finite", s.gain),
+                ));
+            }
+            cfg.camera.electrons_per_count /= f64::from(s.gain);
+        }
+        speckle_sim::SimulatedOpu::new(&cfg, s.input_dim, s.output_dim, seed)
+    }
+}
+
+/// What a Configure message asks for; handed to the emulator's device factory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSettings {
+    /// Binary features per frame.
+    pub input_dim: usize,
+    /// Camera pixels per frame.
+    pub output_dim: usize,
+    /// First camera pixel of the output region.
+    pub output_offset: usize,
+    /// Exposure in nanoseconds, 0 = the device's default.
+    pub exposure_ns: u32,
+    /// Gain factor, 0.0 = the device's default.
+    pub gain: f32,
+}
+
+/// How the emulated device presents itself.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// Dimensions after power-on, before any Configure.
+    pub default_dims: (usize, usize),
+    /// Largest dimensions Configure accepts.
+    pub max_dims: (usize, usize),
+    /// Largest payload the device accepts or sends.
+    pub max_payload: u32,
+    /// Reported firmware version.
+    pub firmware_version: [u16; 3],
+    /// Protocol version the device speaks (tests set another to check version handling).
+    pub protocol_version: u8,
+    /// Link faults to inject.
+    pub faults: FaultConfig,
+    /// Seed of the fault stream.
+    pub fault_seed: u64,
+    /// How often `serve` checks the stop flag.
+    pub poll_interval: Duration,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        Self {
+            default_dims: (1024, 1024),
+            max_dims: (1 << 20, 1 << 20),
+            // Small enough that a response never fills a pseudo-terminal's kernel buffer while
+            // the host is still writing (which would stall both sides until a timeout).
+            max_payload: 32 << 10,
+            firmware_version: [0, 1, 0],
+            protocol_version: proto::PROTOCOL_VERSION,
+            faults: FaultConfig::none(),
+            fault_seed: 0,
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// What an emulator has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmulatorStats {
+    /// Intact frames received.
+    pub frames_received: u64,
+    /// Damaged frames received (answered with a BAD_FRAME NAK).
+    pub bad_frames: u64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Frames shown on the device.
+    pub frames_shown: u64,
+    /// Faults injected.
+    pub faults: FaultCounts,
+}
+
+/// Serves a device built by `factory` (called on power-on and on every Configure) over the
+/// speckle protocol.
+pub struct Emulator<D, F> {
+    factory: F,
+    options: EmulatorOptions,
+    device: Option<D>,
+    settings: DeviceSettings,
+    session: bool,
+    boot_count: u32,
+    host_max_payload: u32,
+    injector: FaultInjector,
+    stats: EmulatorStats,
+    scratch: Vec<u8>,
+    values: Vec<f32>,
+}
+
+impl<D, F> Emulator<D, F>
+where
+    D: OpticalDevice + Replay,
+    F: FnMut(&DeviceSettings) -> Result<D, Error>,
+{
+    /// An emulator in its power-on state (no session, default dimensions).
+    pub fn new(factory: F, options: EmulatorOptions) -> Self {
+        let injector = FaultInjector::new(options.faults.clone(), options.fault_seed);
+        let settings = default_settings(&options);
+        Self {
+            factory,
+            device: None,
+            settings,
+            session: false,
+            boot_count: 1,
+            host_max_payload: options.max_payload,
+            injector,
+            stats: EmulatorStats::default(),
+            scratch: Vec::new(),
+            values: Vec::new(),
+            options,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> EmulatorStats {
+        EmulatorStats {
+            faults: self.injector.counts(),
+            ..self.stats
+        }
+    }
+
+    /// Restarts the device: the session, the configuration and the device are lost.
+    /// Returns the ResetNotice to announce.
+    pub fn reset(&mut self) -> Message {
+        self.session = false;
+        self.device = None;
+        self.settings = default_settings(&self.options);
+        self.host_max_payload = self.options.max_payload;
+        self.boot_count = self.boot_count.wrapping_add(1);
+        Message::ResetNotice(ResetNotice {
+            boot_count: self.boot_count,
+            reason: 3,
+        })
+    }
+
+    fn device(&mut self) -> Result<&mut D, Error> {
+        if self.device.is_none() {
+            self.device = Some((self.factory)(&self.settings)?);
+        }
+        Ok(self.device.as_mut().expect("device was just built"))
+    }
+
+    fn capabilities(&mut self) -> Result<Capabilities, Error> {
+        let info = self.device()?.info();
+        Ok(capabilities_of(&info, &self.options, self.boot_count))
+    }
+
+    /// Handles one encoded frame (bytes between delimiters) and appends the reply's wire bytes
+    /// to `out`.
+    pub fn handle_frame(&mut self, encoded: &[u8], out: &mut Vec<u8>) {
+        let version = self.options.protocol_version;
+        let frame = match proto::decode_frame_into(encoded, &mut self.scratch) {
+            Ok(f) => f,
+            Err(e) => {
+                let (seq, code, detail) = match e {
+                    DecodeError::UnsupportedVersion { seq, .. } => {
+                        (seq, ErrorCode::UNSUPPORTED_VERSION, u32::from(version))
+                    }
+                    DecodeError::UnknownMessage { seq, message_type } => {
+                        (seq, ErrorCode::UNKNOWN_MESSAGE, u32::from(message_type))
+                    }
+                    DecodeError::Malformed { .. } => {
+                        // The CRC passed, so the header (and its seq) is intact.
+                        let seq = self.scratch.get(4..8).map_or(0, |b| {
+                            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+                        });
+                        (seq, ErrorCode::MALFORMED, 0)
+                    }
+                    _ => {
+                        self.stats.bad_frames += 1;
+                        (0, ErrorCode::BAD_FRAME, 0)
+                    }
+                };
+                let msg = error(code, detail, e.to_string());
+                proto::encode_frame_with_version(version, seq, &msg, out);
+                return;
+            }
+        };
+        self.stats.frames_received += 1;
+        let reply = self.reply(frame.message);
+        proto::encode_frame_with_version(version, frame.seq, &reply, out);
+        self.stats.frames_sent += 1;
+    }
+
+    fn reply(&mut self, message: Message) -> Message {
+        match message {
+            Message::Hello(h) => {
+                let v = self.options.protocol_version;
+                if !(h.min_version..=h.max_version).contains(&v) {
+                    return error(
+                        ErrorCode::UNSUPPORTED_VERSION,
+                        u32::from(v),
+                        format!(
+                            "device speaks protocol version {v}, host offers {}..={}",
+                            h.min_version, h.max_version
+                        ),
+                    );
+                }
+                self.host_max_payload = h.max_payload.min(self.options.max_payload);
+                match self.capabilities() {
+                    Ok(c) => {
+                        self.session = true;
+                        Message::Capabilities(c)
+                    }
+                    Err(e) => error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),
+                }
+            }
+            Message::GetStatus => Message::Status(Status {
+                state: u8::from(self.session),
+                boot_count: self.boot_count,
+                frames_shown: self.stats.frames_shown,
+                bad_frames: u32::try_from(self.stats.bad_frames).unwrap_or(u32::MAX),
+            }),
+            _ if !self.session => error(
+                ErrorCode::NOT_CONFIGURED,
+                self.boot_count,
+                "no session: send Hello".to_string(),
+            ),
+            Message::Configure(c) => self.configure(c),
+            Message::TransformRequest(r) => self.transform(r),
+            other => error(
+                ErrorCode::UNKNOWN_MESSAGE,
+                other.message_type() as u32,
+                "message type is not accepted by a device".to_string(),
+            ),
+        }
+    }
+
+    fn configure(&mut self, c: proto::Configure) -> Message {
+        let (max_in, max_out) = self.options.max_dims;
+        let (input_dim, output_dim, offset) = (
+            c.input_dim as usize,
+            c.output_dim as usize,
+            c.output_offset as usize,
+        );
+        if input_dim == 0 || output_dim == 0 || input_dim > max_in {
+            return error(
+                ErrorCode::DIMENSION_MISMATCH,
+                max_in as u32,
+                format!("input_dim {input_dim} / output_dim {output_dim} not in 1..={max_in} / 1..={max_out}"),
+            );
+        }
+        if output_dim.saturating_add(offset) > max_out {
+            return error(
+                ErrorCode::DIMENSION_MISMATCH,
+                max_out as u32,
+                format!("output region {offset}+{output_dim} exceeds the {max_out} camera pixels"),
+            );
+        }
+        let settings = DeviceSettings {
+            input_dim,
+            output_dim,
+            output_offset: offset,
+            exposure_ns: c.exposure_ns,
+            gain: c.gain,
+        };
+        if settings != self.settings || self.device.is_none() {
+            match (self.factory)(&settings) {
+                Ok(d) => {
+                    self.device = Some(d);
+                    self.settings = settings;
+                }
+                Err(e) => {
+                    let code = match e.kind() {
+                        ErrorKind::DimensionMismatch => ErrorCode::DIMENSION_MISMATCH,
+                        ErrorKind::Unsupported | ErrorKind::InvalidInput => ErrorCode::UNSUPPORTED,
+                        _ => ErrorCode::DEVICE_FAULT,
+                    };
+                    return error(code, 0, e.to_string());
+                }
+            }
+        }
+        match self.capabilities() {
+            Ok(c) => Message::Capabilities(c),
+            Err(e) => error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),
+        }
+    }
+
+    fn transform(&mut self, r: TransformRequest) -> Message {
+        let payload_limit = self.host_max_payload;
+        let info = match self.device() {
+            Ok(d) => d.info(),
+            Err(e) => return error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),
+        };
+        if r.input_dim as usize != info.input_dim {
+            return error(
+                ErrorCode::DIMENSION_MISMATCH,
+                info.input_dim as u32,
+                format!("frames are {} wide, active input_dim is {}", r.input_dim, info.input_dim),
+            );
+        }
+        let frames = r.frame_count as usize;
+        if frames > info.max_batch {
+            return error(
+                ErrorCode::BATCH_TOO_LARGE,
+                info.max_batch as u32,
+                format!("{frames} frames exceed max_batch {}", info.max_batch),
+            );
+        }
+        let bit_depth = info.bit_depth.unwrap_or(0);
+        let Some(len) = proto::values_len(r.frame_count, info.output_dim as u32, bit_depth)
+            .filter(|&l| l + proto::TRANSFORM_RESPONSE_FIXED <= payload_limit as usize)
+        else {
+            return error(
+                ErrorCode::PAYLOAD_TOO_LARGE,
+                payload_limit,
+                format!("the response to {frames} frames would exceed {payload_limit} bytes"),
+            );
+        };
+        let packed = match PackedFrames::new(&r.frames, frames, info.input_dim) {
+            Ok(p) => p,
+            Err(e) => return error(ErrorCode::INVALID_FRAMES, 0, e.to_string()),
+        };
+        self.values.clear();
+        self.values.resize(frames * info.output_dim, 0.0);
+        let mut values = std::mem::take(&mut self.values);
+        let device = self.device.as_mut().expect("device built above");
+        let result = device
+            .seek_frame(r.first_frame)
+            .and_then(|()| device.transform(&packed, &mut values));
+        let reply = match result {
+            Err(e) => error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),
+            Ok(()) => {
+                self.stats.frames_shown += frames as u64;
+                match encode_values(&values, bit_depth, len) {
+                    Ok(bytes) => Message::TransformResponse(TransformResponse {
+                        first_frame: r.first_frame,
+                        frame_count: r.frame_count,
+                        output_dim: info.output_dim as u32,
+                        bit_depth,
+                        values: bytes,
+                    }),
+                    Err(msg) => error(ErrorCode::DEVICE_FAULT, 0, msg),
+                }
+            }
+        };
+        self.values = values;
+        reply
+    }
+
+    /// Serves the device on `port` until `stop` is set or the peer closes the link.
+    /// Announces power-on with a ResetNotice first.
+    pub fn serve<T: Transport>(&mut self, port: &mut T, stop: &AtomicBool) -> Result<(), Error> {
+        port.set_timeout(self.options.poll_interval)?;
+        let max_len = proto::max_wire_len(self.options.max_payload as usize + 64);
+        let mut deframer = Deframer::new(max_len);
+        let mut rx = vec![0u8; 64 << 10];
+        let mut out = Vec::new();
+        let version = self.options.protocol_version;
+        let notice = Message::ResetNotice(ResetNotice {
+            boot_count: self.boot_count,
+            reason: 0,
+        });
+        proto::encode_frame_with_version(version, 0, &notice, &mut out);
+        if !self.send(port, &mut out)? {
+            return Ok(());
+        }
+        let mut inbound = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let n = match port.read(&mut rx) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) => return Err(Error::with_source(ErrorKind::Link, "emulator link failed", e)),
+            };
+            let mut input = &rx[..n];
+            while let Some(frame) = deframer.next_frame(&mut input) {
+                inbound.clear();
+                match frame {
+                    Ok(bytes) => inbound.extend_from_slice(bytes),
+                    // An overlong frame: answer it like any damaged frame.
+                    Err(_) => inbound.push(0xFF),
+                }
+                let mut late = false;
+                match self.injector.draw(true) {
+                    Some(FaultKind::Reset) => {
+                        let notice = self.reset();
+                        proto::encode_frame_with_version(version, 0, &notice, &mut out);
+                        if !self.send(port, &mut out)? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Some(FaultKind::Delay) => late = true,
+                    Some(kind) => self.injector.damage(kind, &mut inbound, false),
+                    None => {}
+                }
+                self.handle_frame(&inbound, &mut out);
+                if late {
+                    std::thread::sleep(self.options.faults.delay_duration);
+                }
+                if !self.send(port, &mut out)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the frames in `out` (then clears it), each possibly damaged or delayed.
+    /// Returns `false` once the peer is gone.
+    fn send<T: Transport>(&mut self, port: &mut T, out: &mut Vec<u8>) -> Result<bool, Error> {
+        let mut frame = Vec::new();
+        let mut rest = &out[..];
+        while let Some(p) = rest.iter().position(|&b| b == 0) {
+            frame.clear();
+            frame.extend_from_slice(&rest[..=p]);
+            rest = &rest[p + 1..];
+            match self.injector.draw(false) {
+                Some(FaultKind::Delay) => std::thread::sleep(self.options.faults.delay_duration),
+                Some(kind) => self.injector.damage(kind, &mut frame, true),
+                None => {}
+            }
+            match port.write_all(&frame).and_then(|()| port.flush()) {
+                Ok(()) => {}
+                // A host that stopped reading: the frame is lost, as on a real link.
+                Err(e) if is_timeout(&e) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    out.clear();
+                    return Ok(false);
+                }
+                Err(e) => return Err(Error::with_source(ErrorKind::Link, "emulator write failed", e)),
+            }
+        }
+        out.clear();
+        Ok(true)
+    }
+}
+
+fn default_settings(options: &EmulatorOptions) -> DeviceSettings {
+    DeviceSettings {
+        input_dim: options.default_dims.0,
+        output_dim: options.default_dims.1,
+        output_offset: 0,
+        exposure_ns: 0,
+        gain: 0.0,
+    }
+}
+
+fn error(code: ErrorCode, detail: u32, message: String) -> Message {
+    Message::Error(ErrorReport {
+        code,
+        detail,
+        message,
+    })
+}
+
+fn clamp_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn micros_to_ns(us: f64) -> u32 {
+    let ns = (us * 1000.0).round();
+    if ns.is_finite() && ns >= 0.0 {
+        ns.min(u32::MAX as f64) as u32
+    } else {
+        0
+    }
+}
+
+/// The capability report of a device with `info`.
+pub fn capabilities_of(info: &DeviceInfo, options: &EmulatorOptions, boot_count: u32) -> Capabilities {
+    Capabilities {
+        input_dim: clamp_u32(info.input_dim),
+        output_dim: clamp_u32(info.output_dim),
+        max_input_dim: clamp_u32(options.max_dims.0),
+        max_output_dim: clamp_u32(options.max_dims.1),
+        max_batch: clamp_u32(info.max_batch),
+        max_payload: options.max_payload,
+        frame_time_ns: micros_to_ns(info.frame_time_us),
+        exposure_ns: micros_to_ns(info.exposure_us),
+        boot_count,
+        bit_depth: info.bit_depth.unwrap_or(0),
+        firmware_version: options.firmware_version,
+        description: info.description.clone(),
+    }
+}
+
+/// Encodes camera values at `bit_depth` (integers in range for 1..=16 bits, float32 for 0).
+fn encode_values(values: &[f32], bit_depth: u8, len: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(len);
+    match bit_depth {
+        0 => {
+            for v in values {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        1..=16 => {
+            let max = ((1u32 << bit_depth) - 1) as f32;
+            for (i, &v) in values.iter().enumerate() {
+                if !(0.0..=max).contains(&v) || v.fract() != 0.0 {
+                    return Err(format!(
+                        "camera value {v} at {i} is not an integer count in 0..={max}"
+                    ));
+                }
+                let count = v as u16;
+                if bit_depth <= 8 {
+                    out.push(count as u8);
+                } else {
+                    out.extend_from_slice(&count.to_le_bytes());
+                }
+            }
+        }
+        _ => return Err(format!("bit depth {bit_depth} cannot be carried")),
+    }
+    Ok(out)
+}
+
+/// A tiny deterministic, replayable device for tests, benchmarks and examples: pixel `j` of
+/// frame `t` is `Σ_i x_i·w(i, j) + n(t, j)` with hashed weights `w ∈ 0..4` and hashed noise
+/// `n ∈ 0..3`, clipped to the bit depth (or as float32 when `bit_depth` is `None`).
+#[derive(Debug, Clone)]
+pub struct ToyDevice {
+    input_dim: usize,
+    output_dim: usize,
+    seed: u64,
+    bit_depth: Option<u8>,
+    max_batch: usize,
+    frame: u64,
+    counters: DeviceCounters,
+}
+
+impl ToyDevice {
+    /// A toy device with the given dimensions, seed and bit depth (`None` = float32).
+    pub fn new(input_dim: usize, output_dim: usize, seed: u64, bit_depth: Option<u8>) -> Self {
+        Self {
+            input_dim,
+            output_dim,
+            seed,
+            bit_depth,
+            max_batch: 4096,
+            frame: 0,
+            counters: DeviceCounters::default(),
+        }
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    // SplitMix64 finaliser.
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl OpticalDevice for ToyDevice {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            kind: "toy".into(),
+            description: format!("toy device, seed {}", self.seed),
+            input_dim: self.input_dim,
+            output_dim: self.output_dim,
+            bit_depth: self.bit_depth,
+            frame_time_us: 500.0,
+            exposure_us: 400.0,
+            max_batch: self.max_batch,
+        }
+    }
+
+    fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
+        let info = self.info();
+        speckle_hal::check_device_buffers(&info, input, output)?;
+        let max = info.max_count();
+        for f in 0..input.frames() {
+            let t = self.frame + f as u64;
+            let row = &mut output[f * self.output_dim..(f + 1) * self.output_dim];
+            for (j, out) in row.iter_mut().enumerate() {
+                let mut acc = 0u64;
+                for i in (0..self.input_dim).filter(|&i| input.bit(f, i)) {
+                    acc += mix(self.seed ^ mix((i as u64) << 32 | j as u64)) & 3;
+                }
+                let noise = mix(self.seed.rotate_left(17) ^ mix(t.wrapping_mul(1 << 24) ^ j as u64)) % 3;
+                let v = (acc + noise) as f32;
+                *out = match self.bit_depth {
+                    Some(_) => v.min(max),
+                    None => v + 0.25,
+                };
+            }
+        }
+        self.frame += input.frames() as u64;
+        self.counters.frames += input.frames() as u64;
+        self.counters.device_time_s += input.frames() as f64 * info.frame_time_us * 1e-6;
+        Ok(())
+    }
+
+    fn counters(&self) -> DeviceCounters {
+        self.counters
+    }
+}
+
+impl Replay for ToyDevice {
+    fn frame_index(&self) -> u64 {
+        self.frame
+    }
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        self.frame = index;
+        Ok(())
+    }
+}

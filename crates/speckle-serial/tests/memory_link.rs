@@ -1,0 +1,285 @@
+//! Host and emulator over the in-memory link: bit-identical results, fault recovery, and clear
+//! errors for what cannot be recovered.
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use speckle_hal::{ErrorKind, OpticalDevice, PackedFrames};
+use speckle_serial::*;
+
+const SEED: u64 = 42;
+
+fn toy_factory(bits: Option<u8>) -> impl FnMut(&DeviceSettings) -> Result<ToyDevice, speckle_hal::Error> {
+    move |s: &DeviceSettings| Ok(ToyDevice::new(s.input_dim, s.output_dim, SEED, bits))
+}
+
+struct Served<T> {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<EmulatorStats>>,
+    _marker: std::marker::PhantomData<T>,
+}
+
+impl<T> Served<T> {
+    fn finish(mut self) -> EmulatorStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+fn serve_on<T: Transport + Send + 'static>(
+    mut port: T,
+    bits: Option<u8>,
+    options: EmulatorOptions,
+) -> Served<T> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut emulator = Emulator::new(toy_factory(bits), options);
+        let _ = emulator.serve(&mut port, &flag);
+        emulator.stats()
+    });
+    Served { stop, handle: Some(handle), _marker: std::marker::PhantomData }
+}
+
+fn serve(bits: Option<u8>, options: EmulatorOptions) -> (MemoryPort, Served<MemoryPort>) {
+    let (host, dev) = memory_link();
+    (host, serve_on(dev, bits, options))
+}
+
+fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<u8> = (0..frames * width).map(|_| rng.random_range(0..2u8)).collect();
+    let mut packed = Vec::new();
+    speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
+    packed
+}
+
+fn local_run(dims: (usize, usize), bits: Option<u8>, batches: &[Vec<u8>], sizes: &[usize]) -> Vec<f32> {
+    let mut dev = ToyDevice::new(dims.0, dims.1, SEED, bits);
+    let mut all = Vec::new();
+    for (packed, &n) in batches.iter().zip(sizes) {
+        let mut out = vec![0.0; n * dims.1];
+        dev.transform(&PackedFrames::new(packed, n, dims.0).unwrap(), &mut out).unwrap();
+        all.extend(out);
+    }
+    all
+}
+
+fn remote_run<T: Transport>(dev: &mut SerialDevice<T>, batches: &[Vec<u8>], sizes: &[usize]) -> Vec<f32> {
+    let (i, o) = (dev.info().input_dim, dev.info().output_dim);
+    let mut all = Vec::new();
+    for (packed, &n) in batches.iter().zip(sizes) {
+        let mut out = vec![0.0; n * o];
+        dev.transform(&PackedFrames::new(packed, n, i).unwrap(), &mut out).unwrap();
+        all.extend(out);
+    }
+    all
+}
+
+fn fast_options(dims: (usize, usize)) -> SerialOptions {
+    SerialOptions {
+        dims: Some(dims),
+        response_timeout: Duration::from_millis(40),
+        per_frame_allowance: Duration::ZERO,
+        max_retries: 12,
+        ..SerialOptions::default()
+    }
+}
+
+#[test]
+fn results_are_bit_identical_to_the_local_device_across_depths_and_chunking() {
+    for (bits, dims, max_payload) in [
+        (Some(8), (37, 11), 32 << 10),
+        (Some(12), (64, 20), 200), // tiny payload: a batch is streamed in many requests
+        (None, (9, 5), 32 << 10),
+    ] {
+        let options = EmulatorOptions { max_payload, ..EmulatorOptions::default() };
+        let (host, served) = serve(bits, options);
+        let mut dev = SerialDevice::new(host, fast_options(dims)).unwrap();
+        assert_eq!(dev.info().bit_depth, bits);
+        if max_payload == 200 {
+            assert!(dev.chunk_frames() < 10, "chunk {}", dev.chunk_frames());
+        }
+        let sizes = [1, 17, 64, 3];
+        let batches: Vec<_> = sizes.iter().enumerate().map(|(k, &n)| random_frames(n, dims.0, k as u64)).collect();
+        let got = remote_run(&mut dev, &batches, &sizes);
+        assert_eq!(got, local_run(dims, bits, &batches, &sizes), "{bits:?} {dims:?}");
+        assert_eq!(dev.counters().frames, 85);
+        // A clean link: nothing damaged, nothing late (the emulator's power-on notice may
+        // make the host repeat its Hello once, which is harmless).
+        let link = dev.link_stats();
+        assert_eq!((link.damaged_frames, link.timeouts), (0, 0), "{link:?}");
+        let status = dev.status().unwrap();
+        assert_eq!((status.state, status.frames_shown), (1, 85));
+        drop(dev);
+        served.finish();
+    }
+}
+
+#[test]
+fn garbage_on_the_line_is_skipped() {
+    let (host, mut dev_end) = memory_link();
+    // Noise before the emulator starts, including a partial frame and stray delimiters.
+    dev_end.write_all(&[0x13, 0x37, 0x00, 0xFF, 0xFE, 0x00, 0x00, 0x42]).unwrap();
+    let served = serve_on(dev_end, Some(8), EmulatorOptions::default());
+    let mut dev = SerialDevice::new(host, fast_options((8, 3))).unwrap();
+    let packed = random_frames(5, 8, 1);
+    let got = remote_run(&mut dev, std::slice::from_ref(&packed), &[5]);
+    assert_eq!(got, local_run((8, 3), Some(8), &[packed], &[5]));
+    drop(dev);
+    served.finish();
+}
+
+/// ≥ 10,000 frames on the link with 1 % of frames dropped, flipped, truncated, delayed and
+/// device resets: zero wrong results, and it finishes (bounded time per request).
+#[test]
+fn ten_thousand_frames_with_one_percent_of_each_fault_give_exact_results() {
+    let dims = (24, 6);
+    let faults = FaultConfig {
+        drop: 0.01,
+        flip: 0.01,
+        truncate: 0.01,
+        delay: 0.01,
+        reset: 0.01,
+        delay_duration: Duration::from_millis(20),
+    };
+    let options = EmulatorOptions { faults, fault_seed: 7, ..EmulatorOptions::default() };
+    let (host, served) = serve(Some(8), options);
+    let mut host_options = fast_options(dims);
+    host_options.response_timeout = Duration::from_millis(12);
+    // Generous, still bounded: a loaded CI machine may miss a few 12 ms windows in a row.
+    host_options.max_retries = 30;
+    let mut dev = SerialDevice::new(host, host_options).unwrap();
+    // Batches of 1 and 2 frames: one request and one response per call, so ~5,200 calls put
+    // more than 10,000 frames on the wire.
+    let sizes: Vec<usize> = (0..5200).map(|k| 1 + k % 2).collect();
+    let batches: Vec<_> = sizes.iter().enumerate().map(|(k, &n)| random_frames(n, dims.0, k as u64)).collect();
+    let start = Instant::now();
+    let got = remote_run(&mut dev, &batches, &sizes);
+    let elapsed = start.elapsed();
+    let expected = local_run(dims, Some(8), &batches, &sizes);
+    assert_eq!(got.len(), expected.len());
+    let wrong = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    assert_eq!(wrong, 0);
+    let link = dev.link_stats();
+    drop(dev);
+    let stats = served.finish();
+    let f = stats.faults;
+    eprintln!("{elapsed:?} {f:?} {link:?}");
+    assert!(f.frames >= 10_000, "{f:?}");
+    // Each kind really happened, about 1 % of frames (reset is drawn on received frames only).
+    for n in [f.drop, f.flip, f.truncate, f.delay] {
+        assert!(n as f64 > 0.005 * f.frames as f64, "{f:?}");
+    }
+    assert!(f.reset > 20, "{f:?}");
+    assert!(link.retransmissions > 0 && link.resyncs > 0 && link.stale_frames > 0, "{link:?}");
+}
+
+#[test]
+fn a_disconnect_in_the_middle_of_a_batch_is_a_link_error() {
+    /// Lets `budget` bytes through, then the device end goes away.
+    struct CutAfter(MemoryPort, usize);
+    impl Read for CutAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl Write for CutAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.1 == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.1);
+            self.1 -= n;
+            self.0.write(&buf[..n])
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for CutAfter {
+        fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+            self.0.set_timeout(t)
+        }
+    }
+    let (host, dev_end) = memory_link();
+    let options = EmulatorOptions { max_payload: 256, ..EmulatorOptions::default() };
+    // Enough for the power-on notice, the handshake and a few responses, not for the batch.
+    let served = serve_on(CutAfter(dev_end, 600), Some(8), options);
+    let mut dev = SerialDevice::new(host, fast_options((16, 30))).unwrap();
+    let packed = random_frames(40, 16, 3);
+    let mut out = vec![0.0; 40 * 30];
+    let start = Instant::now();
+    let err = dev.transform(&PackedFrames::new(&packed, 40, 16).unwrap(), &mut out).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Link, "{err}");
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    served.finish();
+}
+
+#[test]
+fn a_device_of_another_protocol_version_is_a_protocol_error() {
+    let options = EmulatorOptions { protocol_version: 2, ..EmulatorOptions::default() };
+    let (host, served) = serve(Some(8), options);
+    let err = SerialDevice::new(host, fast_options((8, 8))).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("protocol version 2"), "{err}");
+    served.finish();
+}
+
+#[test]
+fn dimensions_that_do_not_fit_are_a_dimension_mismatch() {
+    let options = EmulatorOptions { max_dims: (100, 50), ..EmulatorOptions::default() };
+    let (host, served) = serve(Some(8), options);
+    let err = SerialDevice::new(host, fast_options((200, 10))).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::DimensionMismatch, "{err}");
+    assert!(err.to_string().contains("at most 100"), "{err}");
+    served.finish();
+
+    // A frame whose response cannot fit in one payload.
+    let options = EmulatorOptions { max_payload: 64, ..EmulatorOptions::default() };
+    let (host, served) = serve(Some(8), options);
+    let err = SerialDevice::new(host, fast_options((8, 1000))).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::DimensionMismatch, "{err}");
+    served.finish();
+
+    // Frames of the wrong width never reach the link.
+    let (host, served) = serve(Some(8), EmulatorOptions::default());
+    let mut dev = SerialDevice::new(host, fast_options((8, 4))).unwrap();
+    let err = dev.transform(&PackedFrames::new(&[0, 0], 1, 16).unwrap(), &mut [0.0; 4]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DimensionMismatch);
+    drop(dev);
+    served.finish();
+}
+
+#[test]
+fn a_silent_device_is_a_timeout_within_bounded_time() {
+    let (host, _silent_end) = memory_link();
+    let start = Instant::now();
+    let mut options = fast_options((8, 8));
+    options.response_timeout = Duration::from_millis(20);
+    options.max_retries = 3;
+    let err = SerialDevice::new(host, options).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("4 attempts"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn frequent_device_resets_are_recovered_with_exact_results() {
+    let faults = FaultConfig { reset: 0.2, ..FaultConfig::none() };
+    let options = EmulatorOptions { faults, fault_seed: 3, ..EmulatorOptions::default() };
+    let (host, served) = serve(Some(8), options);
+    let mut dev = SerialDevice::new(host, fast_options((10, 7))).unwrap();
+    let sizes: Vec<usize> = (0..40).map(|k| 1 + k % 5).collect();
+    let batches: Vec<_> = sizes.iter().enumerate().map(|(k, &n)| random_frames(n, 10, k as u64)).collect();
+    let got = remote_run(&mut dev, &batches, &sizes);
+    assert_eq!(got, local_run((10, 7), Some(8), &batches, &sizes));
+    assert!(dev.link_stats().resyncs > 0, "{:?}", dev.link_stats());
+    drop(dev);
+    assert!(served.finish().faults.reset > 0);
+}

@@ -1,0 +1,167 @@
+//! Host and emulator over a real pseudo-terminal pair. `TTYPort::pair` is not thread-safe, so
+//! every case runs in sequence inside one test.
+#![cfg(unix)]
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serialport::TTYPort;
+use speckle_hal::{ErrorKind, OpticalDevice, PackedFrames};
+use speckle_serial::pty::PtyLink;
+use speckle_serial::*;
+use speckle_sim::{DeviceConfig, SimulatedOpu};
+
+fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<u8> = (0..frames * width).map(|_| rng.random_range(0..2u8)).collect();
+    let mut packed = Vec::new();
+    speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
+    packed
+}
+
+fn run_batches(dev: &mut dyn OpticalDevice, sizes: &[usize], seed: u64) -> Vec<f32> {
+    let info = dev.info();
+    let mut all = Vec::new();
+    for (k, &n) in sizes.iter().enumerate() {
+        let packed = random_frames(n, info.input_dim, seed + k as u64);
+        let mut out = vec![0.0; n * info.output_dim];
+        dev.transform(&PackedFrames::new(&packed, n, info.input_dim).unwrap(), &mut out).unwrap();
+        all.extend(out);
+    }
+    all
+}
+
+/// Lets `budget` bytes through, then behaves like a device that vanished.
+struct CutAfter<'a>(&'a mut TTYPort, usize);
+impl Read for CutAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+impl Write for CutAfter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.1 == 0 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        let n = buf.len().min(self.1);
+        self.1 -= n;
+        self.0.write(&buf[..n])
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+impl Transport for CutAfter<'_> {
+    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        Transport::set_timeout(self.0, t)
+    }
+}
+
+struct Server {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<EmulatorStats>,
+}
+
+impl Server {
+    fn finish(self) -> EmulatorStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Serves `make()`'s emulator on a new pseudo-terminal linked at `link`; `cut` makes the
+/// device vanish after that many bytes.
+fn serve<D, F>(link: &Path, emulator: Emulator<D, F>, cut: Option<usize>) -> Server
+where
+    D: OpticalDevice + Replay + 'static,
+    F: FnMut(&DeviceSettings) -> Result<D, speckle_hal::Error> + Send + 'static,
+    Emulator<D, F>: Send,
+{
+    let mut pty = PtyLink::create(link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut emulator = emulator;
+        match cut {
+            None => emulator.serve(pty.port(), &flag).unwrap(),
+            Some(budget) => emulator.serve(&mut CutAfter(pty.port(), budget), &flag).unwrap(),
+        }
+        emulator.stats()
+        // `pty` drops here: the link disappears and the host sees a hang-up.
+    });
+    Server { stop, handle }
+}
+
+fn toy_emulator(options: EmulatorOptions) -> Emulator<ToyDevice, impl FnMut(&DeviceSettings) -> Result<ToyDevice, speckle_hal::Error> + Send> {
+    Emulator::new(|s: &DeviceSettings| Ok(ToyDevice::new(s.input_dim, s.output_dim, 11, Some(8))), options)
+}
+
+#[test]
+fn pseudo_terminal_cases_in_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("opu");
+    let path = link.to_str().unwrap();
+
+    // 1. The simulated OPU behind the emulator equals the in-process one, bit for bit.
+    let config = DeviceConfig::preset("lighton").unwrap();
+    let server = serve(&link, Emulator::new(sim_factory(config.clone(), 5), sim_emulator_options(&config)), None);
+    assert!(std::fs::read_link(&link).unwrap().starts_with("/dev/pts"));
+    let mut remote = SerialDevice::open(path, 115_200, Some((48, 40))).unwrap();
+    let mut local = SimulatedOpu::new(&config, 48, 40, 5).unwrap();
+    let sizes = [1, 7, 300, 2];
+    assert_eq!(run_batches(&mut remote, &sizes, 1), run_batches(&mut local, &sizes, 1));
+    assert_eq!(remote.info().bit_depth, local.info().bit_depth);
+    assert_eq!(remote.info().frame_time_us, local.info().frame_time_us);
+    assert!(remote.chunk_frames() < 300, "a batch of 300 is streamed in chunks");
+    drop(remote);
+    // A second session on the same emulator starts again at frame 0, like a fresh device.
+    let mut remote = SerialDevice::open(path, 115_200, Some((48, 40))).unwrap();
+    let mut local = SimulatedOpu::new(&config, 48, 40, 5).unwrap();
+    assert_eq!(run_batches(&mut remote, &[3], 9), run_batches(&mut local, &[3], 9));
+    drop(remote);
+    server.finish();
+    assert!(!link.exists(), "the link is removed when the emulator stops");
+
+    // 2. Faults on a real pseudo-terminal: exact results.
+    let faults = FaultConfig { reset: 0.01, delay_duration: Duration::from_millis(20), ..FaultConfig::uniform(0.01) };
+    let server = serve(&link, toy_emulator(EmulatorOptions { faults, fault_seed: 2, ..EmulatorOptions::default() }), None);
+    let options = SerialOptions {
+        dims: Some((20, 9)),
+        response_timeout: Duration::from_millis(15),
+        max_retries: 30,
+        name: path.into(),
+        ..SerialOptions::default()
+    };
+    let mut remote = SerialDevice::open_with(path, 115_200, options).unwrap();
+    let sizes: Vec<usize> = (0..600).map(|k| 1 + k % 2).collect();
+    let got = run_batches(&mut remote, &sizes, 100);
+    let mut local = ToyDevice::new(20, 9, 11, Some(8));
+    assert_eq!(got, run_batches(&mut local, &sizes, 100));
+    drop(remote);
+    let stats = server.finish();
+    assert!(stats.faults.frames >= 1000, "{stats:?}");
+
+    // 3. The device vanishes in the middle of a batch: a link error, quickly.
+    let server = serve(&link, toy_emulator(EmulatorOptions { max_payload: 512, ..EmulatorOptions::default() }), Some(2000));
+    let mut remote = SerialDevice::open(path, 115_200, Some((16, 64))).unwrap();
+    let packed = random_frames(200, 16, 3);
+    let mut out = vec![0.0; 200 * 64];
+    let start = Instant::now();
+    let err = remote.transform(&PackedFrames::new(&packed, 200, 16).unwrap(), &mut out).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Link), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    server.finish();
+
+    // 4. Clear errors for what cannot work.
+    let err = SerialDevice::open(path, 115_200, None).err().unwrap();
+    assert!(err.to_string().contains("cannot open serial port"), "{err}");
+    std::fs::write(&link, b"not a link").unwrap();
+    let err = PtyLink::create(&link).err().unwrap();
+    assert!(err.to_string().contains("already exists"), "{err}");
+}

@@ -1,0 +1,41 @@
+//! Scattering media: what turns a batch of binary feature vectors into complex fields.
+//!
+//! A medium works in *raw units*: its entries need not have the documented variance (the dense
+//! medium stores integers, see [`crate::rng::QUANT`]); [`Medium::raw_entry_variance`] says what
+//! `E|entry|²` is, and the device rescales raw fields into physical ones.
+
+pub(crate) mod dense;
+pub(crate) mod structured;
+
+use speckle_hal::Error;
+
+/// Receives consecutive output ranges of a batch's fields: `(first_output, rows, re, im)` with
+/// `re[b * rows + r]` the real part of output `first_output + r` of frame `b` (column-major
+/// `rows × batch`), likewise `im`.
+pub(crate) type FieldSink<'a> = dyn FnMut(usize, usize, &[f32], &[f32]) + 'a;
+
+/// A scattering medium between the DMD and the camera.
+pub(crate) trait Medium: Send {
+    /// Computes the raw fields `R · x` of `batch` frames. `x` is `batch × input_dim`, frame after
+    /// frame, every value 0.0 or 1.0. Results go to `sink`, output range by output range; the
+    /// ranges cover `0 .. output_dim` in order.
+    fn transmit(&mut self, x: &[f32], batch: usize, sink: &mut FieldSink<'_>) -> Result<(), Error>;
+
+    /// Puts the medium in drift epoch `epoch` (epoch 0 is the initial matrix). A medium without
+    /// drift ignores it.
+    fn set_epoch(&mut self, epoch: u64) -> Result<(), Error>;
+
+    /// Raw entry (output `j`, feature `i`) at the current epoch, as (re, im).
+    fn raw_entry(&self, j: usize, i: usize) -> (f32, f32);
+
+    /// `E|raw entry|²`.
+    fn raw_entry_variance(&self) -> f64;
+
+    /// Bytes of matrix the medium holds now.
+    fn matrix_bytes(&self) -> usize;
+
+    /// Most frames one `transmit` call should take (its working memory grows with the batch).
+    fn max_sub_batch(&self) -> usize {
+        usize::MAX
+    }
+}

@@ -1,0 +1,286 @@
+//! Projection SNR of a feedback device, and the device services a sweep needs
+//! ([`DeviceTools`], a [`FeedbackTools`]).
+//!
+//! The SNR compares what the device's linear projection returns for random error-like vectors
+//! (`softmax(z) − onehot(c)`, as DFA sends) with the exact projection through the *same*
+//! transmission matrix, computed from the simulator's matrix entries:
+//! `y_ref_j = Re(conj(r_j) · R_j·x) / |r_j|` for the camera pixel `j` behind each projector
+//! output, `r_j` the reference field. A global gain `α` (least squares) is fitted first, since
+//! DFA is insensitive to the scale of the feedback; then
+//! `SNR = α²‖y_ref‖² / ‖y − α·y_ref‖²` in dB (equivalently `cos²/(1 − cos²)` of the angle
+//! between `y` and `y_ref`). Everything counts as error: encoding (ternary or bit-plane
+//! quantization of the error vector), shot and read noise, ADC quantization, saturation, the
+//! noise in the calibration of each pixel's reference, and, when drift is on, the drift of the
+//! matrix during one MNIST epoch of frames before the measurement.
+//!
+//! ```no_run
+//! use speckle::dfa::config::FeedbackConfig;
+//! let fb = FeedbackConfig::default(); // the simulated 8-bit OPU, ternary encoding
+//! let snr = speckle::snr::projection_snr_db(&fb, 10, 800).unwrap().unwrap();
+//! println!("{snr:.1} dB");
+//! ```
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use speckle_dfa::config::FeedbackConfig;
+use speckle_dfa::sweep::FeedbackTools;
+use speckle_hal::{Error, ErrorKind, RandomProjector};
+use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
+use speckle_sim::SimulatedOpu;
+
+use crate::spec::{open_projector, sim_config, DeviceSpec};
+
+/// Error-like vectors the SNR is measured on.
+pub const SNR_VECTORS: usize = 512;
+/// With drift on, vectors projected (and discarded) before the measurement: one MNIST epoch.
+pub const SNR_DRIFT_WARMUP_VECTORS: usize = 60_000;
+/// Largest SNR reported (an exact projection would be infinite).
+pub const SNR_MAX_DB: f64 = 200.0;
+
+fn invalid(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, msg)
+}
+
+fn spec_of(fb: &FeedbackConfig) -> Result<DeviceSpec, Error> {
+    fb.projector
+        .parse()
+        .map_err(|e| invalid(format!("feedback.projector: {e}")))
+}
+
+fn overrides(fb: &FeedbackConfig) -> Option<&toml::Table> {
+    (!fb.device.is_empty()).then_some(&fb.device)
+}
+
+/// Builds the feedback projector of a run from `[feedback]` (the run layer's projector
+/// factory): the SPEC in `projector`, the device overrides in `device`, the matrix seed `seed`.
+pub fn feedback_projector(
+    fb: &FeedbackConfig,
+    input_dim: usize,
+    output_dim: usize,
+) -> Result<Box<dyn RandomProjector + Send>, Error> {
+    let spec = spec_of(fb)?;
+    open_projector(
+        &spec,
+        &fb.encoding,
+        overrides(fb),
+        input_dim,
+        output_dim,
+        fb.seed,
+    )
+}
+
+/// Checks `[feedback]` cheaply: the SPEC, the encoding, and a simulated device's config with
+/// its overrides (unknown keys and bad values are errors naming the key).
+pub fn check_feedback(fb: &FeedbackConfig) -> Result<(), Error> {
+    let spec = spec_of(fb)?;
+    match &spec {
+        DeviceSpec::Digital => Ok(()),
+        DeviceSpec::Sim(source) => {
+            fb.encoding.parse::<Encoding>().map_err(|e| {
+                invalid(format!("feedback.encoding: bad encoding '{}': {e}", fb.encoding))
+            })?;
+            sim_config(source, overrides(fb)).map(|_| ())
+        }
+        _ => {
+            fb.encoding.parse::<Encoding>().map_err(|e| {
+                invalid(format!("feedback.encoding: bad encoding '{}': {e}", fb.encoding))
+            })?;
+            Ok(())
+        }
+    }
+}
+
+/// `n` error-like vectors of length `classes`: `softmax(z) − onehot(c)` with logits
+/// `z ~ N(0, s²)`, `s ~ U[0, 4)` per vector (from confident to uncertain networks) and `c`
+/// uniform.
+pub fn error_like_vectors(n: usize, classes: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let normal = Normal::new(0.0f64, 1.0).unwrap_or_else(|_| unreachable!("unit normal"));
+    let mut out = vec![0.0f32; n * classes];
+    let mut z = vec![0.0f64; classes];
+    for row in out.chunks_mut(classes.max(1)) {
+        let s: f64 = rng.random_range(0.0..4.0);
+        for v in z.iter_mut() {
+            *v = s * normal.sample(&mut rng);
+        }
+        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
+        let c = rng.random_range(0..classes.max(1));
+        for (k, (o, v)) in row.iter_mut().zip(&z).enumerate() {
+            let p = (v - max).exp() / sum;
+            *o = (p - if k == c { 1.0 } else { 0.0 }) as f32;
+        }
+    }
+    out
+}
+
+/// Projection SNR in dB (see the module docs) of the feedback device of `[feedback]` for an
+/// `input_dim → output_dim` projection; `None` when the projector is not a simulated device
+/// (the digital projector is exact; a physical device has no known matrix).
+pub fn projection_snr_db(
+    fb: &FeedbackConfig,
+    input_dim: usize,
+    output_dim: usize,
+) -> Result<Option<f64>, Error> {
+    let spec = spec_of(fb)?;
+    let DeviceSpec::Sim(source) = &spec else {
+        return Ok(None);
+    };
+    let cfg = sim_config(source, overrides(fb))?;
+    let encoding: Encoding = fb
+        .encoding
+        .parse()
+        .map_err(|e| invalid(format!("bad encoding '{}': {e}", fb.encoding)))?;
+    let oc = OpticalConfig::new(input_dim, output_dim).with_encoding(encoding);
+    oc.check()?;
+    let (din, dout) = (oc.device_input_dim(), oc.recommended_device_output_dim());
+    let device = SimulatedOpu::new(&cfg, din, dout, fb.seed)?;
+    let mut projector = OpticalProjector::new(device, oc.clone())?;
+    if cfg.drift.rate > 0.0 {
+        let chunk = 1000;
+        let mut y = vec![0.0f32; chunk * output_dim];
+        let mut done = 0;
+        while done < SNR_DRIFT_WARMUP_VECTORS {
+            let x = error_like_vectors(chunk, input_dim, 0xd1f7 + done as u64);
+            projector.project(&x, chunk, &mut y)?;
+            done += chunk;
+        }
+    }
+    let n = SNR_VECTORS;
+    let x = error_like_vectors(n, input_dim, 0x5eed_5eed);
+    let mut y = vec![0.0f32; n * output_dim];
+    projector.project(&x, n, &mut y)?;
+
+    // The exact projection through the initial matrix (frame 0, the one calibrated).
+    let pixels = projector.calibration().pixels.clone();
+    let pattern = oc.reference_pattern();
+    let mut exact = SimulatedOpu::new(&cfg, din, dout, fb.seed)?;
+    let mut y_ref = vec![0.0f64; n * output_dim];
+    let mut u = vec![0.0f64; input_dim];
+    for (o, &j) in pixels.iter().enumerate().take(output_dim) {
+        let (mut rr, mut ri) = (0.0f64, 0.0f64);
+        for &p in &pattern {
+            let e = exact.transmission_entry(j, input_dim + p)?;
+            rr += f64::from(e.re);
+            ri += f64::from(e.im);
+        }
+        let norm = (rr * rr + ri * ri).sqrt().max(f64::MIN_POSITIVE);
+        for (i, ui) in u.iter_mut().enumerate() {
+            let e = exact.transmission_entry(j, i)?;
+            // Re(conj(r) · R_ji) / |r|
+            *ui = (rr * f64::from(e.re) + ri * f64::from(e.im)) / norm;
+        }
+        for b in 0..n {
+            let xb = &x[b * input_dim..(b + 1) * input_dim];
+            y_ref[b * output_dim + o] = xb.iter().zip(&u).map(|(&a, &w)| f64::from(a) * w).sum();
+        }
+    }
+    Ok(Some(snr_db(&y, &y_ref)))
+}
+
+/// Gain-compensated SNR of `y` against `y_ref`, in dB, at most [`SNR_MAX_DB`].
+pub fn snr_db(y: &[f32], y_ref: &[f64]) -> f64 {
+    let dot: f64 = y.iter().zip(y_ref).map(|(&a, &b)| f64::from(a) * b).sum();
+    let rr: f64 = y_ref.iter().map(|b| b * b).sum();
+    if rr <= 0.0 {
+        return f64::NAN;
+    }
+    let alpha = dot / rr;
+    let signal = alpha * alpha * rr;
+    let noise: f64 = y
+        .iter()
+        .zip(y_ref)
+        .map(|(&a, &b)| (f64::from(a) - alpha * b).powi(2))
+        .sum();
+    if noise <= 0.0 {
+        return SNR_MAX_DB;
+    }
+    (10.0 * (signal / noise).log10()).min(SNR_MAX_DB)
+}
+
+/// The device services of `speckle sweep`: projectors from SPEC strings, device config checks,
+/// projection SNR.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeviceTools;
+
+impl FeedbackTools for DeviceTools {
+    fn open(
+        &self,
+        feedback: &FeedbackConfig,
+        input_dim: usize,
+        output_dim: usize,
+    ) -> Result<Box<dyn RandomProjector + Send>, Error> {
+        feedback_projector(feedback, input_dim, output_dim)
+    }
+
+    fn check(&self, feedback: &FeedbackConfig) -> Result<(), String> {
+        check_feedback(feedback).map_err(|e| format!("feedback.device: {e}"))
+    }
+
+    fn snr_db(
+        &self,
+        feedback: &FeedbackConfig,
+        input_dim: usize,
+        output_dim: usize,
+    ) -> Result<Option<f64>, String> {
+        projection_snr_db(feedback, input_dim, output_dim).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_like_vectors_sum_to_zero() {
+        let x = error_like_vectors(64, 10, 1);
+        for row in x.chunks(10) {
+            let s: f32 = row.iter().sum();
+            assert!(s.abs() < 1e-5, "{s}");
+            assert_eq!(row.iter().filter(|&&v| v < 0.0).count(), 1);
+        }
+    }
+
+    #[test]
+    fn snr_is_gain_invariant_and_drops_with_noise() {
+        let y_ref: Vec<f64> = (0..1000).map(|i| ((i * 37 % 101) as f64) - 50.0).collect();
+        let scaled: Vec<f32> = y_ref.iter().map(|&v| (3.0 * v) as f32).collect();
+        assert!(snr_db(&scaled, &y_ref) > 100.0);
+        // Noise of 10 % of the signal's RMS: SNR ≈ 20 dB.
+        let rms = (y_ref.iter().map(|v| v * v).sum::<f64>() / 1000.0).sqrt();
+        let noisy: Vec<f32> = y_ref
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v + if i % 2 == 0 { 0.1 } else { -0.1 } * rms) as f32)
+            .collect();
+        let s = snr_db(&noisy, &y_ref);
+        assert!((s - 20.0).abs() < 0.5, "{s}");
+    }
+
+    #[test]
+    fn ideal_device_with_fine_bitplanes_is_nearly_exact() {
+        let mut fb = FeedbackConfig {
+            projector: "sim:ideal".into(),
+            encoding: "bitplane:12".into(),
+            ..FeedbackConfig::default()
+        };
+        let exact = projection_snr_db(&fb, 10, 64).unwrap().unwrap();
+        fb.projector = "sim".into();
+        fb.encoding = "ternary".into();
+        let noisy = projection_snr_db(&fb, 10, 64).unwrap().unwrap();
+        assert!(exact > 40.0, "ideal camera, 12 bit-planes: {exact} dB");
+        assert!(noisy < exact - 10.0, "8-bit camera, ternary: {noisy} dB vs {exact} dB");
+        assert_eq!(
+            projection_snr_db(
+                &FeedbackConfig {
+                    projector: "digital".into(),
+                    ..FeedbackConfig::default()
+                },
+                10,
+                64
+            )
+            .unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! `speckle bench`: the JSON report parses and carries the documented keys (tiny sizes, a very
+//! short measurement; no performance is asserted here).
+mod common;
+
+use common::speckle;
+use serde_json::Value;
+
+fn bench_json(args: &[&str]) -> Value {
+    let mut all = vec!["bench", "--json", "--seconds", "0.05", "--in", "16", "--out", "32", "--batch", "8"];
+    all.extend_from_slice(args);
+    let run = speckle(all).ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
+}
+
+fn positive(v: &Value, key: &str) -> f64 {
+    let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {v}"));
+    assert!(x > 0.0 && x.is_finite(), "{key} = {x}");
+    x
+}
+
+#[test]
+fn raw_bench_reports_throughput_and_device_time() {
+    let v = bench_json(&["--device", "sim"]);
+    assert_eq!(v["mode"], "raw");
+    let vps = positive(&v, "vectors_per_s");
+    positive(&v, "gflops");
+    positive(&v, "frames_per_s");
+    positive(&v, "device_time_s");
+    positive(&v, "device_vectors_per_s");
+    assert_eq!(v["flop_per_vector"].as_f64(), Some(4.0 * 16.0 * 32.0));
+    // One frame per raw vector, and 500 µs per frame.
+    let frames_ps = v["frames_per_s"].as_f64().unwrap();
+    assert!((frames_ps / vps - 1.0).abs() < 1e-9);
+    let dev = v["device_vectors_per_s"].as_f64().unwrap();
+    assert!((dev - 2000.0).abs() < 1e-6, "{dev}");
+}
+
+#[test]
+fn linear_bench_on_digital_and_optical() {
+    let v = bench_json(&["--device", "digital", "--mode", "linear"]);
+    positive(&v, "vectors_per_s");
+    positive(&v, "gflops");
+    assert_eq!(v["frames_per_vector"].as_f64(), Some(0.0));
+    assert!(v["device_vectors_per_s"].is_null());
+    let v = bench_json(&["--device", "sim:ideal", "--mode", "linear", "--encoding", "ternary"]);
+    assert_eq!(v["frames_per_vector"].as_f64(), Some(4.0));
+    positive(&v, "device_time_s");
+}
+
+#[test]
+fn bad_bench_arguments_are_one_line_errors() {
+    speckle(["bench", "--device", "digital", "--seconds", "0"]).fails_with("linear-only");
+    speckle(["bench", "--out", "many", "--seconds", "0"]).fails_with("--out 'many'");
+    speckle(["bench", "--batch", "0", "--seconds", "0"]).fails_with("--batch");
+}

@@ -1,0 +1,151 @@
+//! `speckle sweep` end to end on tiny MNIST runs, and its one-line errors.
+use std::path::Path;
+use std::process::Command;
+
+fn speckle() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_speckle"))
+}
+
+/// A tiny sweep: 2 camera settings × 2 seeds of a 784-16-10 DFA net on 256 MNIST images, through
+/// the simulated OPU; `--quick` keeps seed 0 only.
+const TINY: &str = r#"
+name = "tiny"
+base = "base.toml"
+[grid]
+"feedback.device.camera.read_noise_e" = [0.0, 200.0]
+"training.seed" = [0, 1]
+[[groups]]
+name = "sim"
+set = { "feedback.projector" = "sim" }
+[[groups]]
+name = "digital"
+set = { "feedback.projector" = "digital" }
+[quick.keep]
+"training.seed" = [0]
+"#;
+
+const BASE: &str = r#"
+[data]
+train_subset = 256
+test_subset = 128
+[model]
+hidden = [16]
+[training]
+algorithm = "dfa"
+epochs = 1
+batch_size = 64
+alignment_batch = 32
+"#;
+
+fn write_tiny(dir: &Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("base.toml"), BASE).unwrap();
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, TINY).unwrap();
+    path
+}
+
+#[test]
+fn quick_sweep_end_to_end_then_resume_and_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_tiny(dir.path());
+    let out = dir.path().join("out");
+    let run = speckle()
+        .args(["sweep", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .args(["--quick", "--jobs", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with(
+            "group,feedback.device.camera.read_noise_e,feedback.projector,test_accuracy,\
+             cos_mean_l1,cos_std_l1,snr_db,device_frames,device_time_s,status,point_id"
+        ),
+        "{header}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    for r in &rows {
+        assert_eq!(r[9], "ok", "{csv}");
+        let acc: f64 = r[3].parse().unwrap();
+        assert!(acc > 0.2 && acc <= 1.0, "accuracy {acc} should beat chance: {csv}");
+    }
+    // The simulated camera has an SNR that falls with read noise; the digital projector has none
+    // and spends no device frames.
+    let snr = |r: &Vec<&str>| r[6].parse::<f64>().unwrap();
+    assert!(snr(&rows[0]) > snr(&rows[1]), "{csv}");
+    assert!(rows[0][7].parse::<u64>().unwrap() > 0);
+    assert_eq!((rows[2][6], rows[2][7]), ("", "0"), "{csv}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("Quick mode"), "{report}");
+    assert!(out.join("figures/feedback-device-camera-read_noise_e.png").exists());
+
+    // A second run skips every finished point.
+    let again = speckle()
+        .args(["sweep", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quick")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("ran 0, skipped 4"), "{stderr}");
+
+    // Merging the folder with itself into another folder reproduces the results.
+    let merged = dir.path().join("merged");
+    let m = speckle()
+        .args(["sweep", "merge"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    assert_eq!(std::fs::read_to_string(merged.join("results.csv")).unwrap(), csv);
+}
+
+#[test]
+fn bad_sweeps_fail_with_one_line_errors_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(dir.path());
+    let cases = [
+        (
+            TINY.replace("camera.read_noise_e", "camera.read_noize_e"),
+            "read_noize_e",
+        ),
+        (TINY.replace("[0.0, 200.0]", "[]"), "empty list"),
+        (TINY.replace("training.seed", "training.sed"), "sed"),
+        (format!("{TINY}\nsurprise = 1\n"), "surprise"),
+    ];
+    for (text, want) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, &text).unwrap();
+        let out = dir.path().join("bad-out");
+        let run = speckle()
+            .args(["sweep", "--config"])
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{want}: {stderr}");
+        assert!(stderr.contains(want), "{want}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(!out.exists(), "nothing written for {want}");
+    }
+    let run = speckle()
+        .args(["sweep", "--config", "x.toml", "--shard", "2/2"])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("I < N"));
+}

@@ -1,0 +1,115 @@
+//! `speckle train` end to end on small MNIST subsets: outputs, --set, errors, resume.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn speckle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_speckle"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run speckle")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Small and fast: 1,000 training images, one hidden layer of 32.
+const SMALL: [&str; 10] = [
+    "--set", "data.train_subset=1000",
+    "--set", "data.test_subset=300",
+    "--set", "model.hidden=[32, 32]",
+    "--set", "training.batch_size=50",
+    "--set", "optimizer.lr=3e-3",
+];
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--quiet", "--out", out.to_str().unwrap()];
+    args.extend(SMALL);
+    args.extend(extra);
+    speckle(&args)
+}
+
+#[test]
+fn default_config_through_the_simulated_opu() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("opu");
+    // No --config: DFA through the simulated 8-bit OPU.
+    let o = train(&out, &["--set", "training.epochs=1", "--set", "training.seed=5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs"], 1);
+    assert_eq!(summary["algorithm"], "dfa");
+    assert!(summary["test_accuracy"].as_f64().unwrap() > 0.5, "{summary}");
+    assert!(summary["device_frames"].as_u64().unwrap() > 0);
+    assert_eq!(summary["alignment"].as_array().unwrap().len(), 2);
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("seed = 5") && config.contains("projector = \"sim\""), "{config}");
+    for f in ["metrics.csv", "accuracy.png", "alignment.png", "checkpoint/run.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("test accuracy"), "{stdout}");
+}
+
+#[test]
+fn bad_configs_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_file = dir.path().join("bad.toml");
+    std::fs::write(&bad_file, "[training]\nepochs = 2\nlearning_rate = 0.1\n").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["train", "--set", "training.epoch=2"], "training.epoch"),
+        (vec!["train", "--set", "optimizer.lr=-1"], "optimizer.lr"),
+        (vec!["train", "--set", "feedback.projector=laser"], "laser"),
+        (vec!["train", "--config", bad_file.to_str().unwrap()], "learning_rate"),
+        (vec!["train", "--config", "/nonexistent.toml"], "/nonexistent.toml"),
+        (vec!["train", "--resume", "/nonexistent-run"], "/nonexistent-run"),
+        (vec!["train", "--set", "data.dir=/nonexistent-data", "--set", "training.epochs=1"], "/nonexistent-data"),
+    ];
+    for (args, needle) in cases {
+        let out = dir.path().join(format!("out-{}", needle.len()));
+        let mut args = args.clone();
+        args.extend(["--quiet", "--out"]);
+        if !args.contains(&"--resume") {
+            args.push(out.to_str().unwrap());
+        } else {
+            args.truncate(args.len() - 1);
+        }
+        let o = speckle(&args);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert_eq!(e.trim_end().lines().count(), 1, "{args:?}: {e}");
+        assert!(e.contains(needle), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}
+
+#[test]
+fn resume_continues_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["--config", "configs/mnist-dfa.toml", "--set", "training.epochs=2"];
+    let full = dir.path().join("full");
+    let o = train(&full, &base);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let part = dir.path().join("part");
+    let mut first: Vec<&str> = base.to_vec();
+    first.extend(["--stop-after", "1"]);
+    let o = train(&part, &first);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!part.join("summary.json").exists());
+    let o = speckle(&["train", "--quiet", "--resume", part.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (read(&full), read(&part));
+    for key in ["test_accuracy", "test_loss", "train_loss", "alignment", "epochs"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    // Resuming with a changed config is refused.
+    let o = speckle(&["train", "--quiet", "--resume", part.to_str().unwrap(), "--set", "training.seed=9"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("differs"), "{}", stderr(&o));
+}
