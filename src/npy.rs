@@ -125,7 +125,9 @@ fn check_rank2(path: &Path, header: &NpyHeader) -> anyhow::Result<()> {
 
 fn rephrase(path: &Path, e: ReadNpyError) -> anyhow::Error {
     let what = match e {
-        ReadNpyError::MissingData => "the file is truncated: fewer data bytes than its header announces".to_string(),
+        ReadNpyError::MissingData => {
+            "the file is truncated: fewer data bytes than its header announces".to_string()
+        }
         ReadNpyError::ExtraBytes(n) => format!("{n} unexpected bytes after the array data"),
         ReadNpyError::ParseData(err) => format!("invalid data ({err})"),
         other => other.to_string(),
@@ -160,7 +162,10 @@ pub fn read_binary_matrix(path: &Path) -> anyhow::Result<BinaryMatrix> {
         match Array2::<bool>::read_npy(&bytes[..]) {
             Ok(a) => into_row_major(a).into_iter().map(u8::from).collect(),
             Err(ReadNpyError::ParseData(_)) => {
-                bail!("{}: input is not binary (a bool byte other than 0 or 1)", path.display())
+                bail!(
+                    "{}: input is not binary (a bool byte other than 0 or 1)",
+                    path.display()
+                )
             }
             Err(e) => return Err(rephrase(path, e)),
         }
@@ -252,7 +257,13 @@ mod tests {
 
     #[test]
     fn dtype_names() {
-        let h = |d: &str| NpyHeader { descr: d.into(), shape: vec![] }.dtype_name();
+        let h = |d: &str| {
+            NpyHeader {
+                descr: d.into(),
+                shape: vec![],
+            }
+            .dtype_name()
+        };
         assert_eq!(h("<f4"), "float32");
         assert_eq!(h(">f8"), "float64");
         assert_eq!(h("|u1"), "uint8");

@@ -245,9 +245,15 @@ pub fn open_device(
         DeviceSpec::Digital => anyhow::bail!(
             "digital is a linear-only projector, not a raw device: use it with --linear (transform) or --mode linear (bench)"
         ),
-        DeviceSpec::Serial { .. } => anyhow::bail!(
-            "device spec '{spec}': the serial backend is not available in this build yet"
-        ),
+        DeviceSpec::Serial { path, baud } => {
+            // (0, 0) asks for the device's own dimensions (see full_dims).
+            let dims = (input_dim > 0 && output_dim > 0).then_some((input_dim, output_dim));
+            let path = path
+                .to_str()
+                .ok_or_else(|| anyhow::anyhow!("serial port path {} is not UTF-8", path.display()))?;
+            let baud = baud.unwrap_or(speckle_serial::DEFAULT_BAUD);
+            Ok(Box::new(speckle_serial::SerialDevice::open(path, baud, dims)?))
+        }
     }
 }
 
@@ -265,7 +271,9 @@ pub fn open_projector(
     seed: u64,
 ) -> Result<Box<dyn RandomProjector + Send>, Error> {
     if spec == &DeviceSpec::Digital {
-        return Ok(Box::new(GaussianProjector::new(input_dim, output_dim, seed)?));
+        return Ok(Box::new(GaussianProjector::new(
+            input_dim, output_dim, seed,
+        )?));
     }
     let encoding: Encoding = encoding.parse().map_err(|e| {
         Error::with_source(
@@ -297,7 +305,9 @@ pub fn parse_overrides(items: &[String]) -> Result<toml::Table, SpecError> {
     let mut table = toml::Table::new();
     for item in items {
         let (key, raw) = item.split_once('=').ok_or_else(|| {
-            SpecError(format!("override '{item}' is not of the form section.key=value"))
+            SpecError(format!(
+                "override '{item}' is not of the form section.key=value"
+            ))
         })?;
         let path: Vec<&str> = key.trim().split('.').collect();
         if path.iter().any(|p| p.is_empty()) {
@@ -352,8 +362,14 @@ mod tests {
 
     #[test]
     fn grammar() {
-        assert_eq!(parse("sim").unwrap(), DeviceSpec::Sim(SimSource::Preset("lighton".into())));
-        assert_eq!(parse("sim:ideal").unwrap(), DeviceSpec::Sim(SimSource::Preset("ideal".into())));
+        assert_eq!(
+            parse("sim").unwrap(),
+            DeviceSpec::Sim(SimSource::Preset("lighton".into()))
+        );
+        assert_eq!(
+            parse("sim:ideal").unwrap(),
+            DeviceSpec::Sim(SimSource::Preset("ideal".into()))
+        );
         assert_eq!(
             parse("sim:configs/devices/ideal.toml").unwrap(),
             DeviceSpec::Sim(SimSource::File("configs/devices/ideal.toml".into()))
@@ -361,19 +377,31 @@ mod tests {
         assert_eq!(parse("digital").unwrap(), DeviceSpec::Digital);
         assert_eq!(
             parse("serial:/dev/ttyUSB0").unwrap(),
-            DeviceSpec::Serial { path: "/dev/ttyUSB0".into(), baud: None }
+            DeviceSpec::Serial {
+                path: "/dev/ttyUSB0".into(),
+                baud: None
+            }
         );
         assert_eq!(
             parse("serial:/tmp/a@b@115200").unwrap(),
-            DeviceSpec::Serial { path: "/tmp/a@b".into(), baud: Some(115200) }
+            DeviceSpec::Serial {
+                path: "/tmp/a@b".into(),
+                baud: Some(115200)
+            }
         );
     }
 
     #[test]
     fn overrides_nest_and_merge() {
-        let o = parse_overrides(&["camera.bits=10".into(), "camera.name=x y".into(), "seed=3".into()])
+        let o = parse_overrides(&[
+            "camera.bits=10".into(),
+            "camera.name=x y".into(),
+            "seed=3".into(),
+        ])
+        .unwrap();
+        let mut base: toml::Table = "seed = 1\n[camera]\nbits = 8\ngain = 2.0\n"
+            .parse()
             .unwrap();
-        let mut base: toml::Table = "seed = 1\n[camera]\nbits = 8\ngain = 2.0\n".parse().unwrap();
         merge_toml(&mut base, &o);
         assert_eq!(base["camera"]["bits"].as_integer(), Some(10));
         assert_eq!(base["camera"]["gain"].as_float(), Some(2.0));
@@ -385,14 +413,31 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for s in ["sim", "sim:ideal", "sim:./x.toml", "digital", "serial:/dev/x", "serial:/dev/x@9600"] {
+        for s in [
+            "sim",
+            "sim:ideal",
+            "sim:./x.toml",
+            "digital",
+            "serial:/dev/x",
+            "serial:/dev/x@9600",
+        ] {
             assert_eq!(parse(s).unwrap().to_string(), s);
         }
     }
 
     #[test]
     fn errors_are_one_line_and_name_the_spec() {
-        for s in ["", "sims", "sim:", "digital:3", "serial", "serial:", "serial:/dev/x@fast", "serial:@9600", "serial:/x@0"] {
+        for s in [
+            "",
+            "sims",
+            "sim:",
+            "digital:3",
+            "serial",
+            "serial:",
+            "serial:/dev/x@fast",
+            "serial:@9600",
+            "serial:/x@0",
+        ] {
             let e = parse(s).unwrap_err().to_string();
             assert!(!e.contains('\n'), "{e}");
             assert!(e.contains(&format!("'{s}'")), "{e}");

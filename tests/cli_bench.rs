@@ -6,14 +6,27 @@ use common::speckle;
 use serde_json::Value;
 
 fn bench_json(args: &[&str]) -> Value {
-    let mut all = vec!["bench", "--json", "--seconds", "0.05", "--in", "16", "--out", "32", "--batch", "8"];
+    let mut all = vec![
+        "bench",
+        "--json",
+        "--seconds",
+        "0.05",
+        "--in",
+        "16",
+        "--out",
+        "32",
+        "--batch",
+        "8",
+    ];
     all.extend_from_slice(args);
     let run = speckle(all).ok();
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
 }
 
 fn positive(v: &Value, key: &str) -> f64 {
-    let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {v}"));
+    let x = v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"));
     assert!(x > 0.0 && x.is_finite(), "{key} = {x}");
     x
 }
@@ -42,7 +55,14 @@ fn linear_bench_on_digital_and_optical() {
     positive(&v, "gflops");
     assert_eq!(v["frames_per_vector"].as_f64(), Some(0.0));
     assert!(v["device_vectors_per_s"].is_null());
-    let v = bench_json(&["--device", "sim:ideal", "--mode", "linear", "--encoding", "ternary"]);
+    let v = bench_json(&[
+        "--device",
+        "sim:ideal",
+        "--mode",
+        "linear",
+        "--encoding",
+        "ternary",
+    ]);
     assert_eq!(v["frames_per_vector"].as_f64(), Some(4.0));
     positive(&v, "device_time_s");
 }

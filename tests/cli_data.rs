@@ -24,12 +24,26 @@ fn serve(files: HashMap<String, Vec<u8>>) -> String {
                     break;
                 }
             }
-            let name = request.split_whitespace().nth(1).unwrap_or("/").rsplit('/').next().unwrap_or("");
+            let name = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
             let _ = match files.get(name) {
                 Some(body) => stream
-                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes())
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
                     .and_then(|_| stream.write_all(body)),
-                None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                None => stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
             };
         }
     });
@@ -38,15 +52,28 @@ fn serve(files: HashMap<String, Vec<u8>>) -> String {
 
 fn mnist_files() -> HashMap<String, Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-        .iter()
-        .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
-        .collect()
+    [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
+    .collect()
 }
 
 fn fetch(dir: &Path, url: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_speckle"))
-        .args(["data", "fetch", "mnist", "--dir", dir.to_str().unwrap(), "--mirror", url])
+        .args([
+            "data",
+            "fetch",
+            "mnist",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--mirror",
+            url,
+        ])
         .output()
         .unwrap()
 }
@@ -75,13 +102,25 @@ fn fetch_refuses_a_corrupted_file() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     let last = e.trim_end().lines().last().unwrap_or("");
-    assert!(last.contains("checksum mismatch") && last.contains("t10k-labels-idx1-ubyte.gz"), "{e}");
+    assert!(
+        last.contains("checksum mismatch") && last.contains("t10k-labels-idx1-ubyte.gz"),
+        "{e}"
+    );
     assert!(!tmp.path().join("t10k-labels-idx1-ubyte.gz").exists());
     // No temporary file left behind either.
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.iter().all(|n| !n.to_string_lossy().starts_with('.')), "{left:?}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().starts_with('.')),
+        "{left:?}"
+    );
 
-    let o = Command::new(env!("CARGO_BIN_EXE_speckle")).args(["data", "fetch", "svhn"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_speckle"))
+        .args(["data", "fetch", "svhn"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("svhn"));
 }

@@ -30,7 +30,16 @@ fn sim_json_has_the_documented_keys() {
 fn ideal_camera_has_null_bit_depth_and_overrides_apply() {
     let v = info_json(&["--device", "sim:ideal", "--in", "8", "--out", "8"]);
     assert!(v["bit_depth"].is_null());
-    let v = info_json(&["--device", "sim", "--in", "8", "--out", "8", "--set", "camera.bits=10"]);
+    let v = info_json(&[
+        "--device",
+        "sim",
+        "--in",
+        "8",
+        "--out",
+        "8",
+        "--set",
+        "camera.bits=10",
+    ]);
     assert_eq!(v["bit_depth"], 10);
 }
 

@@ -74,7 +74,10 @@ fn quick_sweep_end_to_end_then_resume_and_merge() {
     for r in &rows {
         assert_eq!(r[9], "ok", "{csv}");
         let acc: f64 = r[3].parse().unwrap();
-        assert!(acc > 0.2 && acc <= 1.0, "accuracy {acc} should beat chance: {csv}");
+        assert!(
+            acc > 0.2 && acc <= 1.0,
+            "accuracy {acc} should beat chance: {csv}"
+        );
     }
     // The simulated camera has an SNR that falls with read noise; the digital projector has none
     // and spends no device frames.
@@ -84,7 +87,9 @@ fn quick_sweep_end_to_end_then_resume_and_merge() {
     assert_eq!((rows[2][6], rows[2][7]), ("", "0"), "{csv}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("Quick mode"), "{report}");
-    assert!(out.join("figures/feedback-device-camera-read_noise_e.png").exists());
+    assert!(out
+        .join("figures/feedback-device-camera-read_noise_e.png")
+        .exists());
 
     // A second run skips every finished point.
     let again = speckle()
@@ -109,7 +114,10 @@ fn quick_sweep_end_to_end_then_resume_and_merge() {
         .output()
         .unwrap();
     assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
-    assert_eq!(std::fs::read_to_string(merged.join("results.csv")).unwrap(), csv);
+    assert_eq!(
+        std::fs::read_to_string(merged.join("results.csv")).unwrap(),
+        csv
+    );
 }
 
 #[test]

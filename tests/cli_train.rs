@@ -17,11 +17,16 @@ fn stderr(o: &Output) -> String {
 
 /// Small and fast: 1,000 training images, one hidden layer of 32.
 const SMALL: [&str; 10] = [
-    "--set", "data.train_subset=1000",
-    "--set", "data.test_subset=300",
-    "--set", "model.hidden=[32, 32]",
-    "--set", "training.batch_size=50",
-    "--set", "optimizer.lr=3e-3",
+    "--set",
+    "data.train_subset=1000",
+    "--set",
+    "data.test_subset=300",
+    "--set",
+    "model.hidden=[32, 32]",
+    "--set",
+    "training.batch_size=50",
+    "--set",
+    "optimizer.lr=3e-3",
 ];
 
 fn train(out: &Path, extra: &[&str]) -> Output {
@@ -36,18 +41,32 @@ fn default_config_through_the_simulated_opu() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("opu");
     // No --config: DFA through the simulated 8-bit OPU.
-    let o = train(&out, &["--set", "training.epochs=1", "--set", "training.seed=5"]);
+    let o = train(
+        &out,
+        &["--set", "training.epochs=1", "--set", "training.seed=5"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["epochs"], 1);
     assert_eq!(summary["algorithm"], "dfa");
-    assert!(summary["test_accuracy"].as_f64().unwrap() > 0.5, "{summary}");
+    assert!(
+        summary["test_accuracy"].as_f64().unwrap() > 0.5,
+        "{summary}"
+    );
     assert!(summary["device_frames"].as_u64().unwrap() > 0);
     assert_eq!(summary["alignment"].as_array().unwrap().len(), 2);
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(config.contains("seed = 5") && config.contains("projector = \"sim\""), "{config}");
-    for f in ["metrics.csv", "accuracy.png", "alignment.png", "checkpoint/run.json"] {
+    assert!(
+        config.contains("seed = 5") && config.contains("projector = \"sim\""),
+        "{config}"
+    );
+    for f in [
+        "metrics.csv",
+        "accuracy.png",
+        "alignment.png",
+        "checkpoint/run.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -63,10 +82,28 @@ fn bad_configs_fail_with_one_line() {
         (vec!["train", "--set", "training.epoch=2"], "training.epoch"),
         (vec!["train", "--set", "optimizer.lr=-1"], "optimizer.lr"),
         (vec!["train", "--set", "feedback.projector=laser"], "laser"),
-        (vec!["train", "--config", bad_file.to_str().unwrap()], "learning_rate"),
-        (vec!["train", "--config", "/nonexistent.toml"], "/nonexistent.toml"),
-        (vec!["train", "--resume", "/nonexistent-run"], "/nonexistent-run"),
-        (vec!["train", "--set", "data.dir=/nonexistent-data", "--set", "training.epochs=1"], "/nonexistent-data"),
+        (
+            vec!["train", "--config", bad_file.to_str().unwrap()],
+            "learning_rate",
+        ),
+        (
+            vec!["train", "--config", "/nonexistent.toml"],
+            "/nonexistent.toml",
+        ),
+        (
+            vec!["train", "--resume", "/nonexistent-run"],
+            "/nonexistent-run",
+        ),
+        (
+            vec![
+                "train",
+                "--set",
+                "data.dir=/nonexistent-data",
+                "--set",
+                "training.epochs=1",
+            ],
+            "/nonexistent-data",
+        ),
     ];
     for (args, needle) in cases {
         let out = dir.path().join(format!("out-{}", needle.len()));
@@ -89,7 +126,12 @@ fn bad_configs_fail_with_one_line() {
 #[test]
 fn resume_continues_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
-    let base = ["--config", "configs/mnist-dfa.toml", "--set", "training.epochs=2"];
+    let base = [
+        "--config",
+        "configs/mnist-dfa.toml",
+        "--set",
+        "training.epochs=2",
+    ];
     let full = dir.path().join("full");
     let o = train(&full, &base);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -105,11 +147,24 @@ fn resume_continues_to_the_same_result() {
         serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
     };
     let (a, b) = (read(&full), read(&part));
-    for key in ["test_accuracy", "test_loss", "train_loss", "alignment", "epochs"] {
+    for key in [
+        "test_accuracy",
+        "test_loss",
+        "train_loss",
+        "alignment",
+        "epochs",
+    ] {
         assert_eq!(a[key], b[key], "{key}");
     }
     // Resuming with a changed config is refused.
-    let o = speckle(&["train", "--quiet", "--resume", part.to_str().unwrap(), "--set", "training.seed=9"]);
+    let o = speckle(&[
+        "train",
+        "--quiet",
+        "--resume",
+        part.to_str().unwrap(),
+        "--set",
+        "training.seed=9",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("differs"), "{}", stderr(&o));
 }

@@ -36,7 +36,11 @@ fn transform(device: &str, input: &str, output: &str, extra: &[&str]) -> common:
 fn raw_lighton_is_uint8_and_bit_identical_across_runs() {
     let dir = tempfile::tempdir().unwrap();
     let x = write_binary(dir.path());
-    let (y1, y2, y3) = (arg(dir.path(), "y1.npy"), arg(dir.path(), "y2.npy"), arg(dir.path(), "y3.npy"));
+    let (y1, y2, y3) = (
+        arg(dir.path(), "y1.npy"),
+        arg(dir.path(), "y2.npy"),
+        arg(dir.path(), "y3.npy"),
+    );
     transform("sim", &x, &y1, &["--seed", "7"]).ok();
     transform("sim", &x, &y2, &["--seed", "7"]).ok();
     transform("sim", &x, &y3, &["--seed", "8"]).ok();
@@ -185,7 +189,13 @@ fn bad_linear_inputs_are_one_line_errors_without_output() {
         let p = arg(d, &format!("{name}.npy"));
         write_npy(&p, &x).unwrap();
         for device in ["digital", "sim"] {
-            assert_rejected(d, device, &p, &["--linear"], &format!("not finite: {name} at row 2, column 9"));
+            assert_rejected(
+                d,
+                device,
+                &p,
+                &["--linear"],
+                &format!("not finite: {name} at row 2, column 9"),
+            );
         }
     }
     let p = arg(d, "f64.npy");
@@ -198,7 +208,13 @@ fn bad_linear_inputs_are_one_line_errors_without_output() {
 
     let p = arg(d, "x.npy");
     write_npy(&p, &float_pattern(ROWS, FEATURES)).unwrap();
-    assert_rejected(d, "sim", &p, &["--linear", "--encoding", "bitplane:99"], "bitplane:99");
+    assert_rejected(
+        d,
+        "sim",
+        &p,
+        &["--linear", "--encoding", "bitplane:99"],
+        "bitplane:99",
+    );
 }
 
 #[test]

@@ -147,7 +147,10 @@ fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
         bail!("--batch must be at least 1");
     }
     if !(args.seconds.is_finite() && args.seconds >= 0.0 && args.seconds <= 86_400.0) {
-        bail!("--seconds {} is not a duration between 0 and 86400", args.seconds);
+        bail!(
+            "--seconds {} is not a duration between 0 and 86400",
+            args.seconds
+        );
     }
     let overrides = spec::parse_overrides(&args.set)?;
     let overrides = (!overrides.is_empty()).then_some(&overrides);
@@ -283,7 +286,10 @@ fn show_batch(
     let mut start = 0;
     while start < frames.frames() {
         let n = max_batch.min(frames.frames() - start);
-        device.transform(&frames.slice(start, n), &mut camera[start * out..(start + n) * out])?;
+        device.transform(
+            &frames.slice(start, n),
+            &mut camera[start * out..(start + n) * out],
+        )?;
         start += n;
     }
     Ok(())

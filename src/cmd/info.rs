@@ -38,10 +38,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(
-    args: &InfoArgs,
-    overrides: Option<&toml::Table>,
-) -> anyhow::Result<serde_json::Value> {
+fn describe(args: &InfoArgs, overrides: Option<&toml::Table>) -> anyhow::Result<serde_json::Value> {
     let spec_text = args.device.to_string();
     if args.device == DeviceSpec::Digital {
         // The digital projector has no physical size: any dims up to its entry limit.

@@ -174,8 +174,8 @@ impl Encoding {
         }
     }
 
-    /// Decodes what [`encode`](Encoding::encode) would produce, `Σ_f w_f · b_f`: the vector the
-    /// device actually projects. Useful to measure the encoding error on its own.
+    /// The vector the device actually projects for `x`: `Σ_f w_f · b_f` over the encoded
+    /// binary frames `b_f` and their weights `w_f`. Useful to measure the encoding error on its own.
     /// Non-finite entries of `x` give unspecified (but non-panicking) results.
     pub fn quantize(&self, x: &[f32]) -> Vec<f32> {
         let k = self.binary_frames();

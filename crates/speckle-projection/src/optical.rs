@@ -22,6 +22,8 @@ pub const DEFAULT_SATURATION_FRACTION: f64 = 0.5;
 pub const MIN_REFERENCE_FEATURES: usize = 16;
 /// Camera values buffered per device call at most (frames × pixels), 16 MiB of `f32`.
 const CAMERA_CHUNK_VALUES: usize = 1 << 22;
+/// Packed frames encoded together at most, when more would save device calls.
+const MAX_BLOCK_BYTES: usize = 1 << 24;
 /// Frames per device call at most (bounds the packed-frame buffer).
 const MAX_CHUNK_FRAMES: usize = 1 << 16;
 
@@ -529,11 +531,49 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         self.measure(batch, 1, output)
     }
 
+    /// Measures the effective matrix P (`input_dim × output_dim`, row-major) by projecting the
+    /// unit basis vectors: `2 · input_dim` device frames, noise included. For diagnostics
+    /// (e.g. weight alignment against P); DFA itself never needs P.
+    pub fn measure_matrix(&mut self) -> Result<Vec<f32>, Error> {
+        let n = self.config.input_dim;
+        let mut eye = vec![0u8; n * n];
+        for i in 0..n {
+            eye[i * n + i] = 1;
+        }
+        let mut p = vec![0.0f32; n * self.config.output_dim];
+        self.project_binary(&eye, n, &mut p)?;
+        Ok(p)
+    }
+
     /// Frames per device call: the device maximum, capped so the camera buffer stays bounded.
     fn chunk_frames(&self) -> usize {
         let cap =
             (CAMERA_CHUNK_VALUES / self.device_info.output_dim.max(1)).clamp(1, MAX_CHUNK_FRAMES);
         self.device_info.max_batch.min(cap).max(1)
+    }
+
+    /// Vectors encoded and measured together, at `frames_per_vector` frames each: a block's
+    /// frames are a whole number of full device calls (`lcm(chunk, frames_per_vector)` frames)
+    /// when that stays within `MAX_BLOCK_BYTES` of packed frames, so a projection takes as few
+    /// calls as `max_batch` allows; otherwise as many whole vectors as fit one call.
+    fn block_vectors(&self, frames_per_vector: usize) -> usize {
+        let chunk = self.chunk_frames();
+        let gcd = {
+            let (mut a, mut b) = (chunk, frames_per_vector);
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        let lcm_vectors = chunk / gcd;
+        let bytes = lcm_vectors
+            .saturating_mul(frames_per_vector)
+            .saturating_mul(self.reference_bytes.len());
+        if bytes <= MAX_BLOCK_BYTES {
+            lcm_vectors
+        } else {
+            (chunk / frames_per_vector).max(1)
+        }
     }
 
     /// Shows frames `start .. start + count` of `self.packed` and returns the camera values.
@@ -662,9 +702,7 @@ impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
         let n = self.config.input_dim;
         let m = self.config.output_dim;
         let k = self.config.encoding.binary_frames();
-        // Blocks of vectors whose frames fill one device call, so memory stays bounded
-        // whatever the batch.
-        let block = (self.chunk_frames() / (2 * k)).max(1);
+        let block = self.block_vectors(2 * k);
         for (x_block, y_block) in input.chunks(block * n).zip(output.chunks_mut(block * m)) {
             let rows = x_block.len() / n;
             self.bits.clear();

@@ -41,15 +41,7 @@ fn direct(proj: &OpticalProjector<ExactDevice>, x: &[u8]) -> Vec<f64> {
 
 /// The effective matrix, `input_dim × output_dim` row-major, from the unit basis vectors.
 fn effective_matrix(proj: &mut OpticalProjector<ExactDevice>) -> Vec<f32> {
-    let n = proj.config().input_dim;
-    let m = proj.config().output_dim;
-    let mut eye = vec![0u8; n * n];
-    for i in 0..n {
-        eye[i * n + i] = 1;
-    }
-    let mut p = vec![0.0f32; n * m];
-    proj.project_binary(&eye, n, &mut p).unwrap();
-    p
+    proj.measure_matrix().unwrap()
 }
 
 #[test]
@@ -257,16 +249,25 @@ fn zero_rows_project_to_exact_zero_even_with_noise() {
 fn chunking_by_max_batch_does_not_change_the_result() {
     let config = OpticalConfig::new(N, M).with_encoding(Encoding::BitPlane { bits: 2 });
     let mut rng = ChaCha8Rng::seed_from_u64(13);
-    let batch = 5;
+    let batch = 20;
     let x: Vec<f32> = (0..batch * N)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let mut results = Vec::new();
-    for max_batch in [1, 3, 7, 1024] {
+    // 8 frames per vector: 1, 3, 7 and 50 split vectors across calls.
+    for max_batch in [1, 3, 7, 50, 1024] {
         let dev = exact(&config, 8).with_max_batch(max_batch);
         let mut proj = OpticalProjector::new(dev, config.clone()).unwrap();
         let mut y = vec![0.0f32; batch * M];
+        let calls = proj.device().calls;
         proj.project(&x, batch, &mut y).unwrap();
+        // As few device calls as max_batch allows.
+        let made = proj.device().calls - calls;
+        assert_eq!(
+            made,
+            (batch * 8).div_ceil(max_batch) as u64,
+            "max_batch {max_batch}"
+        );
         results.push(y);
     }
     for r in &results[1..] {

@@ -114,11 +114,11 @@ fn pseudo_terminal_cases_in_sequence() {
     assert!(std::fs::read_link(&link).unwrap().starts_with("/dev/pts"));
     let mut remote = SerialDevice::open(path, 115_200, Some((48, 40))).unwrap();
     let mut local = SimulatedOpu::new(&config, 48, 40, 5).unwrap();
-    let sizes = [1, 7, 300, 2];
+    let sizes = [1, 7, 1000, 2];
     assert_eq!(run_batches(&mut remote, &sizes, 1), run_batches(&mut local, &sizes, 1));
     assert_eq!(remote.info().bit_depth, local.info().bit_depth);
     assert_eq!(remote.info().frame_time_us, local.info().frame_time_us);
-    assert!(remote.chunk_frames() < 300, "a batch of 300 is streamed in chunks");
+    assert!(remote.chunk_frames() < 1000, "a batch of 1000 is streamed in chunks");
     drop(remote);
     // A second session on the same emulator starts again at frame 0, like a fresh device.
     let mut remote = SerialDevice::open(path, 115_200, Some((48, 40))).unwrap();

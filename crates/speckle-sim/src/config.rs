@@ -268,7 +268,7 @@ fn default_true() -> bool {
     true
 }
 fn default_full_well() -> f64 {
-    4000.0
+    4500.0
 }
 fn default_epc() -> f64 {
     16.0
@@ -327,10 +327,17 @@ impl DeviceConfig {
     /// Deserializes and [checks](Self::check) an already parsed TOML tree (after `--set`
     /// overrides were applied to it).
     pub fn from_toml_value(value: toml::Value) -> Result<Self, ConfigError> {
-        let cfg: DeviceConfig = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            location: String::new(),
-            message: one_line(e.message()),
-        })?;
+        // Through text, so that an error can point at the offending `key = value` line.
+        if let Ok(text) = toml::to_string(&value) {
+            return Self::from_toml_str(&text);
+        }
+        let cfg: DeviceConfig =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    location: String::new(),
+                    message: one_line(e.message()),
+                })?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -380,13 +387,7 @@ impl DeviceConfig {
         let mirrors = self.mirrors();
         let features_u = u64::try_from(features).unwrap_or(u64::MAX);
         let k = match self.dmd.macro_pixel {
-            MacroPixel::Auto => {
-                if features_u == 0 {
-                    1
-                } else {
-                    mirrors / features_u
-                }
-            }
+            MacroPixel::Auto => mirrors.checked_div(features_u).unwrap_or(1),
             MacroPixel::Mirrors(k) => k,
         };
         if k == 0 || features_u.checked_mul(k).is_none_or(|m| m > mirrors) {
@@ -449,7 +450,12 @@ impl DeviceConfig {
                 format!("must be ≥ camera.exposure_us ({})", c.exposure_us),
             ));
         }
-        finite_at_least("camera.photon_rate_per_us", c.photon_rate_per_us, 0.0, false)?;
+        finite_at_least(
+            "camera.photon_rate_per_us",
+            c.photon_rate_per_us,
+            0.0,
+            false,
+        )?;
         if !(c.quantum_efficiency.is_finite()
             && c.quantum_efficiency > 0.0
             && c.quantum_efficiency <= 1.0)
@@ -463,7 +469,12 @@ impl DeviceConfig {
         finite_at_least("camera.read_noise_e", c.read_noise_e, 0.0, false)?;
         finite_at_least("camera.dark_offset_e", c.dark_offset_e, 0.0, false)?;
         finite_at_least("camera.full_well_e", c.full_well_e, 0.0, true)?;
-        finite_at_least("camera.electrons_per_count", c.electrons_per_count, 0.0, true)?;
+        finite_at_least(
+            "camera.electrons_per_count",
+            c.electrons_per_count,
+            0.0,
+            true,
+        )?;
         // Mean photoelectrons at unit intensity must stay far from f32/f64 trouble.
         let per_unit = c.photon_rate_per_us * c.exposure_us * c.quantum_efficiency;
         if !(per_unit.is_finite() && per_unit <= 1e12) {
@@ -488,5 +499,22 @@ mod tests {
         }
         assert!(DeviceConfig::preset("lighton").unwrap().mirrors() == 912 * 1140);
         assert!(DeviceConfig::preset("ideal").unwrap().camera.ideal);
+    }
+
+    #[test]
+    fn overrides_on_a_toml_tree_are_validated_with_the_key_named() {
+        let mut tree: toml::Value =
+            toml::from_str(DeviceConfig::preset_toml("lighton").unwrap()).unwrap();
+        tree["camera"]["bits"] = toml::Value::String("nine".into());
+        let err = DeviceConfig::from_toml_value(tree.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bits = \"nine\"") && !err.contains('\n'),
+            "{err}"
+        );
+        tree["camera"]["bits"] = toml::Value::Integer(10);
+        let cfg = DeviceConfig::from_toml_value(tree).unwrap();
+        assert_eq!(cfg.camera.bits, 10);
     }
 }

@@ -82,7 +82,9 @@ mod config;
 mod medium;
 mod rng;
 
-pub use config::{CameraConfig, ConfigError, DeviceConfig, DmdConfig, DriftConfig, MacroPixel, MediumConfig};
+pub use config::{
+    CameraConfig, ConfigError, DeviceConfig, DmdConfig, DriftConfig, MacroPixel, MediumConfig,
+};
 
 use medium::dense::{DenseMedium, DenseParams};
 pub use medium::structured::StructuredMedium;
@@ -312,14 +314,15 @@ impl SimulatedOpu {
             self.unpack(&frames.slice(start, count));
             let re_dst = &mut out_re[start * m..(start + count) * m];
             let im_dst = &mut out_im[start * m..(start + count) * m];
-            self.medium.transmit(&self.x, count, &mut |j0, rows, re, im| {
-                for b in 0..count {
-                    for r in 0..rows {
-                        re_dst[b * m + j0 + r] = re[b * rows + r] * scale;
-                        im_dst[b * m + j0 + r] = im[b * rows + r] * scale;
+            self.medium
+                .transmit(&self.x, count, &mut |j0, rows, re, im| {
+                    for b in 0..count {
+                        for r in 0..rows {
+                            re_dst[b * m + j0 + r] = re[b * rows + r] * scale;
+                            im_dst[b * m + j0 + r] = im[b * rows + r] * scale;
+                        }
                     }
-                }
-            })?;
+                })?;
         }
         Ok(())
     }
@@ -328,15 +331,16 @@ impl SimulatedOpu {
     fn intensities(&mut self, count: usize, out: &mut [f32]) -> Result<(), Error> {
         let m = self.output_dim;
         let s2 = (self.field_scale * self.field_scale) as f32;
-        self.medium.transmit(&self.x, count, &mut |j0, rows, re, im| {
-            out.par_chunks_mut(m)
-                .zip(re.par_chunks(rows).zip(im.par_chunks(rows)))
-                .for_each(|(dst, (re, im))| {
-                    for ((d, &a), &b) in dst[j0..j0 + rows].iter_mut().zip(re).zip(im) {
-                        *d = (a * a + b * b) * s2;
-                    }
-                });
-        })
+        self.medium
+            .transmit(&self.x, count, &mut |j0, rows, re, im| {
+                out.par_chunks_mut(m)
+                    .zip(re.par_chunks(rows).zip(im.par_chunks(rows)))
+                    .for_each(|(dst, (re, im))| {
+                        for ((d, &a), &b) in dst[j0..j0 + rows].iter_mut().zip(re).zip(im) {
+                            *d = (a * a + b * b) * s2;
+                        }
+                    });
+            })
     }
 }
 
@@ -365,7 +369,9 @@ impl OpticalDevice for SimulatedOpu {
         let mut start = 0;
         while start < total {
             let t = self.frame_index;
-            let mut count = SUB_BATCH.min(self.medium.max_sub_batch()).min(total - start);
+            let mut count = SUB_BATCH
+                .min(self.medium.max_sub_batch())
+                .min(total - start);
             if self.config.drift.rate > 0.0 {
                 // Split at the next drift boundary.
                 let k = self.config.drift.every_frames;

@@ -103,18 +103,28 @@ fn golden_values() {
             (e.re.to_bits(), e.im.to_bits())
         })
         .collect();
-    assert_eq!(got, GOLDEN_ENTRIES, "{got:?}");
 
     // Camera noise stream: the first counts of a small 8-bit device.
     let config = DeviceConfig::preset("lighton").unwrap();
     let mut opu = SimulatedOpu::new(&config, 16, 8, 0).unwrap();
     let bits = pattern(2, 16, 0);
     let out = run_split(&mut opu, &bits, &[2]);
-    assert_eq!(out, GOLDEN_COUNTS, "{out:?}");
+    assert!(
+        got == GOLDEN_ENTRIES && out == GOLDEN_COUNTS,
+        "entries {got:?}, counts {out:?}"
+    );
 }
 
-const GOLDEN_ENTRIES: [(u32, u32); 5] = [(0, 0); 5];
-const GOLDEN_COUNTS: [f32; 16] = [0.0; 16];
+const GOLDEN_ENTRIES: [(u32, u32); 5] = [
+    (3156997685, 3167165717),
+    (3162717157, 3175257755),
+    (3178075176, 1026291253),
+    (3121663829, 3180680656),
+    (3162717157, 1024660115),
+];
+const GOLDEN_COUNTS: [f32; 16] = [
+    15.0, 7.0, 63.0, 56.0, 3.0, 80.0, 4.0, 23.0, 7.0, 5.0, 74.0, 10.0, 5.0, 74.0, 3.0, 20.0,
+];
 
 fn one_line_error(src: &str) -> String {
     let err = DeviceConfig::from_toml_str(src).unwrap_err().to_string();

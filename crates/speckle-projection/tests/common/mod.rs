@@ -28,6 +28,8 @@ pub struct ExactDevice {
     pub camera: Option<Camera>,
     pub noise_rng: ChaCha8Rng,
     pub frames: u64,
+    /// `transform` calls so far.
+    pub calls: u64,
 }
 
 impl ExactDevice {
@@ -49,6 +51,7 @@ impl ExactDevice {
             camera: None,
             noise_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9),
             frames: 0,
+            calls: 0,
         }
     }
 
@@ -114,6 +117,7 @@ impl OpticalDevice for ExactDevice {
             }
         }
         self.frames += input.frames() as u64;
+        self.calls += 1;
         Ok(())
     }
 

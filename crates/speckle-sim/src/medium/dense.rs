@@ -141,7 +141,8 @@ impl DenseMedium {
                 im: Vec::new(),
             }
         };
-        let drift = (p.drift_rate > 0.0).then(|| ((1.0 - p.drift_rate).sqrt(), p.drift_rate.sqrt()));
+        let drift =
+            (p.drift_rate > 0.0).then(|| ((1.0 - p.drift_rate).sqrt(), p.drift_rate.sqrt()));
         Ok(Self {
             n,
             m,
@@ -211,18 +212,10 @@ impl Medium for DenseMedium {
                 while j0 < m {
                     let rows = rows_per.min(m - j0);
                     let len = (n - 1) * m + rows;
-                    let lhs_re = MatRef::from_column_major_slice_with_stride(
-                        &re[j0..j0 + len],
-                        rows,
-                        n,
-                        m,
-                    );
-                    let lhs_im = MatRef::from_column_major_slice_with_stride(
-                        &im[j0..j0 + len],
-                        rows,
-                        n,
-                        m,
-                    );
+                    let lhs_re =
+                        MatRef::from_column_major_slice_with_stride(&re[j0..j0 + len], rows, n, m);
+                    let lhs_im =
+                        MatRef::from_column_major_slice_with_stride(&im[j0..j0 + len], rows, n, m);
                     Self::gemm_chunk(
                         lhs_re,
                         lhs_im,
@@ -348,7 +341,9 @@ mod tests {
         let mut cached = DenseMedium::new(params(n, m, 4)).unwrap();
         let mut streamed = DenseMedium::new(params(n, m, 1)).unwrap();
         assert!(cached.is_cached() && !streamed.is_cached());
-        let x: Vec<f32> = (0..3 * n).map(|v| ((v * 7) % 3 == 0) as u8 as f32).collect();
+        let x: Vec<f32> = (0..3 * n)
+            .map(|v| ((v * 7) % 3 == 0) as u8 as f32)
+            .collect();
         let collect = |med: &mut DenseMedium| {
             let mut out = vec![(0f32, 0f32); 3 * m];
             med.transmit(&x, 3, &mut |j0, rows, re, im| {
@@ -371,7 +366,10 @@ mod tests {
     #[test]
     fn budget_too_small_is_a_config_error() {
         let err = DenseMedium::new(params(1 << 20, 64, 1)).err().unwrap();
-        assert!(err.to_string().contains("medium.matrix_budget_mib"), "{err}");
+        assert!(
+            err.to_string().contains("medium.matrix_budget_mib"),
+            "{err}"
+        );
         let mut p = params(4096, 4096, 1);
         p.drift_rate = 0.1;
         let err = DenseMedium::new(p).err().unwrap();

@@ -1056,6 +1056,47 @@ mod tests {
         assert!(m.row(20).is_err());
     }
 
+    /// The default-profile check at full input width: n = 2^20 features, one 2^14-output
+    /// slice of fields (KS tests as above) and near-orthogonality of rows of length 2^20.
+    #[test]
+    fn statistics_at_full_width() {
+        check_field_statistics((1 << 20) - 64, 1 << 14, 51);
+        check_near_orthogonal(1 << 20, (1 << 20) + (1 << 14), 6, 52);
+    }
+
+    /// Through `SimulatedOpu`: the structured preset has the dense medium's variance
+    /// convention (mean intensity `‖x‖²·k/M`), and rejects a drift rate of 1.
+    #[test]
+    fn simulated_opu_with_the_structured_preset() {
+        use speckle_hal::OpticalDevice;
+        let mut config = crate::DeviceConfig::preset("structured").unwrap();
+        assert_eq!(config.medium.kind, "structured");
+        config.camera.ideal = true;
+        let (n, m) = (3000, 8192);
+        let packed = random_bits(n, 1, 0.5, 61);
+        let pf = PackedFrames::new(&packed, 1, n).unwrap();
+        let lit = speckle_hal::unpack_bits(&pf).iter().filter(|&&b| b == 1).count() as f64;
+        let mut mean = |kind: &str| {
+            config.medium.kind = kind.into();
+            let mut opu = crate::SimulatedOpu::new(&config, n, m, 5).unwrap();
+            let mut out = vec![0f32; m];
+            opu.transform(&pf, &mut out).unwrap();
+            let want = lit * opu.entry_variance();
+            out.iter().map(|&v| f64::from(v)).sum::<f64>() / m as f64 / want
+        };
+        // Structured: exact energy conservation per full block, so the mean is 1 to rounding.
+        let structured = mean("structured");
+        assert!((structured - 1.0).abs() < 1e-3, "structured mean ratio {structured}");
+        // Dense: the mean of 8192 exponentials, within 4 standard errors.
+        let dense = mean("dense");
+        assert!((dense - 1.0).abs() < 4.0 / (m as f64).sqrt(), "dense mean ratio {dense}");
+
+        config.medium.kind = "structured".into();
+        config.drift.rate = 1.0;
+        let err = crate::SimulatedOpu::new(&config, n, m, 5).unwrap_err();
+        assert!(err.to_string().contains("drift.rate"), "{err}");
+    }
+
     /// Full size: 2^20 → 2^21 statistics of one frame, and near-orthogonality of rows at
     /// n = 2^20. About 10 s in the test profile, hence ignored by default:
     /// `cargo test -p speckle-sim --release -- --ignored full_size`.
