@@ -27,7 +27,9 @@ fn packed_frames(batch: usize, n: usize, seed: u64) -> Vec<u8> {
 
 fn signed(batch: usize, n: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..batch * n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    (0..batch * n)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect()
 }
 
 fn label(n: usize, m: usize) -> String {
@@ -53,7 +55,12 @@ fn bench_device(c: &mut Criterion, group: &str, preset: &str, sizes: &[(usize, u
     g.finish();
 }
 
-fn bench_projector(c: &mut Criterion, group: &str, dev: DeviceSpec, sizes: &[(usize, usize, usize)]) {
+fn bench_projector(
+    c: &mut Criterion,
+    group: &str,
+    dev: DeviceSpec,
+    sizes: &[(usize, usize, usize)],
+) {
     let mut g = c.benchmark_group(group);
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
@@ -76,7 +83,12 @@ fn digital(c: &mut Criterion) {
         c,
         "digital",
         DeviceSpec::Digital,
-        &[(10, 800, 256), (1024, 8192, 256), (4096, 4096, 256), (10, 1 << 20, 16)],
+        &[
+            (10, 800, 256),
+            (1024, 8192, 256),
+            (4096, 4096, 256),
+            (10, 1 << 20, 16),
+        ],
     );
 }
 
@@ -88,7 +100,12 @@ fn dense_raw(c: &mut Criterion) {
 
 fn dense_linear(c: &mut Criterion) {
     let ideal = DeviceSpec::Sim(SimSource::Preset("ideal".into()));
-    bench_projector(c, "dense_ideal_linear", ideal, &[(10, 800, 256), (1024, 8192, 64)]);
+    bench_projector(
+        c,
+        "dense_ideal_linear",
+        ideal,
+        &[(10, 800, 256), (1024, 8192, 64)],
+    );
 }
 
 /// The structured medium alone (complex fields), then the full structured device (8-bit
@@ -98,7 +115,11 @@ fn structured(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(3));
-    for (n, m, batch) in [(1024, 8192, 64), (1 << 16, 1 << 17, 4), (1 << 20, 1 << 21, 1)] {
+    for (n, m, batch) in [
+        (1024, 8192, 64),
+        (1 << 16, 1 << 17, 4),
+        (1 << 20, 1 << 21, 1),
+    ] {
         let medium = StructuredMedium::new(n, m, 1).unwrap();
         let packed = packed_frames(batch, n, 2);
         let frames = PackedFrames::new(&packed, batch, n).unwrap();
@@ -113,20 +134,24 @@ fn structured(c: &mut Criterion) {
         c,
         "structured_8bit_raw",
         "structured",
-        &[(1024, 8192, 256), (1 << 16, 1 << 17, 4), (1 << 20, 1 << 21, 1)],
+        &[
+            (1024, 8192, 256),
+            (1 << 16, 1 << 17, 4),
+            (1 << 20, 1 << 21, 1),
+        ],
     );
     let structured = DeviceSpec::Sim(SimSource::Preset("structured".into()));
     bench_projector(c, "structured_linear", structured, &[(10, 1 << 20, 4)]);
 }
 
-/// The serial backend against the emulator (ideal dense simulator) over an in-memory link.
+/// The serial backend against the emulator (8-bit dense simulator) over an in-memory link.
 fn serial(c: &mut Criterion) {
     let mut g = c.benchmark_group("serial_emulator_raw");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
     for (n, m, batch) in [(10, 800, 256), (1024, 8192, 64)] {
-        let config = DeviceConfig::preset("ideal").unwrap();
+        let config = DeviceConfig::preset("lighton").unwrap();
         let (host, mut dev_end) = memory_link();
         let options = sim_emulator_options(&config);
         let server = std::thread::spawn(move || {
@@ -154,5 +179,12 @@ fn serial(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(backends, digital, dense_raw, dense_linear, structured, serial);
+criterion_group!(
+    backends,
+    digital,
+    dense_raw,
+    dense_linear,
+    structured,
+    serial
+);
 criterion_main!(backends);

@@ -276,7 +276,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.npy");
         let a = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]];
-        let f = a.t().to_owned().reversed_axes(); // same values, Fortran layout
+        let f = a.t().as_standard_layout().into_owned().reversed_axes(); // Fortran layout
         assert!(!f.is_standard_layout());
         write_npy_atomic(&p, &f).unwrap();
         let m = read_float_matrix(&p).unwrap();

@@ -54,7 +54,11 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
         args.seed,
         link.link().display(),
         link.device_path().display(),
-        if faults.is_active() { format!(", faults {}", args.faults.as_deref().unwrap_or("")) } else { String::new() },
+        if faults.is_active() {
+            format!(", faults {}", args.faults.as_deref().unwrap_or(""))
+        } else {
+            String::new()
+        },
     );
     let mut emulator = Emulator::new(sim_factory(config, args.seed), options);
     let result = emulator.serve(link.port(), &stop);

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use speckle_dfa::sweep::{self, Shard, SweepConfig, SweepOptions, TrainRunner};
 
-use crate::snr::DeviceTools;
+use speckle::snr::DeviceTools;
 
 /// Run a sweep (a grid of training runs) or merge the outputs of its shards.
 ///

@@ -39,9 +39,10 @@ fn projector_factory(
     input_dim: usize,
     output_dim: usize,
 ) -> Result<Box<dyn RandomProjector + Send>, Error> {
-    let spec: speckle::spec::DeviceSpec = feedback.projector.parse().map_err(|e| {
-        Error::new(ErrorKind::InvalidInput, format!("feedback.projector: {e}"))
-    })?;
+    let spec: speckle::spec::DeviceSpec = feedback
+        .projector
+        .parse()
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("feedback.projector: {e}")))?;
     let overrides = (!feedback.device.is_empty()).then_some(&feedback.device);
     speckle::spec::open_projector(
         &spec,
@@ -75,7 +76,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let options = RunOptions {
         resume,
-        progress: if args.quiet { Progress::Quiet } else { Progress::Bar },
+        progress: if args.quiet {
+            Progress::Quiet
+        } else {
+            Progress::Bar
+        },
         stop_after_epochs: args
             .stop_after
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),

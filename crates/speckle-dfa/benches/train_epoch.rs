@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p speckle-dfa --bench train_epoch`; set `SPECKLE_BENCH_SAMPLES` to shorten.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle_dfa::perf::bench_epoch;
@@ -23,7 +23,10 @@ impl RandomProjector for Dense {
     }
     fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
         speckle_hal::check_projection_buffers(&self.info(), input, batch, output)?;
-        for (x, y) in input.chunks_exact(10).zip(output.chunks_exact_mut(self.out)) {
+        for (x, y) in input
+            .chunks_exact(10)
+            .zip(output.chunks_exact_mut(self.out))
+        {
             y.fill(0.0);
             for (xi, row) in x.iter().zip(self.p.chunks_exact(self.out)) {
                 for (yj, pj) in y.iter_mut().zip(row) {
@@ -53,7 +56,11 @@ fn epoch(c: &mut Criterion) {
         .unwrap_or(60_000);
     let model = ModelSpec::default();
     let mut group = c.benchmark_group("train_epoch");
+    // An epoch takes seconds: one epoch per sample, ten samples.
     group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(std::time::Duration::from_millis(1));
+    group.measurement_time(std::time::Duration::from_secs(1));
     for kind in [AlgorithmKind::Dfa, AlgorithmKind::Bp] {
         let algorithm = AlgorithmSpec {
             kind,
@@ -65,7 +72,8 @@ fn epoch(c: &mut Criterion) {
                 let mut total = std::time::Duration::ZERO;
                 for _ in 0..iters {
                     let p = (kind == AlgorithmKind::Dfa).then(projector);
-                    let r = bench_epoch(784, 10, &model, &algorithm, &opt, 128, samples, p).unwrap();
+                    let r =
+                        bench_epoch(784, 10, &model, &algorithm, &opt, 128, samples, p).unwrap();
                     eprintln!(
                         "{kind}: {:.3} s, {:.0} samples/s, {:.1} GFLOP/s",
                         r.seconds, r.samples_per_s, r.gflops

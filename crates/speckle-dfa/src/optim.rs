@@ -201,7 +201,10 @@ mod tests {
             StepScalars::new(&spec, 1, 10).update(&mut p);
             let buf = 0.9 * 0.5 + 1.0;
             let d2 = if nesterov { 1.0 + 0.9 * buf } else { buf };
-            assert!((p.value[0] - (w1 - 0.1 * d2)).abs() < 1e-6, "nesterov {nesterov}");
+            assert!(
+                (p.value[0] - (w1 - 0.1 * d2)).abs() < 1e-6,
+                "nesterov {nesterov}"
+            );
         }
     }
 
@@ -231,7 +234,11 @@ mod tests {
                 StepScalars::new(&spec, 1, 10).update(&mut p);
             }
         }
-        assert!((p.value[0] as f64 - w).abs() < 1e-6, "{} vs {w}", p.value[0]);
+        assert!(
+            (p.value[0] as f64 - w).abs() < 1e-6,
+            "{} vs {w}",
+            p.value[0]
+        );
     }
 
     #[test]

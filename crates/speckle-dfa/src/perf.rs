@@ -50,7 +50,9 @@ pub fn bench_epoch(
     projector: Option<Box<dyn RandomProjector + Send>>,
 ) -> Result<BenchReport, DfaError> {
     if samples == 0 || batch_size == 0 {
-        return Err(DfaError::InvalidSpec("bench needs samples and batch size ≥ 1".into()));
+        return Err(DfaError::InvalidSpec(
+            "bench needs samples and batch size ≥ 1".into(),
+        ));
     }
     let steps = samples.div_ceil(batch_size) as u64;
     let mut trainer = Trainer::new(

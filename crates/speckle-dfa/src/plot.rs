@@ -49,16 +49,39 @@ pub fn line_chart(
         message: m,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("plot.png");
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("plot.png");
     // The backend picks the encoder from the extension: keep `.png` on the temporary name.
     let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).collect();
+    let all: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .collect();
     let finite = |v: f64| v.is_finite();
-    let xmax = all.iter().map(|p| p.0).filter(|&v| finite(v)).fold(1.0f64, f64::max);
-    let xmin = all.iter().map(|p| p.0).filter(|&v| finite(v)).fold(xmax, f64::min).min(1.0);
+    let xmax = all
+        .iter()
+        .map(|p| p.0)
+        .filter(|&v| finite(v))
+        .fold(1.0f64, f64::max);
+    let xmin = all
+        .iter()
+        .map(|p| p.0)
+        .filter(|&v| finite(v))
+        .fold(xmax, f64::min)
+        .min(1.0);
     let (ymin, ymax) = y_range.unwrap_or_else(|| {
-        let lo = all.iter().map(|p| p.1).filter(|&v| finite(v)).fold(f64::INFINITY, f64::min);
-        let hi = all.iter().map(|p| p.1).filter(|&v| finite(v)).fold(f64::NEG_INFINITY, f64::max);
+        let lo = all
+            .iter()
+            .map(|p| p.1)
+            .filter(|&v| finite(v))
+            .fold(f64::INFINITY, f64::min);
+        let hi = all
+            .iter()
+            .map(|p| p.1)
+            .filter(|&v| finite(v))
+            .fold(f64::NEG_INFINITY, f64::max);
         if lo.is_finite() && hi.is_finite() && hi > lo {
             let pad = 0.05 * (hi - lo);
             (lo - pad, hi + pad)
@@ -88,13 +111,19 @@ pub fn line_chart(
             .map_err(|e| err(e.to_string()))?;
         for (i, s) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> =
-                s.points.iter().copied().filter(|p| finite(p.0) && finite(p.1)).collect();
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| finite(p.0) && finite(p.1))
+                .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                 .map_err(|e| err(e.to_string()))?
                 .label(s.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| err(e.to_string()))?;

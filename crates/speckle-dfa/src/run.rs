@@ -339,12 +339,10 @@ pub fn train_with(
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    config
-        .check()
-        .map_err(|message| ConfigError::Invalid {
-            source_name: "run".into(),
-            message,
-        })?;
+    config.check().map_err(|message| ConfigError::Invalid {
+        source_name: "run".into(),
+        message,
+    })?;
     let (train_set, test_set) = load_data(config)?;
     if train_set.is_empty() || test_set.is_empty() {
         return Err(RunError::Data(DataError::Missing {
@@ -363,9 +361,11 @@ pub fn train_with(
             hidden.iter().copied().max().unwrap_or(0)
         };
         Some(
-            factory(&config.feedback, classes, out.max(1)).map_err(|source| RunError::Projector {
-                spec: config.feedback.projector.clone(),
-                source,
+            factory(&config.feedback, classes, out.max(1)).map_err(|source| {
+                RunError::Projector {
+                    spec: config.feedback.projector.clone(),
+                    source,
+                }
             })?,
         )
     } else {
@@ -488,7 +488,10 @@ pub fn train_with(
             loss_sum += stats.loss_sum;
             correct += stats.correct;
             count += stats.count;
-            reporter.step(loss_sum / count.max(1) as f64, correct as f64 / count.max(1) as f64);
+            reporter.step(
+                loss_sum / count.max(1) as f64,
+                correct as f64 / count.max(1) as f64,
+            );
         }
         let epoch_train_s = t0.elapsed().as_secs_f64();
         run_state.train_s += epoch_train_s;
@@ -532,13 +535,22 @@ pub fn train_with(
         run_state.device_frames = counters.frames;
         run_state.device_time_s = counters.device_time_s;
         let csv_path = out_dir.join("metrics.csv");
-        write_atomic(&csv_path, metrics::metrics_csv(&run_state.metrics).as_bytes())
-            .map_err(io_err(&csv_path))?;
+        write_atomic(
+            &csv_path,
+            metrics::metrics_csv(&run_state.metrics).as_bytes(),
+        )
+        .map_err(io_err(&csv_path))?;
         checkpoint::save(out_dir, &run_state, &trainer.state())?;
     }
     reporter.finish();
 
-    let summary = summarize(config, &run_state, trainer.flops_per_sample(), n_train, identity);
+    let summary = summarize(
+        config,
+        &run_state,
+        trainer.flops_per_sample(),
+        n_train,
+        identity,
+    );
     let completed = run_state.epochs_done >= epochs;
     if completed {
         let path = out_dir.join("summary.json");
@@ -564,7 +576,10 @@ fn evaluate(trainer: &mut Trainer, set: &Dataset) -> Result<(f64, f64), RunError
     let mut start = 0;
     while start < n {
         let end = (start + CHUNK).min(n);
-        let e = trainer.evaluate(set.images.slice(s![start..end, ..]), &set.labels[start..end])?;
+        let e = trainer.evaluate(
+            set.images.slice(s![start..end, ..]),
+            &set.labels[start..end],
+        )?;
         let w = (end - start) as f64;
         loss += e.loss * w;
         acc += e.accuracy * w;
@@ -574,7 +589,11 @@ fn evaluate(trainer: &mut Trainer, set: &Dataset) -> Result<(f64, f64), RunError
 }
 
 fn epoch_line(r: &EpochMetrics, epochs: usize) -> String {
-    let align: Vec<String> = r.alignment.iter().map(|a| format!("{:.3}", a.cosine_mean)).collect();
+    let align: Vec<String> = r
+        .alignment
+        .iter()
+        .map(|a| format!("{:.3}", a.cosine_mean))
+        .collect();
     format!(
         "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | alignment [{}] | {:.1} s",
         r.epoch,
@@ -604,7 +623,11 @@ fn summarize(
         epochs: run.epochs_done,
         test_accuracy: last.map_or(0.0, |r| r.test_accuracy),
         test_loss: last.map_or(f64::NAN, |r| r.test_loss),
-        best_test_accuracy: run.metrics.iter().map(|r| r.test_accuracy).fold(0.0, f64::max),
+        best_test_accuracy: run
+            .metrics
+            .iter()
+            .map(|r| r.test_accuracy)
+            .fold(0.0, f64::max),
         train_accuracy: last.map_or(0.0, |r| r.train_accuracy),
         train_loss: last.map_or(f64::NAN, |r| r.train_loss),
         alignment: last.map_or_else(Vec::new, |r| {

@@ -149,7 +149,9 @@ impl ModelSpec {
     /// Validates ranges; the error names the key.
     pub fn check(&self) -> Result<(), DfaError> {
         if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
-            return Err(spec_err(format!("model.hidden[{i}] is 0: widths must be ≥ 1")));
+            return Err(spec_err(format!(
+                "model.hidden[{i}] is 0: widths must be ≥ 1"
+            )));
         }
         if let Some(i) = self.hidden.iter().position(|&w| w > 1 << 20) {
             return Err(spec_err(format!(
@@ -308,7 +310,9 @@ impl OptimizerSpec {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(spec_err(format!("optimizer.{name} = {v} must be finite and ≥ 0")))
+                Err(spec_err(format!(
+                    "optimizer.{name} = {v} must be finite and ≥ 0"
+                )))
             }
         };
         finite_nonneg("lr", self.lr)?;
@@ -323,17 +327,24 @@ impl OptimizerSpec {
             ("warmup_fraction", self.warmup_fraction),
         ] {
             if !v.is_finite() || !(0.0..1.0).contains(&v) {
-                return Err(spec_err(format!("optimizer.{name} = {v} must be in [0, 1)")));
+                return Err(spec_err(format!(
+                    "optimizer.{name} = {v} must be in [0, 1)"
+                )));
             }
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(spec_err(format!("optimizer.eps = {} must be > 0", self.eps)));
+            return Err(spec_err(format!(
+                "optimizer.eps = {} must be > 0",
+                self.eps
+            )));
         }
         if self.nesterov && self.momentum == 0.0 {
             return Err(spec_err("optimizer.nesterov needs optimizer.momentum > 0"));
         }
         if self.nesterov && self.kind != OptimizerKind::Sgd {
-            return Err(spec_err("optimizer.nesterov applies to kind = \"sgd\" only"));
+            return Err(spec_err(
+                "optimizer.nesterov applies to kind = \"sgd\" only",
+            ));
         }
         Ok(())
     }

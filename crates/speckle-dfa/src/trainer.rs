@@ -841,11 +841,7 @@ impl TrainerState {
         let file_name = path
             .file_name()
             .ok_or_else(|| DfaError::State(format!("{}: not a file path", path.display())))?;
-        let tmp_name = format!(
-            ".{}.tmp{}",
-            file_name.to_string_lossy(),
-            std::process::id()
-        );
+        let tmp_name = format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id());
         let tmp = match dir {
             Some(d) => d.join(tmp_name),
             None => tmp_name.into(),

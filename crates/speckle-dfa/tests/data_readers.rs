@@ -36,8 +36,14 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
 fn assert_one_line_naming(err: impl std::fmt::Display, path: &Path, what: &str) {
     let msg = err.to_string();
     assert!(!msg.contains('\n'), "multi-line error: {msg}");
-    assert!(msg.contains(&path.display().to_string()), "error does not name the file: {msg}");
-    assert!(msg.contains(what), "error {msg:?} does not mention {what:?}");
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "error does not name the file: {msg}"
+    );
+    assert!(
+        msg.contains(what),
+        "error {msg:?} does not mention {what:?}"
+    );
 }
 
 #[test]
@@ -99,8 +105,13 @@ fn mnist_dir_count_mismatch_and_missing_files() {
     assert_eq!(splits.test.labels, vec![4, 5]);
     std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).unwrap();
     let msg = data::load(DatasetKind::Mnist, d).unwrap_err().to_string();
-    assert!(msg.contains("t10k-labels-idx1-ubyte") && msg.contains("speckle data fetch"), "{msg}");
-    let msg = data::load(DatasetKind::Mnist, &d.join("nope")).unwrap_err().to_string();
+    assert!(
+        msg.contains("t10k-labels-idx1-ubyte") && msg.contains("speckle data fetch"),
+        "{msg}"
+    );
+    let msg = data::load(DatasetKind::Mnist, &d.join("nope"))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("nope") && !msg.contains('\n'), "{msg}");
 }
 
@@ -138,12 +149,18 @@ fn bundled_mnist_reads_and_standardizes() {
     // The repository carries MNIST; reading it whole takes well under a second.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
     let mut s = data::load(DatasetKind::Mnist, &dir).unwrap();
-    assert_eq!((s.train.len(), s.test.len(), s.train.input_dim()), (60_000, 10_000, 784));
+    assert_eq!(
+        (s.train.len(), s.test.len(), s.train.input_dim()),
+        (60_000, 10_000, 784)
+    );
     assert_eq!(&s.train.labels[..5], &[5, 0, 4, 1, 9]);
     assert_eq!(&s.test.labels[..3], &[7, 2, 1]);
     let (mean, std) = s.train.pixel_stats();
     // The well-known MNIST statistics 0.1307 and 0.3081.
-    assert!((mean - 0.1307).abs() < 1e-3 && (std - 0.3081).abs() < 1e-3, "{mean} {std}");
+    assert!(
+        (mean - 0.1307).abs() < 1e-3 && (std - 0.3081).abs() < 1e-3,
+        "{mean} {std}"
+    );
     s.train.standardize(mean, std);
     let (m2, s2) = s.train.pixel_stats();
     assert!(m2.abs() < 1e-4 && (s2 - 1.0).abs() < 1e-4, "{m2} {s2}");

@@ -76,7 +76,10 @@ fn fetch_verifies_and_writes_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let good = plan(&[("a.gz", &a), ("b.gz", &b)]);
     let mut log = Vec::new();
-    let files = fetch::fetch(&good, dir.path(), Some(&url), &mut |l| log.push(l.to_string())).unwrap();
+    let files = fetch::fetch(&good, dir.path(), Some(&url), &mut |l| {
+        log.push(l.to_string())
+    })
+    .unwrap();
     assert_eq!(files.len(), 2);
     assert_eq!(std::fs::read(dir.path().join("a.gz")).unwrap(), a);
     assert_eq!(std::fs::read(dir.path().join("b.gz")).unwrap(), b);
@@ -91,14 +94,25 @@ fn fetch_verifies_and_writes_atomically() {
     let mut wrong = wrong;
     wrong.files[0].name = "a.gz".into();
     let other = tempfile::tempdir().unwrap();
-    let err = fetch::fetch(&wrong, other.path(), Some(&url), &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains("checksum mismatch") && err.contains("a.gz"), "{err}");
+    let err = fetch::fetch(&wrong, other.path(), Some(&url), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("checksum mismatch") && err.contains("a.gz"),
+        "{err}"
+    );
     assert!(!err.contains('\n'));
-    assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0, "left a file behind");
+    assert_eq!(
+        std::fs::read_dir(other.path()).unwrap().count(),
+        0,
+        "left a file behind"
+    );
 
     // Missing on the server.
     let missing = plan(&[("nope.gz", b"x")]);
-    let err = fetch::fetch(&missing, other.path(), Some(&url), &mut |_| {}).unwrap_err().to_string();
+    let err = fetch::fetch(&missing, other.path(), Some(&url), &mut |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nope.gz") && err.contains("404"), "{err}");
     assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
 }
@@ -106,7 +120,11 @@ fn fetch_verifies_and_writes_atomically() {
 #[test]
 fn shipped_plans_have_well_formed_checksums() {
     use speckle_dfa::data::DatasetKind;
-    for kind in [DatasetKind::Mnist, DatasetKind::FashionMnist, DatasetKind::Cifar10] {
+    for kind in [
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::Cifar10,
+    ] {
         let p = fetch::plan(kind);
         assert!(!p.mirrors.is_empty() && p.mirrors.iter().all(|m| m.ends_with('/')));
         for f in &p.files {
@@ -116,13 +134,21 @@ fn shipped_plans_have_well_formed_checksums() {
                 _ => unreachable!(),
             };
             assert_eq!(hex.len(), len, "{}", f.name);
-            assert!(hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(hex
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         }
     }
     // The MNIST sums are those of the bundled copy.
-    let sums = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist/SHA256SUMS")).unwrap();
+    let sums = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/mnist/SHA256SUMS"
+    ))
+    .unwrap();
     for f in fetch::plan(DatasetKind::Mnist).files {
-        let Checksum::Sha256(h) = &f.checksum else { panic!() };
+        let Checksum::Sha256(h) = &f.checksum else {
+            panic!()
+        };
         assert!(sums.contains(&format!("{h}  {}", f.name)), "{}", f.name);
     }
 }

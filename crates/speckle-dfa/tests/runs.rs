@@ -25,7 +25,10 @@ struct TestProjector {
 impl RandomProjector for TestProjector {
     fn info(&self) -> ProjectorInfo {
         let mut info = ProjectorInfo::new(
-            format!("test-gaussian seed={} {}x{}", self.seed, self.input_dim, self.output_dim),
+            format!(
+                "test-gaussian seed={} {}x{}",
+                self.seed, self.input_dim, self.output_dim
+            ),
             self.input_dim,
             self.output_dim,
             1.0,
@@ -78,7 +81,11 @@ fn projector(
     }))
 }
 
-fn factory(f: &FeedbackConfig, i: usize, o: usize) -> Result<Box<dyn RandomProjector + Send>, Error> {
+fn factory(
+    f: &FeedbackConfig,
+    i: usize,
+    o: usize,
+) -> Result<Box<dyn RandomProjector + Send>, Error> {
     projector(f, i, o, None)
 }
 
@@ -128,19 +135,33 @@ fn shipped_configs_parse_and_match_the_targets_shape() {
 fn config_errors_are_one_line_and_name_the_key() {
     let cases: Vec<(String, Vec<String>, &str)> = vec![
         ("[training]\nepoch = 3\n".into(), vec![], "training.epoch"),
-        ("[training]\nepochs = \"ten\"\n".into(), vec![], "training.epochs"),
+        (
+            "[training]\nepochs = \"ten\"\n".into(),
+            vec![],
+            "training.epochs",
+        ),
         ("[optimizer]\nlr = -1.0\n".into(), vec![], "optimizer.lr"),
         ("[modle]\nhidden = [3]\n".into(), vec![], "modle"),
         ("".into(), vec!["training.epoch=3".into()], "training.epoch"),
-        ("".into(), vec!["feedback.devise.camera.bits=6".into()], "devise"),
-        ("".into(), vec!["training.epochs=0".into()], "training.epochs"),
+        (
+            "".into(),
+            vec!["feedback.devise.camera.bits=6".into()],
+            "devise",
+        ),
+        (
+            "".into(),
+            vec!["training.epochs=0".into()],
+            "training.epochs",
+        ),
         ("".into(), vec!["training.epochs".into()], "training.epochs"),
         ("".into(), vec!["training..seed=1".into()], "training..seed"),
         ("".into(), vec!["training.seed.x=1".into()], "training.seed"),
         ("[training\n".into(), vec![], "line 1"),
     ];
     for (text, sets, needle) in cases {
-        let err = RunConfig::from_toml_with(&text, "my.toml", &sets).unwrap_err().to_string();
+        let err = RunConfig::from_toml_with(&text, "my.toml", &sets)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains('\n'), "multi-line: {err}");
         assert!(err.contains(needle), "{err:?} lacks {needle:?}");
     }
@@ -176,11 +197,24 @@ fn short_run_learns_and_writes_its_outputs() {
     let outcome = train_with(&config, &out, &factory, &quiet()).unwrap();
     assert!(outcome.completed);
     // 2,000 training images, 2 epochs, 784-64-64-10: well above chance (10 %).
-    assert!(outcome.summary.test_accuracy > 0.80, "{}", outcome.summary.test_accuracy);
+    assert!(
+        outcome.summary.test_accuracy > 0.80,
+        "{}",
+        outcome.summary.test_accuracy
+    );
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    for key in ["test_accuracy", "epochs", "alignment", "wall_s", "samples_per_s", "gflops", "device_frames", "device_time_s"] {
+    for key in [
+        "test_accuracy",
+        "epochs",
+        "alignment",
+        "wall_s",
+        "samples_per_s",
+        "gflops",
+        "device_frames",
+        "device_time_s",
+    ] {
         assert!(summary.get(key).is_some(), "summary.json lacks {key}");
     }
     assert_eq!(summary["epochs"], 2);
@@ -196,13 +230,18 @@ fn short_run_learns_and_writes_its_outputs() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3);
     let ncols = lines[0].split(',').count();
-    assert!(lines[0].starts_with("epoch,train_loss,train_accuracy,test_loss,test_accuracy,cos_mean_l1"));
+    assert!(
+        lines[0].starts_with("epoch,train_loss,train_accuracy,test_loss,test_accuracy,cos_mean_l1")
+    );
     for l in &lines[1..] {
         assert_eq!(l.split(',').count(), ncols);
         assert!(l.split(',').all(|v| v.parse::<f64>().is_ok()), "{l}");
     }
     let resolved = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert_eq!(RunConfig::from_toml_with(&resolved, "config.toml", &[]).unwrap(), config);
+    assert_eq!(
+        RunConfig::from_toml_with(&resolved, "config.toml", &[]).unwrap(),
+        config
+    );
     for png in ["accuracy.png", "alignment.png"] {
         let bytes = std::fs::read(out.join(png)).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
@@ -210,7 +249,9 @@ fn short_run_learns_and_writes_its_outputs() {
     assert!(checkpoint::exists(&out));
 
     // A non-empty output directory is not overwritten.
-    let err = train_with(&config, &out, &factory, &quiet()).unwrap_err().to_string();
+    let err = train_with(&config, &out, &factory, &quiet())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not empty"), "{err}");
 }
 
@@ -245,25 +286,52 @@ fn resume_equals_uninterrupted() {
     .unwrap();
     assert!(resumed.completed);
     let strip = |m: &speckle_dfa::metrics::EpochMetrics| {
-        (m.epoch, m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy, m.alignment.clone(), m.device_frames)
+        (
+            m.epoch,
+            m.train_loss,
+            m.train_accuracy,
+            m.test_loss,
+            m.test_accuracy,
+            m.alignment.clone(),
+            m.device_frames,
+        )
     };
     let a: Vec<_> = full.metrics.iter().map(strip).collect();
     let b: Vec<_> = resumed.metrics.iter().map(strip).collect();
     assert_eq!(a, b);
-    assert_eq!(full.summary.test_accuracy.to_bits(), resumed.summary.test_accuracy.to_bits());
+    assert_eq!(
+        full.summary.test_accuracy.to_bits(),
+        resumed.summary.test_accuracy.to_bits()
+    );
     let (_, wa) = checkpoint::load(&dir.path().join("full")).unwrap();
     let (_, wb) = checkpoint::load(&part).unwrap();
     assert_eq!(wa.arrays, wb.arrays, "weights differ bit for bit");
 
     // A different config or projector is refused.
     let other = small(&["training.seed=4"]);
-    let err = train_with(&other, &part, &factory, &RunOptions { resume: true, ..quiet() })
-        .unwrap_err()
-        .to_string();
+    let err = train_with(
+        &other,
+        &part,
+        &factory,
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("configuration differs"), "{err}");
-    let err = train_with(&config, &dir.path().join("nothing"), &factory, &RunOptions { resume: true, ..quiet() })
-        .unwrap_err()
-        .to_string();
+    let err = train_with(
+        &config,
+        &dir.path().join("nothing"),
+        &factory,
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("cannot resume"), "{err}");
 }
 
@@ -276,17 +344,31 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
     let broken = |f: &FeedbackConfig, i: usize, o: usize| projector(f, i, o, Some(40));
     let err = train_with(&config, &out, &broken, &quiet()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, RunError::Diverged { epoch: 2, last_good: 1, .. }), "{msg}");
+    assert!(
+        matches!(
+            err,
+            RunError::Diverged {
+                epoch: 2,
+                last_good: 1,
+                ..
+            }
+        ),
+        "{msg}"
+    );
     assert!(msg.contains("diverged") && !msg.contains('\n'), "{msg}");
     let (state, _) = checkpoint::load(&out).unwrap();
     assert_eq!(state.epochs_done, 1);
     assert!(state.metrics[0].test_accuracy.is_finite());
 
-    // A huge learning rate diverges too, with a clear message.
+    // An absurd learning rate overflows the weights: a clear divergence error too, after the
+    // first step (no checkpoint to keep yet).
     let out = dir.path().join("lr");
-    let config = small(&["optimizer.kind=\"sgd\"", "optimizer.lr=1e30"]);
+    let config = small(&["optimizer.kind=\"sgd\"", "optimizer.lr=1e300"]);
     match train_with(&config, &out, &factory, &quiet()) {
         Err(RunError::Diverged { .. }) => {}
-        other => panic!("expected divergence, got {:?}", other.map(|o| o.summary.test_accuracy)),
+        other => panic!(
+            "expected divergence, got {:?}",
+            other.map(|o| o.summary.test_accuracy)
+        ),
     }
 }

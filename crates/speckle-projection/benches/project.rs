@@ -1,9 +1,11 @@
 //! The digital Gaussian projector: y = x · P, P fixed, at DFA's shape (10 → 800) and a large one
-//! (1024 → 8192). Throughput is reported in vectors (elements); 2·N·M flop per vector.
+//! (1024 → 8192); and the optical projector on the simulated OPU at DFA's shape. Throughput is
+//! reported in vectors (elements); 2·N·M flop per vector for the digital one.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use speckle_hal::RandomProjector;
-use speckle_projection::GaussianProjector;
+use speckle_projection::{Encoding, GaussianProjector, OpticalConfig, OpticalProjector};
+use speckle_sim::{DeviceConfig, SimulatedOpu};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -31,10 +33,59 @@ fn digital(c: &mut Criterion) {
                     })
                 },
             );
+            // The same on the calling thread only, to see what the thread pool buys.
+            let mut seq = proj.clone().with_threads(1);
+            group.bench_with_input(
+                BenchmarkId::new(format!("{n}x{m}-1thread"), batch),
+                &batch,
+                |b, &batch| {
+                    b.iter(|| {
+                        seq.project(black_box(&x), batch, &mut y).expect("project");
+                        black_box(&y);
+                    })
+                },
+            );
         }
     }
     group.finish();
 }
 
-criterion_group!(benches, digital);
+fn optical(c: &mut Criterion) {
+    let mut group = c.benchmark_group("optical_project");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let (n, m, batch) = (10usize, 800usize, 128usize);
+    let x: Vec<f32> = (0..batch * n)
+        .map(|k| ((k * 7919) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let mut y = vec![0.0f32; batch * m];
+    for preset in ["ideal", "lighton"] {
+        for encoding in [Encoding::default(), Encoding::BitPlane { bits: 4 }] {
+            let config = OpticalConfig::new(n, m).with_encoding(encoding);
+            let device = SimulatedOpu::new(
+                &DeviceConfig::preset(preset).expect("preset"),
+                config.device_input_dim(),
+                config.recommended_device_output_dim(),
+                0,
+            )
+            .expect("device");
+            let mut proj = OpticalProjector::new(device, config).expect("projector");
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(
+                BenchmarkId::new(format!("{preset}-{n}x{m}-{encoding}"), batch),
+                |b| {
+                    b.iter(|| {
+                        proj.project(black_box(&x), batch, &mut y).expect("project");
+                        black_box(&y);
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, digital, optical);
 criterion_main!(benches);

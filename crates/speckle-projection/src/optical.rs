@@ -325,7 +325,8 @@ impl<D: OpticalDevice> OpticalProjector<D> {
 
     /// Measures `I(a)` and `I(0)` over `calibration_frames` frames each and derives the per-pixel
     /// gains and the output scale (see the type's documentation). The first call selects the
-    /// pixels; later calls keep them.
+    /// pixels; later calls keep them. Call it again when the device drifts, so the reference
+    /// intensities (and so the output variance) stay right.
     pub fn calibrate(&mut self) -> Result<&Calibration, Error> {
         let frames = self.config.calibration_frames;
         let pixels_all = self.device_info.output_dim;
@@ -635,22 +636,37 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         while start < total {
             let count = chunk.min(total - start);
             self.show(start, count)?;
-            for t in 0..count {
+            let mut t = 0;
+            while t < count {
                 let g = start + t;
                 let pair = g / 2;
                 let w = f64::from(self.weights[pair]);
-                if w == 0.0 {
-                    continue;
-                }
-                let coef = if g % 2 == 0 { w } else { -w };
                 let b = pair / k;
                 let row = &mut self.acc[b * m..(b + 1) * m];
                 let frame = &self.camera[t * pixels_all..(t + 1) * pixels_all];
-                for ((acc, &p), &gain) in
-                    row.iter_mut().zip(&self.calibration.pixels).zip(&self.gain)
-                {
-                    *acc += coef * gain * f64::from(frame[p]);
+                if g % 2 == 0 && t + 1 < count {
+                    // Both frames of the pair in this call: one pass over I(x + a) − I(x).
+                    if w != 0.0 {
+                        let next = &self.camera[(t + 1) * pixels_all..(t + 2) * pixels_all];
+                        for ((acc, &p), &gain) in
+                            row.iter_mut().zip(&self.calibration.pixels).zip(&self.gain)
+                        {
+                            *acc += w * gain * (f64::from(frame[p]) - f64::from(next[p]));
+                        }
+                    }
+                    t += 2;
+                    continue;
                 }
+                // A pair split across two calls (odd chunk sizes): one frame at a time.
+                if w != 0.0 {
+                    let coef = if g % 2 == 0 { w } else { -w };
+                    for ((acc, &p), &gain) in
+                        row.iter_mut().zip(&self.calibration.pixels).zip(&self.gain)
+                    {
+                        *acc += coef * gain * f64::from(frame[p]);
+                    }
+                }
+                t += 1;
             }
             start += count;
         }

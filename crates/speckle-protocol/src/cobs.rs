@@ -94,8 +94,14 @@ mod tests {
         assert_eq!(enc(&[]), vec![0x01]);
         assert_eq!(enc(&[0x00]), vec![0x01, 0x01]);
         assert_eq!(enc(&[0x00, 0x00]), vec![0x01, 0x01, 0x01]);
-        assert_eq!(enc(&[0x11, 0x22, 0x00, 0x33]), vec![0x03, 0x11, 0x22, 0x02, 0x33]);
-        assert_eq!(enc(&[0x11, 0x00, 0x00, 0x00]), vec![0x02, 0x11, 0x01, 0x01, 0x01]);
+        assert_eq!(
+            enc(&[0x11, 0x22, 0x00, 0x33]),
+            vec![0x03, 0x11, 0x22, 0x02, 0x33]
+        );
+        assert_eq!(
+            enc(&[0x11, 0x00, 0x00, 0x00]),
+            vec![0x02, 0x11, 0x01, 0x01, 0x01]
+        );
         let run: Vec<u8> = (1..=254).collect();
         let e = enc(&run);
         assert_eq!(e.len(), 256);
@@ -105,7 +111,13 @@ mod tests {
     #[test]
     fn decoder_rejects_bad_blocks() {
         let mut out = Vec::new();
-        assert_eq!(decode_into(&[0x03, 0x11], &mut out), Err(CobsError::Truncated));
-        assert_eq!(decode_into(&[0x02, 0x00], &mut out), Err(CobsError::ZeroByte));
+        assert_eq!(
+            decode_into(&[0x03, 0x11], &mut out),
+            Err(CobsError::Truncated)
+        );
+        assert_eq!(
+            decode_into(&[0x02, 0x00], &mut out),
+            Err(CobsError::ZeroByte)
+        );
     }
 }

@@ -164,17 +164,27 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::Cobs(cobs::CobsError::ZeroByte) => f.write_str("COBS: zero byte inside a frame"),
+            DecodeError::Cobs(cobs::CobsError::ZeroByte) => {
+                f.write_str("COBS: zero byte inside a frame")
+            }
             DecodeError::Cobs(cobs::CobsError::Truncated) => f.write_str("COBS: frame truncated"),
-            DecodeError::TooShort { len } => write!(f, "frame of {len} bytes is shorter than header + CRC"),
+            DecodeError::TooShort { len } => {
+                write!(f, "frame of {len} bytes is shorter than header + CRC")
+            }
             DecodeError::LengthMismatch { declared, actual } => {
-                write!(f, "header declares {declared} payload bytes but the frame has {actual}")
+                write!(
+                    f,
+                    "header declares {declared} payload bytes but the frame has {actual}"
+                )
             }
             DecodeError::TooLong { declared } => {
                 write!(f, "header declares {declared} payload bytes, above the {MAX_PAYLOAD_LIMIT}-byte limit")
             }
             DecodeError::Crc { computed, received } => {
-                write!(f, "CRC mismatch: computed {computed:#010x}, frame carries {received:#010x}")
+                write!(
+                    f,
+                    "CRC mismatch: computed {computed:#010x}, frame carries {received:#010x}"
+                )
             }
             DecodeError::UnsupportedVersion { version, .. } => {
                 write!(f, "peer speaks protocol version {version}, this side speaks version {PROTOCOL_VERSION}")

@@ -415,7 +415,9 @@ impl Message {
                 let want = packed_len(frame_count, input_dim)
                     .ok_or_else(|| r.malformed("frame data length overflows"))?;
                 if r.remaining() != want {
-                    return Err(r.malformed("frame data length disagrees with frame count × input_dim"));
+                    return Err(
+                        r.malformed("frame data length disagrees with frame count × input_dim")
+                    );
                 }
                 Message::TransformRequest(TransformRequest {
                     first_frame,
@@ -433,7 +435,9 @@ impl Message {
                 let want = values_len(frame_count, output_dim, bit_depth)
                     .ok_or_else(|| r.malformed("bad bit depth or value length overflows"))?;
                 if r.remaining() != want {
-                    return Err(r.malformed("value data length disagrees with frame count × output_dim"));
+                    return Err(
+                        r.malformed("value data length disagrees with frame count × output_dim")
+                    );
                 }
                 Message::TransformResponse(TransformResponse {
                     first_frame,

@@ -10,22 +10,28 @@ fn arb_message() -> impl Strategy<Value = Message> {
             max_version: b,
             max_payload: p
         })),
-        (proptest::array::uniform9(any::<u32>()), 0u8..=16, any::<[u16; 3]>(), ".{0,40}").prop_map(
-            |(w, bit_depth, firmware_version, description)| Message::Capabilities(Capabilities {
-                input_dim: w[0],
-                output_dim: w[1],
-                max_input_dim: w[2],
-                max_output_dim: w[3],
-                max_batch: w[4],
-                max_payload: w[5],
-                frame_time_ns: w[6],
-                exposure_ns: w[7],
-                boot_count: w[8],
-                bit_depth,
-                firmware_version,
-                description,
-            })
-        ),
+        (
+            proptest::array::uniform9(any::<u32>()),
+            0u8..=16,
+            any::<[u16; 3]>(),
+            ".{0,40}"
+        )
+            .prop_map(|(w, bit_depth, firmware_version, description)| {
+                Message::Capabilities(Capabilities {
+                    input_dim: w[0],
+                    output_dim: w[1],
+                    max_input_dim: w[2],
+                    max_output_dim: w[3],
+                    max_batch: w[4],
+                    max_payload: w[5],
+                    frame_time_ns: w[6],
+                    exposure_ns: w[7],
+                    boot_count: w[8],
+                    bit_depth,
+                    firmware_version,
+                    description,
+                })
+            }),
         (any::<[u32; 4]>(), -1e6f32..1e6).prop_map(|(w, gain)| Message::Configure(Configure {
             input_dim: w[0],
             output_dim: w[1],
@@ -36,35 +42,69 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (any::<u64>(), 0u32..5, 0u32..40)
             .prop_flat_map(|(f, n, d)| {
                 let len = packed_len(n, d).unwrap();
-                (Just(f), Just(n), Just(d), proptest::collection::vec(any::<u8>(), len))
+                (
+                    Just(f),
+                    Just(n),
+                    Just(d),
+                    proptest::collection::vec(any::<u8>(), len),
+                )
             })
             .prop_map(|(first_frame, frame_count, input_dim, frames)| {
-                Message::TransformRequest(TransformRequest { first_frame, frame_count, input_dim, frames })
-            }),
-        (any::<u64>(), 0u32..5, 0u32..20, prop_oneof![Just(0u8), Just(8u8), Just(12u8)])
-            .prop_flat_map(|(f, n, d, b)| {
-                let len = values_len(n, d, b).unwrap();
-                (Just(f), Just(n), Just(d), Just(b), proptest::collection::vec(any::<u8>(), len))
-            })
-            .prop_map(|(first_frame, frame_count, output_dim, bit_depth, values)| {
-                Message::TransformResponse(TransformResponse {
+                Message::TransformRequest(TransformRequest {
                     first_frame,
                     frame_count,
-                    output_dim,
-                    bit_depth,
-                    values,
+                    input_dim,
+                    frames,
                 })
             }),
+        (
+            any::<u64>(),
+            0u32..5,
+            0u32..20,
+            prop_oneof![Just(0u8), Just(8u8), Just(12u8)]
+        )
+            .prop_flat_map(|(f, n, d, b)| {
+                let len = values_len(n, d, b).unwrap();
+                (
+                    Just(f),
+                    Just(n),
+                    Just(d),
+                    Just(b),
+                    proptest::collection::vec(any::<u8>(), len),
+                )
+            })
+            .prop_map(
+                |(first_frame, frame_count, output_dim, bit_depth, values)| {
+                    Message::TransformResponse(TransformResponse {
+                        first_frame,
+                        frame_count,
+                        output_dim,
+                        bit_depth,
+                        values,
+                    })
+                }
+            ),
         Just(Message::GetStatus),
-        (any::<u8>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(state, boot_count, frames_shown, bad_frames)| {
-            Message::Status(Status { state, boot_count, frames_shown, bad_frames })
-        }),
-        (any::<u16>(), any::<u32>(), ".{0,60}").prop_map(|(c, detail, message)| Message::Error(ErrorReport {
-            code: ErrorCode(c),
-            detail,
-            message
-        })),
-        (any::<u32>(), any::<u8>()).prop_map(|(boot_count, reason)| Message::ResetNotice(ResetNotice { boot_count, reason })),
+        (any::<u8>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
+            |(state, boot_count, frames_shown, bad_frames)| {
+                Message::Status(Status {
+                    state,
+                    boot_count,
+                    frames_shown,
+                    bad_frames,
+                })
+            }
+        ),
+        (any::<u16>(), any::<u32>(), ".{0,60}").prop_map(|(c, detail, message)| Message::Error(
+            ErrorReport {
+                code: ErrorCode(c),
+                detail,
+                message
+            }
+        )),
+        (any::<u32>(), any::<u8>()).prop_map(|(boot_count, reason)| Message::ResetNotice(
+            ResetNotice { boot_count, reason }
+        )),
     ]
 }
 
@@ -170,7 +210,10 @@ fn overlong_garbage_is_bounded_and_reported_once() {
     let mut wire = vec![0u8];
     wire.extend_from_slice(&good);
     let mut input = &wire[..];
-    assert_eq!(d.next_frame(&mut input), Some(Err(Overflow { discarded: 100 })));
+    assert_eq!(
+        d.next_frame(&mut input),
+        Some(Err(Overflow { discarded: 100 }))
+    );
     let f = d.next_frame(&mut input).unwrap().unwrap().to_vec();
     assert_eq!(decode_frame(&f).unwrap().message, Message::GetStatus);
     assert!(d.next_frame(&mut input).is_none());
@@ -197,7 +240,14 @@ fn other_versions_are_reported_with_their_number() {
     let mut wire = Vec::new();
     encode_frame_with_version(2, 5, &Message::GetStatus, &mut wire);
     let err = decode_frame(&wire[..wire.len() - 1]).unwrap_err();
-    assert_eq!(err, DecodeError::UnsupportedVersion { version: 2, message_type: 6, seq: 5 });
+    assert_eq!(
+        err,
+        DecodeError::UnsupportedVersion {
+            version: 2,
+            message_type: 6,
+            seq: 5
+        }
+    );
     assert!(!err.is_damage());
     assert!(err.to_string().contains("version 2"));
 }

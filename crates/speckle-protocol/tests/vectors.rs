@@ -145,11 +145,26 @@ fn render(name: &str, description: &str, seq: u32, msg: &Message) -> String {
     let mut wire = Vec::new();
     encode_frame(seq, msg, &mut wire);
     let mut s = String::new();
-    writeln!(s, "# speckle protocol v{PROTOCOL_VERSION} golden vector: {name}").unwrap();
+    writeln!(
+        s,
+        "# speckle protocol v{PROTOCOL_VERSION} golden vector: {name}"
+    )
+    .unwrap();
     writeln!(s, "# {description}").unwrap();
-    writeln!(s, "# raw frame before COBS ({} bytes: 12 header | {} payload | 4 CRC-32 LE):", raw.len(), raw.len() - 16).unwrap();
+    writeln!(
+        s,
+        "# raw frame before COBS ({} bytes: 12 header | {} payload | 4 CRC-32 LE):",
+        raw.len(),
+        raw.len() - 16
+    )
+    .unwrap();
     s.push_str(&hex_lines(&raw, "#   "));
-    writeln!(s, "# wire bytes ({} bytes, COBS-encoded, ending with the 0x00 delimiter):", wire.len()).unwrap();
+    writeln!(
+        s,
+        "# wire bytes ({} bytes, COBS-encoded, ending with the 0x00 delimiter):",
+        wire.len()
+    )
+    .unwrap();
     s.push_str(&hex_lines(&wire, ""));
     s
 }
@@ -172,14 +187,25 @@ fn golden_vectors_are_byte_exact() {
         if bless {
             std::fs::write(&path, &rendered).unwrap();
         }
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with SPECKLE_BLESS=1 to create)", path.display()));
-        assert_eq!(text, rendered, "{name}: file differs from the encoder's output");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with SPECKLE_BLESS=1 to create)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            text, rendered,
+            "{name}: file differs from the encoder's output"
+        );
         let wire = parse_hex(&text);
         let mut encoded = Vec::new();
         encode_frame(seq, &msg, &mut encoded);
         assert_eq!(wire, encoded, "{name}");
-        assert_eq!(wire.iter().position(|&b| b == 0), Some(wire.len() - 1), "{name}");
+        assert_eq!(
+            wire.iter().position(|&b| b == 0),
+            Some(wire.len() - 1),
+            "{name}"
+        );
         let frame = decode_frame(&wire[..wire.len() - 1]).unwrap();
         assert_eq!((frame.seq, frame.message), (seq, msg), "{name}");
     }
@@ -194,15 +220,18 @@ fn golden_vectors_are_byte_exact() {
 
 #[test]
 fn every_message_type_has_a_vector() {
-    let types: std::collections::HashSet<u8> =
-        golden().iter().map(|(_, _, _, m)| m.message_type() as u8).collect();
+    let types: std::collections::HashSet<u8> = golden()
+        .iter()
+        .map(|(_, _, _, m)| m.message_type() as u8)
+        .collect();
     assert_eq!(types.len(), 9);
 }
 
 /// Every `#define SPECKLE_...` number in the C header equals the Rust value.
 #[test]
 fn c_header_matches_the_implementation() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../firmware-interface/speckle_protocol.h");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../firmware-interface/speckle_protocol.h");
     let text = std::fs::read_to_string(path).unwrap();
     let mut defs = std::collections::HashMap::new();
     for line in text.lines() {
@@ -210,7 +239,9 @@ fn c_header_matches_the_implementation() {
         if it.next() != Some("#define") {
             continue;
         }
-        let (Some(name), Some(value)) = (it.next(), it.next()) else { continue };
+        let (Some(name), Some(value)) = (it.next(), it.next()) else {
+            continue;
+        };
         let value = value.trim_end_matches('u');
         let v = if let Some(h) = value.strip_prefix("0x") {
             u64::from_str_radix(h, 16).ok()
@@ -233,8 +264,14 @@ fn c_header_matches_the_implementation() {
         ("SPECKLE_MSG_HELLO", MessageType::Hello as u64),
         ("SPECKLE_MSG_CAPABILITIES", MessageType::Capabilities as u64),
         ("SPECKLE_MSG_CONFIGURE", MessageType::Configure as u64),
-        ("SPECKLE_MSG_TRANSFORM_REQUEST", MessageType::TransformRequest as u64),
-        ("SPECKLE_MSG_TRANSFORM_RESPONSE", MessageType::TransformResponse as u64),
+        (
+            "SPECKLE_MSG_TRANSFORM_REQUEST",
+            MessageType::TransformRequest as u64,
+        ),
+        (
+            "SPECKLE_MSG_TRANSFORM_RESPONSE",
+            MessageType::TransformResponse as u64,
+        ),
         ("SPECKLE_MSG_GET_STATUS", MessageType::GetStatus as u64),
         ("SPECKLE_MSG_STATUS", MessageType::Status as u64),
         ("SPECKLE_MSG_ERROR", MessageType::Error as u64),
@@ -243,15 +280,36 @@ fn c_header_matches_the_implementation() {
         ("SPECKLE_TREQ_FIXED_LEN", TRANSFORM_REQUEST_FIXED as u64),
         ("SPECKLE_TRESP_FIXED_LEN", TRANSFORM_RESPONSE_FIXED as u64),
         ("SPECKLE_ERR_BAD_FRAME", ErrorCode::BAD_FRAME.0.into()),
-        ("SPECKLE_ERR_UNSUPPORTED_VERSION", ErrorCode::UNSUPPORTED_VERSION.0.into()),
-        ("SPECKLE_ERR_UNKNOWN_MESSAGE", ErrorCode::UNKNOWN_MESSAGE.0.into()),
+        (
+            "SPECKLE_ERR_UNSUPPORTED_VERSION",
+            ErrorCode::UNSUPPORTED_VERSION.0.into(),
+        ),
+        (
+            "SPECKLE_ERR_UNKNOWN_MESSAGE",
+            ErrorCode::UNKNOWN_MESSAGE.0.into(),
+        ),
         ("SPECKLE_ERR_MALFORMED", ErrorCode::MALFORMED.0.into()),
-        ("SPECKLE_ERR_NOT_CONFIGURED", ErrorCode::NOT_CONFIGURED.0.into()),
-        ("SPECKLE_ERR_DIMENSION_MISMATCH", ErrorCode::DIMENSION_MISMATCH.0.into()),
-        ("SPECKLE_ERR_BATCH_TOO_LARGE", ErrorCode::BATCH_TOO_LARGE.0.into()),
-        ("SPECKLE_ERR_PAYLOAD_TOO_LARGE", ErrorCode::PAYLOAD_TOO_LARGE.0.into()),
+        (
+            "SPECKLE_ERR_NOT_CONFIGURED",
+            ErrorCode::NOT_CONFIGURED.0.into(),
+        ),
+        (
+            "SPECKLE_ERR_DIMENSION_MISMATCH",
+            ErrorCode::DIMENSION_MISMATCH.0.into(),
+        ),
+        (
+            "SPECKLE_ERR_BATCH_TOO_LARGE",
+            ErrorCode::BATCH_TOO_LARGE.0.into(),
+        ),
+        (
+            "SPECKLE_ERR_PAYLOAD_TOO_LARGE",
+            ErrorCode::PAYLOAD_TOO_LARGE.0.into(),
+        ),
         ("SPECKLE_ERR_UNSUPPORTED", ErrorCode::UNSUPPORTED.0.into()),
-        ("SPECKLE_ERR_INVALID_FRAMES", ErrorCode::INVALID_FRAMES.0.into()),
+        (
+            "SPECKLE_ERR_INVALID_FRAMES",
+            ErrorCode::INVALID_FRAMES.0.into(),
+        ),
         ("SPECKLE_ERR_DEVICE_FAULT", ErrorCode::DEVICE_FAULT.0.into()),
     ];
     for (name, value) in expect {

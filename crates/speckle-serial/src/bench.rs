@@ -7,7 +7,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::{pack_bits, Error, OpticalDevice, PackedFrames};
 
-use crate::{memory_link, Emulator, EmulatorOptions, SerialDevice, SerialOptions, ToyDevice, Transport};
+use crate::{
+    memory_link, Emulator, EmulatorOptions, SerialDevice, SerialOptions, ToyDevice, Transport,
+};
 
 /// What [`bench_link`] measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +43,9 @@ pub fn bench_link<T: Transport>(
 ) -> Result<LinkBenchReport, Error> {
     let info = device.info();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..batch * info.input_dim).map(|_| rng.random_range(0..2u8)).collect();
+    let values: Vec<u8> = (0..batch * info.input_dim)
+        .map(|_| rng.random_range(0..2u8))
+        .collect();
     let mut packed = Vec::new();
     pack_bits(&values, batch, info.input_dim, &mut packed)?;
     let frames = PackedFrames::new(&packed, batch, info.input_dim)?;
@@ -76,7 +80,8 @@ pub fn bench_in_memory(
 ) -> Result<LinkBenchReport, Error> {
     let (host, mut dev_end) = memory_link();
     let server = std::thread::spawn(move || {
-        let factory = |s: &crate::DeviceSettings| Ok(ToyDevice::new(s.input_dim, s.output_dim, 1, Some(8)));
+        let factory =
+            |s: &crate::DeviceSettings| Ok(ToyDevice::new(s.input_dim, s.output_dim, 1, Some(8)));
         let mut emulator = Emulator::new(factory, EmulatorOptions::default());
         emulator.serve(&mut dev_end, &AtomicBool::new(false))
     });
@@ -85,8 +90,24 @@ pub fn bench_in_memory(
         name: "memory link".into(),
         ..SerialOptions::default()
     };
-    let result = SerialDevice::new(host, options).and_then(|mut dev| bench_link(&mut dev, batch, batches, 7));
+    let result = SerialDevice::new(host, options)
+        .and_then(|mut dev| bench_link(&mut dev, batch, batches, 7));
     // The host end is dropped by now: the emulator sees end of stream and returns.
     let _ = server.join();
     result
+}
+
+/// [`bench_link`] on the serial port at `path` (what `speckle bench --device serial:PATH`
+/// runs): opens it, configures `input_dim → output_dim`, transforms `batches` batches of
+/// `batch` random frames, and reports vectors/s and protocol efficiency.
+pub fn bench_serial_port(
+    path: &str,
+    baud: u32,
+    input_dim: usize,
+    output_dim: usize,
+    batch: usize,
+    batches: usize,
+) -> Result<LinkBenchReport, Error> {
+    let mut device = SerialDevice::open(path, baud, Some((input_dim, output_dim)))?;
+    bench_link(&mut device, batch, batches, 7)
 }

@@ -50,10 +50,16 @@ impl SerialOptions {
     /// Checks the options once.
     pub fn check(&self) -> Result<(), Error> {
         if self.response_timeout.is_zero() {
-            return Err(Error::new(ErrorKind::InvalidInput, "response_timeout must be positive"));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "response_timeout must be positive",
+            ));
         }
         if (self.max_payload as usize) < 64 {
-            return Err(Error::new(ErrorKind::InvalidInput, "max_payload must be at least 64 bytes"));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "max_payload must be at least 64 bytes",
+            ));
         }
         if let Some((i, o)) = self.dims {
             if i == 0 || o == 0 || i > u32::MAX as usize || o > u32::MAX as usize {
@@ -196,7 +202,8 @@ impl<T: Transport> SerialDevice<T> {
     /// version, and configures `options.dims`.
     pub fn new(mut port: T, options: SerialOptions) -> Result<Self, Error> {
         options.check()?;
-        port.clear_input().map_err(|e| link_error(&options.name, "cannot clear input", e))?;
+        port.clear_input()
+            .map_err(|e| link_error(&options.name, "cannot clear input", e))?;
         let max_wire = proto::max_wire_len(options.max_payload as usize);
         let mut dev = Self {
             port,
@@ -240,7 +247,10 @@ impl<T: Transport> SerialDevice<T> {
                 Err(Failure::Reset) => {
                     return Err(Error::new(
                         ErrorKind::Link,
-                        format!("{}: device keeps restarting during the handshake", dev.options.name),
+                        format!(
+                            "{}: device keeps restarting during the handshake",
+                            dev.options.name
+                        ),
                     ))
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
@@ -373,7 +383,10 @@ impl<T: Transport> SerialDevice<T> {
         if dims.0 == 0 || dims.1 == 0 || caps.max_batch == 0 {
             return Err(Error::new(
                 ErrorKind::Protocol,
-                format!("{}: device reports zero dimensions or batch size", self.options.name),
+                format!(
+                    "{}: device reports zero dimensions or batch size",
+                    self.options.name
+                ),
             )
             .into());
         }
@@ -403,10 +416,16 @@ impl<T: Transport> SerialDevice<T> {
         let name = &self.options.name;
         if resync {
             // A lone delimiter ends whatever partial frame the device holds.
-            self.port.write_all(&[0]).map_err(|e| link_error(name, "write failed", e))?;
+            self.port
+                .write_all(&[0])
+                .map_err(|e| link_error(name, "write failed", e))?;
             self.stats.wire_bytes_sent += 1;
         }
-        match self.port.write_all(&self.wire).and_then(|()| self.port.flush()) {
+        match self
+            .port
+            .write_all(&self.wire)
+            .and_then(|()| self.port.flush())
+        {
             Ok(()) => {}
             // A write that could not complete in time is a lost frame: retried like one.
             Err(e) if is_timeout(&e) => {}
@@ -458,7 +477,10 @@ impl<T: Transport> SerialDevice<T> {
                 Ok(0) => {
                     return Err(Error::new(
                         ErrorKind::Link,
-                        format!("{}: link closed by the device (disconnected?)", self.options.name),
+                        format!(
+                            "{}: link closed by the device (disconnected?)",
+                            self.options.name
+                        ),
                     ))
                 }
                 Ok(n) => {
@@ -510,7 +532,9 @@ impl<T: Transport> SerialDevice<T> {
                         break;
                     }
                     Event::Frame(frame) => match frame.message {
-                        Message::Error(ErrorReport { code, .. }) if code == ErrorCode::BAD_FRAME => {
+                        Message::Error(ErrorReport { code, .. })
+                            if code == ErrorCode::BAD_FRAME =>
+                        {
                             last_problem = "the device received damaged frames";
                             timed_out = false;
                             break;
@@ -537,7 +561,11 @@ impl<T: Transport> SerialDevice<T> {
                 break;
             }
         }
-        let kind = if timed_out { ErrorKind::Timeout } else { ErrorKind::Link };
+        let kind = if timed_out {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Link
+        };
         Err(Failure::Fatal(Error::new(
             kind,
             format!(
@@ -698,7 +726,11 @@ fn decode_values(values: &[u8], bit_depth: u8, output: &mut [f32]) {
 }
 
 fn link_error(name: &str, what: &str, e: io::Error) -> Error {
-    let kind = if is_timeout(&e) { ErrorKind::Timeout } else { ErrorKind::Link };
+    let kind = if is_timeout(&e) {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Link
+    };
     Error::with_source(kind, format!("{name}: {what}"), e)
 }
 
@@ -717,6 +749,10 @@ fn device_error(name: &str, e: &ErrorReport) -> Error {
     };
     Error::new(
         kind,
-        format!("{name}: device error {} ({}){detail}", e.code.0, e.code.name()),
+        format!(
+            "{name}: device error {} ({}){detail}",
+            e.code.0,
+            e.code.name()
+        ),
     )
 }

@@ -4,9 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use speckle_hal::{
-    DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice, PackedFrames,
-};
+use speckle_hal::{DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice, PackedFrames};
 use speckle_protocol::{
     self as proto, Capabilities, DecodeError, Deframer, ErrorCode, ErrorReport, Message,
     ResetNotice, Status, TransformRequest, TransformResponse,
@@ -253,9 +251,10 @@ where
                     }
                     DecodeError::Malformed { .. } => {
                         // The CRC passed, so the header (and its seq) is intact.
-                        let seq = self.scratch.get(4..8).map_or(0, |b| {
-                            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-                        });
+                        let seq = self
+                            .scratch
+                            .get(4..8)
+                            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                         (seq, ErrorCode::MALFORMED, 0)
                     }
                     _ => {
@@ -378,7 +377,10 @@ where
             return error(
                 ErrorCode::DIMENSION_MISMATCH,
                 info.input_dim as u32,
-                format!("frames are {} wide, active input_dim is {}", r.input_dim, info.input_dim),
+                format!(
+                    "frames are {} wide, active input_dim is {}",
+                    r.input_dim, info.input_dim
+                ),
             );
         }
         let frames = r.frame_count as usize;
@@ -453,7 +455,13 @@ where
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if is_timeout(&e) => continue,
-                Err(e) => return Err(Error::with_source(ErrorKind::Link, "emulator link failed", e)),
+                Err(e) => {
+                    return Err(Error::with_source(
+                        ErrorKind::Link,
+                        "emulator link failed",
+                        e,
+                    ))
+                }
             };
             let mut input = &rx[..n];
             while let Some(frame) = deframer.next_frame(&mut input) {
@@ -516,7 +524,13 @@ where
                     out.clear();
                     return Ok(false);
                 }
-                Err(e) => return Err(Error::with_source(ErrorKind::Link, "emulator write failed", e)),
+                Err(e) => {
+                    return Err(Error::with_source(
+                        ErrorKind::Link,
+                        "emulator write failed",
+                        e,
+                    ))
+                }
             }
         }
         out.clear();
@@ -556,7 +570,11 @@ fn micros_to_ns(us: f64) -> u32 {
 }
 
 /// The capability report of a device with `info`.
-pub fn capabilities_of(info: &DeviceInfo, options: &EmulatorOptions, boot_count: u32) -> Capabilities {
+pub fn capabilities_of(
+    info: &DeviceInfo,
+    options: &EmulatorOptions,
+    boot_count: u32,
+) -> Capabilities {
     Capabilities {
         input_dim: clamp_u32(info.input_dim),
         output_dim: clamp_u32(info.output_dim),
@@ -666,7 +684,8 @@ impl OpticalDevice for ToyDevice {
                 for i in (0..self.input_dim).filter(|&i| input.bit(f, i)) {
                     acc += mix(self.seed ^ mix((i as u64) << 32 | j as u64)) & 3;
                 }
-                let noise = mix(self.seed.rotate_left(17) ^ mix(t.wrapping_mul(1 << 24) ^ j as u64)) % 3;
+                let noise =
+                    mix(self.seed.rotate_left(17) ^ mix(t.wrapping_mul(1 << 24) ^ j as u64)) % 3;
                 let v = (acc + noise) as f32;
                 *out = match self.bit_depth {
                     Some(_) => v.min(max),

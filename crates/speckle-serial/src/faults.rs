@@ -173,7 +173,9 @@ impl FromStr for FaultConfig {
                 continue;
             }
             let rate: f64 = value.parse().map_err(|_| {
-                FaultSpecError(format!("fault rate for '{key}' must be a number, got '{value}'"))
+                FaultSpecError(format!(
+                    "fault rate for '{key}' must be a number, got '{value}'"
+                ))
             })?;
             let slot = match key {
                 "drop" => &mut cfg.drop,
@@ -310,9 +312,10 @@ mod tests {
 
     #[test]
     fn parses_specs_and_rejects_bad_ones() {
-        let cfg: FaultConfig = "drop=0.01, flip=0.02,truncate=0.03,delay=0.04,reset=0.001,delay_ms=5"
-            .parse()
-            .unwrap();
+        let cfg: FaultConfig =
+            "drop=0.01, flip=0.02,truncate=0.03,delay=0.04,reset=0.001,delay_ms=5"
+                .parse()
+                .unwrap();
         assert_eq!(cfg.flip, 0.02);
         assert_eq!(cfg.delay_duration, Duration::from_millis(5));
         assert!("".parse::<FaultConfig>().unwrap() == FaultConfig::none());

@@ -36,19 +36,27 @@ impl PtyLink {
                 ));
             }
             std::fs::remove_file(link).map_err(|e| {
-                Error::with_source(ErrorKind::Io, format!("cannot remove stale link {}", link.display()), e)
+                Error::with_source(
+                    ErrorKind::Io,
+                    format!("cannot remove stale link {}", link.display()),
+                    e,
+                )
             })?;
         }
-        let (master, device_end) = TTYPort::pair().map_err(|e| {
-            Error::with_source(ErrorKind::Io, "cannot create a pseudo-terminal", e)
-        })?;
-        let device_path = PathBuf::from(device_end.name().ok_or_else(|| {
-            Error::new(ErrorKind::Io, "the pseudo-terminal has no device path")
-        })?);
+        let (master, device_end) = TTYPort::pair()
+            .map_err(|e| Error::with_source(ErrorKind::Io, "cannot create a pseudo-terminal", e))?;
+        let device_path =
+            PathBuf::from(device_end.name().ok_or_else(|| {
+                Error::new(ErrorKind::Io, "the pseudo-terminal has no device path")
+            })?);
         std::os::unix::fs::symlink(&device_path, link).map_err(|e| {
             Error::with_source(
                 ErrorKind::Io,
-                format!("cannot create the link {} → {}", link.display(), device_path.display()),
+                format!(
+                    "cannot create the link {} → {}",
+                    link.display(),
+                    device_path.display()
+                ),
                 e,
             )
         })?;

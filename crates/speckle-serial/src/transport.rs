@@ -32,7 +32,8 @@ impl Transport for Box<dyn serialport::SerialPort> {
         serialport::SerialPort::set_timeout(self.as_mut(), timeout).map_err(io::Error::from)
     }
     fn clear_input(&mut self) -> io::Result<()> {
-        self.clear(serialport::ClearBuffer::Input).map_err(io::Error::from)
+        self.clear(serialport::ClearBuffer::Input)
+            .map_err(io::Error::from)
     }
 }
 
@@ -126,7 +127,10 @@ impl Write for MemoryPort {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut q = self.tx.lock();
         if q.reader_gone {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "peer closed the link"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "peer closed the link",
+            ));
         }
         q.bytes.extend(buf);
         self.tx.ready.notify_all();

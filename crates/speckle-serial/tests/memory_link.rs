@@ -13,7 +13,9 @@ use speckle_serial::*;
 
 const SEED: u64 = 42;
 
-fn toy_factory(bits: Option<u8>) -> impl FnMut(&DeviceSettings) -> Result<ToyDevice, speckle_hal::Error> {
+fn toy_factory(
+    bits: Option<u8>,
+) -> impl FnMut(&DeviceSettings) -> Result<ToyDevice, speckle_hal::Error> {
     move |s: &DeviceSettings| Ok(ToyDevice::new(s.input_dim, s.output_dim, SEED, bits))
 }
 
@@ -42,7 +44,11 @@ fn serve_on<T: Transport + Send + 'static>(
         let _ = emulator.serve(&mut port, &flag);
         emulator.stats()
     });
-    Served { stop, handle: Some(handle), _marker: std::marker::PhantomData }
+    Served {
+        stop,
+        handle: Some(handle),
+        _marker: std::marker::PhantomData,
+    }
 }
 
 fn serve(bits: Option<u8>, options: EmulatorOptions) -> (MemoryPort, Served<MemoryPort>) {
@@ -52,29 +58,42 @@ fn serve(bits: Option<u8>, options: EmulatorOptions) -> (MemoryPort, Served<Memo
 
 fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..frames * width).map(|_| rng.random_range(0..2u8)).collect();
+    let values: Vec<u8> = (0..frames * width)
+        .map(|_| rng.random_range(0..2u8))
+        .collect();
     let mut packed = Vec::new();
     speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
     packed
 }
 
-fn local_run(dims: (usize, usize), bits: Option<u8>, batches: &[Vec<u8>], sizes: &[usize]) -> Vec<f32> {
+fn local_run(
+    dims: (usize, usize),
+    bits: Option<u8>,
+    batches: &[Vec<u8>],
+    sizes: &[usize],
+) -> Vec<f32> {
     let mut dev = ToyDevice::new(dims.0, dims.1, SEED, bits);
     let mut all = Vec::new();
     for (packed, &n) in batches.iter().zip(sizes) {
         let mut out = vec![0.0; n * dims.1];
-        dev.transform(&PackedFrames::new(packed, n, dims.0).unwrap(), &mut out).unwrap();
+        dev.transform(&PackedFrames::new(packed, n, dims.0).unwrap(), &mut out)
+            .unwrap();
         all.extend(out);
     }
     all
 }
 
-fn remote_run<T: Transport>(dev: &mut SerialDevice<T>, batches: &[Vec<u8>], sizes: &[usize]) -> Vec<f32> {
+fn remote_run<T: Transport>(
+    dev: &mut SerialDevice<T>,
+    batches: &[Vec<u8>],
+    sizes: &[usize],
+) -> Vec<f32> {
     let (i, o) = (dev.info().input_dim, dev.info().output_dim);
     let mut all = Vec::new();
     for (packed, &n) in batches.iter().zip(sizes) {
         let mut out = vec![0.0; n * o];
-        dev.transform(&PackedFrames::new(packed, n, i).unwrap(), &mut out).unwrap();
+        dev.transform(&PackedFrames::new(packed, n, i).unwrap(), &mut out)
+            .unwrap();
         all.extend(out);
     }
     all
@@ -97,7 +116,10 @@ fn results_are_bit_identical_to_the_local_device_across_depths_and_chunking() {
         (Some(12), (64, 20), 200), // tiny payload: a batch is streamed in many requests
         (None, (9, 5), 32 << 10),
     ] {
-        let options = EmulatorOptions { max_payload, ..EmulatorOptions::default() };
+        let options = EmulatorOptions {
+            max_payload,
+            ..EmulatorOptions::default()
+        };
         let (host, served) = serve(bits, options);
         let mut dev = SerialDevice::new(host, fast_options(dims)).unwrap();
         assert_eq!(dev.info().bit_depth, bits);
@@ -105,9 +127,17 @@ fn results_are_bit_identical_to_the_local_device_across_depths_and_chunking() {
             assert!(dev.chunk_frames() < 10, "chunk {}", dev.chunk_frames());
         }
         let sizes = [1, 17, 64, 3];
-        let batches: Vec<_> = sizes.iter().enumerate().map(|(k, &n)| random_frames(n, dims.0, k as u64)).collect();
+        let batches: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| random_frames(n, dims.0, k as u64))
+            .collect();
         let got = remote_run(&mut dev, &batches, &sizes);
-        assert_eq!(got, local_run(dims, bits, &batches, &sizes), "{bits:?} {dims:?}");
+        assert_eq!(
+            got,
+            local_run(dims, bits, &batches, &sizes),
+            "{bits:?} {dims:?}"
+        );
         assert_eq!(dev.counters().frames, 85);
         // A clean link: nothing damaged, nothing late (the emulator's power-on notice may
         // make the host repeat its Hello once, which is harmless).
@@ -124,7 +154,9 @@ fn results_are_bit_identical_to_the_local_device_across_depths_and_chunking() {
 fn garbage_on_the_line_is_skipped() {
     let (host, mut dev_end) = memory_link();
     // Noise before the emulator starts, including a partial frame and stray delimiters.
-    dev_end.write_all(&[0x13, 0x37, 0x00, 0xFF, 0xFE, 0x00, 0x00, 0x42]).unwrap();
+    dev_end
+        .write_all(&[0x13, 0x37, 0x00, 0xFF, 0xFE, 0x00, 0x00, 0x42])
+        .unwrap();
     let served = serve_on(dev_end, Some(8), EmulatorOptions::default());
     let mut dev = SerialDevice::new(host, fast_options((8, 3))).unwrap();
     let packed = random_frames(5, 8, 1);
@@ -147,7 +179,11 @@ fn ten_thousand_frames_with_one_percent_of_each_fault_give_exact_results() {
         reset: 0.01,
         delay_duration: Duration::from_millis(20),
     };
-    let options = EmulatorOptions { faults, fault_seed: 7, ..EmulatorOptions::default() };
+    let options = EmulatorOptions {
+        faults,
+        fault_seed: 7,
+        ..EmulatorOptions::default()
+    };
     let (host, served) = serve(Some(8), options);
     let mut host_options = fast_options(dims);
     host_options.response_timeout = Duration::from_millis(12);
@@ -157,7 +193,11 @@ fn ten_thousand_frames_with_one_percent_of_each_fault_give_exact_results() {
     // Batches of 1 and 2 frames: one request and one response per call, so ~5,200 calls put
     // more than 10,000 frames on the wire.
     let sizes: Vec<usize> = (0..5200).map(|k| 1 + k % 2).collect();
-    let batches: Vec<_> = sizes.iter().enumerate().map(|(k, &n)| random_frames(n, dims.0, k as u64)).collect();
+    let batches: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| random_frames(n, dims.0, k as u64))
+        .collect();
     let start = Instant::now();
     let got = remote_run(&mut dev, &batches, &sizes);
     let elapsed = start.elapsed();
@@ -176,7 +216,10 @@ fn ten_thousand_frames_with_one_percent_of_each_fault_give_exact_results() {
         assert!(n as f64 > 0.005 * f.frames as f64, "{f:?}");
     }
     assert!(f.reset > 20, "{f:?}");
-    assert!(link.retransmissions > 0 && link.resyncs > 0 && link.stale_frames > 0, "{link:?}");
+    assert!(
+        link.retransmissions > 0 && link.resyncs > 0 && link.stale_frames > 0,
+        "{link:?}"
+    );
 }
 
 #[test]
@@ -207,14 +250,19 @@ fn a_disconnect_in_the_middle_of_a_batch_is_a_link_error() {
         }
     }
     let (host, dev_end) = memory_link();
-    let options = EmulatorOptions { max_payload: 256, ..EmulatorOptions::default() };
+    let options = EmulatorOptions {
+        max_payload: 256,
+        ..EmulatorOptions::default()
+    };
     // Enough for the power-on notice, the handshake and a few responses, not for the batch.
     let served = serve_on(CutAfter(dev_end, 600), Some(8), options);
     let mut dev = SerialDevice::new(host, fast_options((16, 30))).unwrap();
     let packed = random_frames(40, 16, 3);
     let mut out = vec![0.0; 40 * 30];
     let start = Instant::now();
-    let err = dev.transform(&PackedFrames::new(&packed, 40, 16).unwrap(), &mut out).unwrap_err();
+    let err = dev
+        .transform(&PackedFrames::new(&packed, 40, 16).unwrap(), &mut out)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Link, "{err}");
     assert!(err.to_string().contains("closed"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -223,7 +271,10 @@ fn a_disconnect_in_the_middle_of_a_batch_is_a_link_error() {
 
 #[test]
 fn a_device_of_another_protocol_version_is_a_protocol_error() {
-    let options = EmulatorOptions { protocol_version: 2, ..EmulatorOptions::default() };
+    let options = EmulatorOptions {
+        protocol_version: 2,
+        ..EmulatorOptions::default()
+    };
     let (host, served) = serve(Some(8), options);
     let err = SerialDevice::new(host, fast_options((8, 8))).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
@@ -233,24 +284,36 @@ fn a_device_of_another_protocol_version_is_a_protocol_error() {
 
 #[test]
 fn dimensions_that_do_not_fit_are_a_dimension_mismatch() {
-    let options = EmulatorOptions { max_dims: (100, 50), ..EmulatorOptions::default() };
+    let options = EmulatorOptions {
+        max_dims: (100, 50),
+        ..EmulatorOptions::default()
+    };
     let (host, served) = serve(Some(8), options);
-    let err = SerialDevice::new(host, fast_options((200, 10))).err().unwrap();
+    let err = SerialDevice::new(host, fast_options((200, 10)))
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), ErrorKind::DimensionMismatch, "{err}");
     assert!(err.to_string().contains("at most 100"), "{err}");
     served.finish();
 
     // A frame whose response cannot fit in one payload.
-    let options = EmulatorOptions { max_payload: 64, ..EmulatorOptions::default() };
+    let options = EmulatorOptions {
+        max_payload: 64,
+        ..EmulatorOptions::default()
+    };
     let (host, served) = serve(Some(8), options);
-    let err = SerialDevice::new(host, fast_options((8, 1000))).err().unwrap();
+    let err = SerialDevice::new(host, fast_options((8, 1000)))
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), ErrorKind::DimensionMismatch, "{err}");
     served.finish();
 
     // Frames of the wrong width never reach the link.
     let (host, served) = serve(Some(8), EmulatorOptions::default());
     let mut dev = SerialDevice::new(host, fast_options((8, 4))).unwrap();
-    let err = dev.transform(&PackedFrames::new(&[0, 0], 1, 16).unwrap(), &mut [0.0; 4]).unwrap_err();
+    let err = dev
+        .transform(&PackedFrames::new(&[0, 0], 1, 16).unwrap(), &mut [0.0; 4])
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DimensionMismatch);
     drop(dev);
     served.finish();
@@ -271,15 +334,36 @@ fn a_silent_device_is_a_timeout_within_bounded_time() {
 
 #[test]
 fn frequent_device_resets_are_recovered_with_exact_results() {
-    let faults = FaultConfig { reset: 0.2, ..FaultConfig::none() };
-    let options = EmulatorOptions { faults, fault_seed: 3, ..EmulatorOptions::default() };
+    let faults = FaultConfig {
+        reset: 0.2,
+        ..FaultConfig::none()
+    };
+    let options = EmulatorOptions {
+        faults,
+        fault_seed: 3,
+        ..EmulatorOptions::default()
+    };
     let (host, served) = serve(Some(8), options);
     let mut dev = SerialDevice::new(host, fast_options((10, 7))).unwrap();
     let sizes: Vec<usize> = (0..40).map(|k| 1 + k % 5).collect();
-    let batches: Vec<_> = sizes.iter().enumerate().map(|(k, &n)| random_frames(n, 10, k as u64)).collect();
+    let batches: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| random_frames(n, 10, k as u64))
+        .collect();
     let got = remote_run(&mut dev, &batches, &sizes);
     assert_eq!(got, local_run((10, 7), Some(8), &batches, &sizes));
     assert!(dev.link_stats().resyncs > 0, "{:?}", dev.link_stats());
     drop(dev);
     assert!(served.finish().faults.reset > 0);
+}
+
+#[test]
+fn protocol_efficiency_is_above_90_percent_for_batches_of_256() {
+    for (i, o) in [(64, 64), (128, 128), (1024, 32), (16, 512)] {
+        let report = bench_in_memory(i, o, 256, 2).unwrap();
+        assert_eq!(report.vectors, 512);
+        assert_eq!(report.retransmissions, 0);
+        assert!(report.efficiency >= 0.9, "{i} -> {o}: {report:?}");
+    }
 }

@@ -19,7 +19,9 @@ use speckle_sim::{DeviceConfig, SimulatedOpu};
 
 fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..frames * width).map(|_| rng.random_range(0..2u8)).collect();
+    let values: Vec<u8> = (0..frames * width)
+        .map(|_| rng.random_range(0..2u8))
+        .collect();
     let mut packed = Vec::new();
     speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
     packed
@@ -31,7 +33,11 @@ fn run_batches(dev: &mut dyn OpticalDevice, sizes: &[usize], seed: u64) -> Vec<f
     for (k, &n) in sizes.iter().enumerate() {
         let packed = random_frames(n, info.input_dim, seed + k as u64);
         let mut out = vec![0.0; n * info.output_dim];
-        dev.transform(&PackedFrames::new(&packed, n, info.input_dim).unwrap(), &mut out).unwrap();
+        dev.transform(
+            &PackedFrames::new(&packed, n, info.input_dim).unwrap(),
+            &mut out,
+        )
+        .unwrap();
         all.extend(out);
     }
     all
@@ -90,7 +96,9 @@ where
         let mut emulator = emulator;
         match cut {
             None => emulator.serve(pty.port(), &flag).unwrap(),
-            Some(budget) => emulator.serve(&mut CutAfter(pty.port(), budget), &flag).unwrap(),
+            Some(budget) => emulator
+                .serve(&mut CutAfter(pty.port(), budget), &flag)
+                .unwrap(),
         }
         emulator.stats()
         // `pty` drops here: the link disappears and the host sees a hang-up.
@@ -98,8 +106,14 @@ where
     Server { stop, handle }
 }
 
-fn toy_emulator(options: EmulatorOptions) -> Emulator<ToyDevice, impl FnMut(&DeviceSettings) -> Result<ToyDevice, speckle_hal::Error> + Send> {
-    Emulator::new(|s: &DeviceSettings| Ok(ToyDevice::new(s.input_dim, s.output_dim, 11, Some(8))), options)
+fn toy_emulator(
+    options: EmulatorOptions,
+) -> Emulator<ToyDevice, impl FnMut(&DeviceSettings) -> Result<ToyDevice, speckle_hal::Error> + Send>
+{
+    Emulator::new(
+        |s: &DeviceSettings| Ok(ToyDevice::new(s.input_dim, s.output_dim, 11, Some(8))),
+        options,
+    )
 }
 
 #[test]
@@ -110,27 +124,58 @@ fn pseudo_terminal_cases_in_sequence() {
 
     // 1. The simulated OPU behind the emulator equals the in-process one, bit for bit.
     let config = DeviceConfig::preset("lighton").unwrap();
-    let server = serve(&link, Emulator::new(sim_factory(config.clone(), 5), sim_emulator_options(&config)), None);
+    let server = serve(
+        &link,
+        Emulator::new(
+            sim_factory(config.clone(), 5),
+            sim_emulator_options(&config),
+        ),
+        None,
+    );
     assert!(std::fs::read_link(&link).unwrap().starts_with("/dev/pts"));
     let mut remote = SerialDevice::open(path, 115_200, Some((48, 40))).unwrap();
     let mut local = SimulatedOpu::new(&config, 48, 40, 5).unwrap();
     let sizes = [1, 7, 1000, 2];
-    assert_eq!(run_batches(&mut remote, &sizes, 1), run_batches(&mut local, &sizes, 1));
+    assert_eq!(
+        run_batches(&mut remote, &sizes, 1),
+        run_batches(&mut local, &sizes, 1)
+    );
     assert_eq!(remote.info().bit_depth, local.info().bit_depth);
     assert_eq!(remote.info().frame_time_us, local.info().frame_time_us);
-    assert!(remote.chunk_frames() < 1000, "a batch of 1000 is streamed in chunks");
+    assert!(
+        remote.chunk_frames() < 1000,
+        "a batch of 1000 is streamed in chunks"
+    );
     drop(remote);
     // A second session on the same emulator starts again at frame 0, like a fresh device.
     let mut remote = SerialDevice::open(path, 115_200, Some((48, 40))).unwrap();
     let mut local = SimulatedOpu::new(&config, 48, 40, 5).unwrap();
-    assert_eq!(run_batches(&mut remote, &[3], 9), run_batches(&mut local, &[3], 9));
+    assert_eq!(
+        run_batches(&mut remote, &[3], 9),
+        run_batches(&mut local, &[3], 9)
+    );
     drop(remote);
     server.finish();
-    assert!(!link.exists(), "the link is removed when the emulator stops");
+    assert!(
+        !link.exists(),
+        "the link is removed when the emulator stops"
+    );
 
     // 2. Faults on a real pseudo-terminal: exact results.
-    let faults = FaultConfig { reset: 0.01, delay_duration: Duration::from_millis(20), ..FaultConfig::uniform(0.01) };
-    let server = serve(&link, toy_emulator(EmulatorOptions { faults, fault_seed: 2, ..EmulatorOptions::default() }), None);
+    let faults = FaultConfig {
+        reset: 0.01,
+        delay_duration: Duration::from_millis(20),
+        ..FaultConfig::uniform(0.01)
+    };
+    let server = serve(
+        &link,
+        toy_emulator(EmulatorOptions {
+            faults,
+            fault_seed: 2,
+            ..EmulatorOptions::default()
+        }),
+        None,
+    );
     let options = SerialOptions {
         dims: Some((20, 9)),
         response_timeout: Duration::from_millis(15),
@@ -148,14 +193,27 @@ fn pseudo_terminal_cases_in_sequence() {
     assert!(stats.faults.frames >= 1000, "{stats:?}");
 
     // 3. The device vanishes in the middle of a batch: a link error, quickly.
-    let server = serve(&link, toy_emulator(EmulatorOptions { max_payload: 512, ..EmulatorOptions::default() }), Some(2000));
+    let server = serve(
+        &link,
+        toy_emulator(EmulatorOptions {
+            max_payload: 512,
+            ..EmulatorOptions::default()
+        }),
+        Some(2000),
+    );
     let mut remote = SerialDevice::open(path, 115_200, Some((16, 64))).unwrap();
     let packed = random_frames(200, 16, 3);
     let mut out = vec![0.0; 200 * 64];
     let start = Instant::now();
-    let err = remote.transform(&PackedFrames::new(&packed, 200, 16).unwrap(), &mut out).unwrap_err();
+    let err = remote
+        .transform(&PackedFrames::new(&packed, 200, 16).unwrap(), &mut out)
+        .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Link), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     server.finish();
 
     // 4. Clear errors for what cannot work.

@@ -67,13 +67,15 @@
 //!    well, read noise, dark offset, ADC at 8, 10 or 12 bits). `camera.ideal = true` returns the
 //!    exact float intensities `|R·x|²`. The noise of frame `t` depends only on (seed, t).
 //! 5. **Clock.** Every frame costs `camera.frame_time_us` of device time
-//!    ([`DeviceCounters`](speckle_hal::DeviceCounters)). [`SimulatedOpu::frame_index`] and
+//!    ([`speckle_hal::DeviceCounters`]). [`SimulatedOpu::frame_index`] and
 //!    [`SimulatedOpu::seek_frame`] let an emulator replay a request exactly.
 //!
-//! Reproducibility: the matrix and the noise streams are bit-identical on every machine and
-//! thread count (ChaCha8 from `rand_chacha =0.9.0`, Gaussians from `rand_distr =0.5.1`; the
-//! samplers' rare calls to `exp`/`ln` go through the platform's libm, which we have not seen
-//! differ).
+//! Reproducibility: results are bit-identical for any thread count and any batch split (tested),
+//! and the random streams are the same on every machine (ChaCha8 from `rand_chacha =0.9.0`,
+//! samplers from `rand_distr =0.5.1`, golden-value tests). Across machines, one caveat: the
+//! exact Poisson sampler (means below 50 electrons) and the Gaussian sampler's tail call
+//! `ln`/`exp` from the platform's libm, so a libm that rounds differently could change an
+//! occasional count.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

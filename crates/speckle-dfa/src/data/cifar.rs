@@ -27,7 +27,10 @@ pub fn read_cifar_batch(path: &Path) -> Result<(Array2<f32>, Vec<u8>), DataError
         if usize::from(rec[0]) >= CLASSES {
             return Err(DataError::format(
                 path,
-                format!("label {} of record {i} is out of range (expected 0..{CLASSES})", rec[0]),
+                format!(
+                    "label {} of record {i} is out of range (expected 0..{CLASSES})",
+                    rec[0]
+                ),
             ));
         }
         labels.push(rec[0]);
@@ -65,9 +68,10 @@ fn read_many(paths: &[PathBuf]) -> Result<Dataset, DataError> {
         labels.extend(y);
     }
     let n = labels.len();
-    let images = Array2::from_shape_vec((n, RECORD - 1), images).map_err(|e| DataError::Missing {
-        message: format!("cifar10: bad shape ({e})"),
-    })?;
+    let images =
+        Array2::from_shape_vec((n, RECORD - 1), images).map_err(|e| DataError::Missing {
+            message: format!("cifar10: bad shape ({e})"),
+        })?;
     Ok(Dataset {
         images,
         labels,
@@ -77,7 +81,9 @@ fn read_many(paths: &[PathBuf]) -> Result<Dataset, DataError> {
 
 pub(super) fn load(dir: &Path) -> Result<Splits, DataError> {
     let d = batch_dir(dir);
-    let train: Vec<PathBuf> = (1..=5).map(|i| d.join(format!("data_batch_{i}.bin"))).collect();
+    let train: Vec<PathBuf> = (1..=5)
+        .map(|i| d.join(format!("data_batch_{i}.bin")))
+        .collect();
     Ok(Splits {
         train: read_many(&train)?,
         test: read_many(&[d.join("test_batch.bin")])?,

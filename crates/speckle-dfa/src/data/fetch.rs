@@ -103,10 +103,22 @@ pub fn plan(kind: DatasetKind) -> FetchPlan {
                 "https://storage.googleapis.com/cvdf-datasets/mnist/".into(),
             ],
             files: vec![
-                sha("train-images-idx3-ubyte.gz", "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971"),
-                sha("train-labels-idx1-ubyte.gz", "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203"),
-                sha("t10k-images-idx3-ubyte.gz", "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be"),
-                sha("t10k-labels-idx1-ubyte.gz", "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b"),
+                sha(
+                    "train-images-idx3-ubyte.gz",
+                    "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+                ),
+                sha(
+                    "train-labels-idx1-ubyte.gz",
+                    "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+                ),
+                sha(
+                    "t10k-images-idx3-ubyte.gz",
+                    "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+                ),
+                sha(
+                    "t10k-labels-idx1-ubyte.gz",
+                    "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
+                ),
             ],
             unpack_cifar: false,
         },
@@ -114,10 +126,22 @@ pub fn plan(kind: DatasetKind) -> FetchPlan {
         DatasetKind::FashionMnist => FetchPlan {
             mirrors: vec!["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/".into()],
             files: vec![
-                md5("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-                md5("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-                md5("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-                md5("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+                md5(
+                    "train-images-idx3-ubyte.gz",
+                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                ),
+                md5(
+                    "train-labels-idx1-ubyte.gz",
+                    "25c81989df183df01b3e8a0aad5dffbe",
+                ),
+                md5(
+                    "t10k-images-idx3-ubyte.gz",
+                    "bef4ecab320f06d8554ea6380940ec79",
+                ),
+                md5(
+                    "t10k-labels-idx1-ubyte.gz",
+                    "bb300cfdad3c16e7a12a480ee83cd310",
+                ),
             ],
             unpack_cifar: false,
         },
@@ -175,7 +199,12 @@ impl Drop for TempFile {
 }
 
 /// Downloads `url` into `dest` (atomically), verifying the checksum on the way.
-fn download(agent: &ureq::Agent, url: &str, file: &RemoteFile, dest: &Path) -> Result<(), DataError> {
+fn download(
+    agent: &ureq::Agent,
+    url: &str,
+    file: &RemoteFile,
+    dest: &Path,
+) -> Result<(), DataError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let response = agent
         .get(url)
@@ -193,7 +222,8 @@ fn download(agent: &ureq::Agent, url: &str, file: &RemoteFile, dest: &Path) -> R
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| DataError::io(&tmp.path, e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| DataError::io(&tmp.path, e))?;
     }
     out.sync_all().map_err(|e| DataError::io(&tmp.path, e))?;
     drop(out);
@@ -233,7 +263,10 @@ fn unpack_cifar(archive: &Path, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         written.push(dest);
     }
     if written.is_empty() {
-        return Err(DataError::format(archive, "no .bin batch files in the archive"));
+        return Err(DataError::format(
+            archive,
+            "no .bin batch files in the archive",
+        ));
     }
     Ok(written)
 }
@@ -281,7 +314,11 @@ pub fn fetch(
         if !errors.is_empty() {
             return Err(DataError::Fetch(errors.join("; ")));
         }
-        log(&format!("{}: {} ok", dest.display(), file.checksum.algorithm()));
+        log(&format!(
+            "{}: {} ok",
+            dest.display(),
+            file.checksum.algorithm()
+        ));
         done.push(dest);
     }
     if plan.unpack_cifar {
@@ -289,7 +326,11 @@ pub fn fetch(
         for archive in &done {
             bins.extend(unpack_cifar(archive, dir)?);
         }
-        log(&format!("unpacked {} batch files into {}", bins.len(), dir.display()));
+        log(&format!(
+            "unpacked {} batch files into {}",
+            bins.len(),
+            dir.display()
+        ));
         done.extend(bins);
     }
     Ok(done)

@@ -9,7 +9,11 @@ const UBYTE: u8 = 0x08;
 
 /// Parses an IDX header: checks the magic number and element type and returns the dimensions
 /// and the offset of the data.
-fn parse_header(path: &Path, bytes: &[u8], want_ndim: u8) -> Result<(Vec<usize>, usize), DataError> {
+fn parse_header(
+    path: &Path,
+    bytes: &[u8],
+    want_ndim: u8,
+) -> Result<(Vec<usize>, usize), DataError> {
     if bytes.len() < 4 {
         return Err(DataError::format(path, "truncated IDX header"));
     }
@@ -62,9 +66,15 @@ pub fn read_idx_images(path: &Path) -> Result<Array2<f32>, DataError> {
     let (dims, offset) = parse_header(path, &bytes, 3)?;
     let (n, features) = (dims[0], dims[1] * dims[2]);
     if n == 0 || features == 0 {
-        return Err(DataError::format(path, format!("empty image file {dims:?}")));
+        return Err(DataError::format(
+            path,
+            format!("empty image file {dims:?}"),
+        ));
     }
-    let data: Vec<f32> = bytes[offset..].iter().map(|&b| f32::from(b) / 255.0).collect();
+    let data: Vec<f32> = bytes[offset..]
+        .iter()
+        .map(|&b| f32::from(b) / 255.0)
+        .collect();
     Array2::from_shape_vec((n, features), data)
         .map_err(|e| DataError::format(path, format!("bad shape: {e}")))
 }

@@ -250,7 +250,9 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
         let mut out = Vec::with_capacity(bytes.len() * 4);
         flate2::read::MultiGzDecoder::new(&bytes[..])
             .read_to_end(&mut out)
-            .map_err(|e| DataError::format(path, format!("corrupt or truncated gzip data ({e})")))?;
+            .map_err(|e| {
+                DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
+            })?;
         Ok(out)
     } else {
         Ok(bytes)

@@ -204,8 +204,18 @@ fn check_bp_against_finite_differences(activation: Activation, batch_norm: bool)
         batch_norm,
         ..ModelSpec::default()
     };
-    let mut t = Trainer::new(5, 3, &model, &algo(AlgorithmKind::Bp), &sgd(0.1), 6, 10, 11, None)
-        .unwrap();
+    let mut t = Trainer::new(
+        5,
+        3,
+        &model,
+        &algo(AlgorithmKind::Bp),
+        &sgd(0.1),
+        6,
+        10,
+        11,
+        None,
+    )
+    .unwrap();
     if batch_norm {
         // Non-trivial γ, β.
         for l in 0..2 {
@@ -291,8 +301,18 @@ fn check_dfa_by_hand(per_layer: bool, normalization: bool, variance: f64) {
         feedback_normalization: normalization,
         per_layer_feedback: per_layer,
     };
-    let mut t = Trainer::new(2, 2, &model, &alg, &sgd(0.1), 4, 10, 3, Some(Box::new(proj)))
-        .unwrap();
+    let mut t = Trainer::new(
+        2,
+        2,
+        &model,
+        &alg,
+        &sgd(0.1),
+        4,
+        10,
+        3,
+        Some(Box::new(proj)),
+    )
+    .unwrap();
     let x = Array2::from_shape_vec((4, 2), vec![0.5, -1.0, 1.5, 0.2, -0.3, 0.8, 1.0, 1.0]).unwrap();
     let y = vec![0u8, 1, 1, 0];
     let g = t.gradients(x.view(), &y).unwrap();
@@ -323,7 +343,8 @@ fn check_dfa_by_hand(per_layer: bool, normalization: bool, variance: f64) {
         let m = logits[r * 2].max(logits[r * 2 + 1]);
         let s: f64 = (0..2).map(|j| (logits[r * 2 + j] - m).exp()).sum();
         for j in 0..2 {
-            e[r * 2 + j] = (logits[r * 2 + j] - m).exp() / s - if y[r] as usize == j { 1.0 } else { 0.0 };
+            e[r * 2 + j] =
+                (logits[r * 2 + j] - m).exp() / s - if y[r] as usize == j { 1.0 } else { 0.0 };
         }
     }
     // Output layer: mean-reduced true gradient.
@@ -331,19 +352,28 @@ fn check_dfa_by_hand(per_layer: bool, normalization: bool, variance: f64) {
         for j in 0..2 {
             let want: f64 = (0..n).map(|r| hs[2][r * 3 + i] * e[r * 2 + j]).sum::<f64>() / n as f64;
             let got = grad(&g, "layer2.weight")[i * 2 + j] as f64;
-            assert!((got - want).abs() < 1e-5, "layer2.weight[{i},{j}] {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-5,
+                "layer2.weight[{i},{j}] {got} vs {want}"
+            );
         }
     }
     // Hidden layers: δ_i = scale·(e·B_i) ⊙ (1 − h_i²), summed over the batch (not divided by n).
     for l in 0..2 {
         let off = if per_layer { 3 * l } else { 0 };
-        let norm = if normalization { 1.0 / ((2 * 3) as f64).sqrt() } else { 1.0 };
+        let norm = if normalization {
+            1.0 / ((2 * 3) as f64).sqrt()
+        } else {
+            1.0
+        };
         let scale = norm / variance.sqrt();
         let fi = layers[l].fi;
         let mut delta = vec![0.0; n * 3];
         for r in 0..n {
             for j in 0..3 {
-                let be: f64 = (0..2).map(|c| e[r * 2 + c] * p[c * out + off + j] as f64).sum();
+                let be: f64 = (0..2)
+                    .map(|c| e[r * 2 + c] * p[c * out + off + j] as f64)
+                    .sum();
                 let hv = hs[l + 1][r * 3 + j];
                 delta[r * 3 + j] = scale * be * (1.0 - hv * hv);
             }
@@ -352,13 +382,19 @@ fn check_dfa_by_hand(per_layer: bool, normalization: bool, variance: f64) {
             for j in 0..3 {
                 let want: f64 = (0..n).map(|r| hs[l][r * fi + i] * delta[r * 3 + j]).sum();
                 let got = grad(&g, &format!("layer{l}.weight"))[i * 3 + j] as f64;
-                assert!((got - want).abs() < 1e-5, "layer{l}.weight[{i},{j}] {got} vs {want}");
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "layer{l}.weight[{i},{j}] {got} vs {want}"
+                );
             }
         }
         for j in 0..3 {
             let want: f64 = (0..n).map(|r| delta[r * 3 + j]).sum();
             let got = grad(&g, &format!("layer{l}.bias"))[j] as f64;
-            assert!((got - want).abs() < 1e-5, "layer{l}.bias[{j}] {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-5,
+                "layer{l}.bias[{j}] {got} vs {want}"
+            );
         }
     }
 }
@@ -403,7 +439,10 @@ fn dfa_hidden_updates_are_batch_sums_and_the_output_layer_a_batch_mean() {
         ("layer2.bias", 1.0),
     ] {
         for (a, b) in grad(&g1, name).iter().zip(grad(&g2, name)) {
-            assert!((a * factor - b).abs() < 1e-5 * (1.0 + b.abs()), "{name}: {a} vs {b}");
+            assert!(
+                (a * factor - b).abs() < 1e-5 * (1.0 + b.abs()),
+                "{name}: {a} vs {b}"
+            );
         }
     }
 }
@@ -416,8 +455,18 @@ fn fa_propagates_through_its_fixed_matrices() {
         hidden: vec![4],
         ..ModelSpec::default()
     };
-    let mut t = Trainer::new(3, 2, &model, &algo(AlgorithmKind::Fa), &sgd(0.5), 5, 10, 4, None)
-        .unwrap();
+    let mut t = Trainer::new(
+        3,
+        2,
+        &model,
+        &algo(AlgorithmKind::Fa),
+        &sgd(0.5),
+        5,
+        10,
+        4,
+        None,
+    )
+    .unwrap();
     let b_before = t.fa[1].clone();
     assert_eq!(b_before.len(), 4 * 2);
     assert!(t.fa[0].is_empty());
@@ -425,8 +474,18 @@ fn fa_propagates_through_its_fixed_matrices() {
     // Gradient of layer 0 with W1 replaced by B1 in the chain: swap W1 ↔ B1 and run BP.
     let g_fa = t.gradients(x.view(), &y).unwrap();
     let w1 = param(&t, "layer1.weight");
-    let mut bp = Trainer::new(3, 2, &model, &algo(AlgorithmKind::Bp), &sgd(0.5), 5, 10, 4, None)
-        .unwrap();
+    let mut bp = Trainer::new(
+        3,
+        2,
+        &model,
+        &algo(AlgorithmKind::Bp),
+        &sgd(0.5),
+        5,
+        10,
+        4,
+        None,
+    )
+    .unwrap();
     // Same init stream, so same weights.
     assert_eq!(param(&bp, "layer0.weight"), param(&t, "layer0.weight"));
     let g_bp = bp.gradients(x.view(), &y).unwrap();
@@ -449,19 +508,27 @@ fn fa_propagates_through_its_fixed_matrices() {
     let mut e = vec![0.0; n * 2];
     for r in 0..n {
         let z: Vec<f64> = (0..2)
-            .map(|c| layers[1].b[c] + (0..4).map(|j| h0[r * 4 + j] * layers[1].w[j * 2 + c]).sum::<f64>())
+            .map(|c| {
+                layers[1].b[c]
+                    + (0..4)
+                        .map(|j| h0[r * 4 + j] * layers[1].w[j * 2 + c])
+                        .sum::<f64>()
+            })
             .collect();
         let m = z[0].max(z[1]);
         let s: f64 = z.iter().map(|v| (v - m).exp()).sum();
         for c in 0..2 {
-            e[r * 2 + c] = ((z[c] - m).exp() / s - if y[r] as usize == c { 1.0 } else { 0.0 }) / n as f64;
+            e[r * 2 + c] =
+                ((z[c] - m).exp() / s - if y[r] as usize == c { 1.0 } else { 0.0 }) / n as f64;
         }
     }
     for i in 0..3 {
         for j in 0..4 {
             let want: f64 = (0..n)
                 .map(|r| {
-                    let back: f64 = (0..2).map(|c| e[r * 2 + c] * b_before[j * 2 + c] as f64).sum();
+                    let back: f64 = (0..2)
+                        .map(|c| e[r * 2 + c] * b_before[j * 2 + c] as f64)
+                        .sum();
                     x[[r, i]] as f64 * back * (1.0 - h0[r * 4 + j].powi(2))
                 })
                 .sum();
@@ -485,8 +552,18 @@ fn bp_alignment_with_itself_is_one() {
         dropout_hidden: 0.2,
         ..ModelSpec::default()
     };
-    let mut t = Trainer::new(6, 4, &model, &algo(AlgorithmKind::Bp), &OptimizerSpec::default(), 16, 10, 1, None)
-        .unwrap();
+    let mut t = Trainer::new(
+        6,
+        4,
+        &model,
+        &algo(AlgorithmKind::Bp),
+        &OptimizerSpec::default(),
+        16,
+        10,
+        1,
+        None,
+    )
+    .unwrap();
     let (x, y) = random_batch(16, 6, 4, 3);
     t.train_batch(x.view(), &y).unwrap();
     let params = t.state();
@@ -552,13 +629,24 @@ fn train_on_blobs(kind: AlgorithmKind, model: ModelSpec) -> f64 {
     let batch = 50;
     let epochs = 5;
     let steps = (x.nrows() / batch * epochs) as u64;
-    let projector: Option<Box<dyn RandomProjector + Send>> = (kind == AlgorithmKind::Dfa)
-        .then(|| Box::new(MatrixProjector::gaussian(10, 64, 9)) as _);
+    let projector: Option<Box<dyn RandomProjector + Send>> =
+        (kind == AlgorithmKind::Dfa).then(|| Box::new(MatrixProjector::gaussian(10, 64, 9)) as _);
     let opt = OptimizerSpec {
         lr: 3e-3,
         ..OptimizerSpec::default()
     };
-    let mut t = Trainer::new(20, 10, &model, &algo(kind), &opt, batch, steps, 5, projector).unwrap();
+    let mut t = Trainer::new(
+        20,
+        10,
+        &model,
+        &algo(kind),
+        &opt,
+        batch,
+        steps,
+        5,
+        projector,
+    )
+    .unwrap();
     for _ in 0..epochs {
         for s in (0..x.nrows()).step_by(batch) {
             t.train_batch(x.slice(ndarray::s![s..s + batch, ..]), &y[s..s + batch])
@@ -603,8 +691,11 @@ fn every_algorithm_learns_separable_blobs() {
 fn run_steps(t: &mut Trainer, x: &Array2<f32>, y: &[u8], from: usize, to: usize, batch: usize) {
     for s in from..to {
         let start = (s * batch) % (x.nrows() - batch + 1);
-        t.train_batch(x.slice(ndarray::s![start..start + batch, ..]), &y[start..start + batch])
-            .unwrap();
+        t.train_batch(
+            x.slice(ndarray::s![start..start + batch, ..]),
+            &y[start..start + batch],
+        )
+        .unwrap();
     }
 }
 
@@ -619,8 +710,8 @@ fn big_model() -> ModelSpec {
 }
 
 fn make_trainer(kind: AlgorithmKind, model: &ModelSpec, opt: &OptimizerSpec) -> Trainer {
-    let projector: Option<Box<dyn RandomProjector + Send>> = (kind == AlgorithmKind::Dfa)
-        .then(|| Box::new(MatrixProjector::gaussian(10, 256, 4)) as _);
+    let projector: Option<Box<dyn RandomProjector + Send>> =
+        (kind == AlgorithmKind::Dfa).then(|| Box::new(MatrixProjector::gaussian(10, 256, 4)) as _);
     Trainer::new(80, 10, model, &algo(kind), opt, 64, 100, 21, projector).unwrap()
 }
 
@@ -636,7 +727,9 @@ fn results_do_not_depend_on_the_thread_count() {
             pool.install(|| {
                 let mut t = make_trainer(kind, &big_model(), &OptimizerSpec::default());
                 run_steps(&mut t, &x, &y, 0, 4, 64);
-                let a = t.alignment(x.slice(ndarray::s![..64, ..]), &y[..64]).unwrap();
+                let a = t
+                    .alignment(x.slice(ndarray::s![..64, ..]), &y[..64])
+                    .unwrap();
                 (t.state(), a)
             })
         };
@@ -689,7 +782,9 @@ fn restore_continues_bit_identically() {
 fn restore_checks_the_projector_identity_and_shapes() {
     let t = make_trainer(AlgorithmKind::Dfa, &big_model(), &OptimizerSpec::default());
     let other = Box::new(MatrixProjector::gaussian(10, 300, 4));
-    let err = Trainer::restore(t.state(), Some(other)).unwrap_err().to_string();
+    let err = Trainer::restore(t.state(), Some(other))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("projector"), "{err}");
     let mut bp = make_trainer(AlgorithmKind::Bp, &big_model(), &OptimizerSpec::default());
     let err = bp.load_state(t.state()).unwrap_err().to_string();
@@ -700,13 +795,23 @@ fn restore_checks_the_projector_identity_and_shapes() {
 fn corrupt_state_files_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.bin");
-    let t = make_trainer(AlgorithmKind::Bp, &ModelSpec { hidden: vec![8], ..ModelSpec::default() }, &OptimizerSpec::default());
+    let t = make_trainer(
+        AlgorithmKind::Bp,
+        &ModelSpec {
+            hidden: vec![8],
+            ..ModelSpec::default()
+        },
+        &OptimizerSpec::default(),
+    );
     t.state().save(&path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let check = |data: &[u8], want: &str| {
         std::fs::write(&path, data).unwrap();
         let e = TrainerState::load(&path).unwrap_err().to_string();
-        assert!(e.contains(want) && e.contains("s.bin") && !e.contains('\n'), "{e}");
+        assert!(
+            e.contains(want) && e.contains("s.bin") && !e.contains('\n'),
+            "{e}"
+        );
     };
     check(&bytes[..bytes.len() - 3], "truncated");
     let mut flipped = bytes.clone();
@@ -718,7 +823,9 @@ fn corrupt_state_files_are_one_line_errors() {
     header[20] = b'#';
     check(&header, "corrupt");
     check(&bytes[..12], "bad magic");
-    let e = TrainerState::load(&dir.path().join("missing")).unwrap_err().to_string();
+    let e = TrainerState::load(&dir.path().join("missing"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing"), "{e}");
 }
 
@@ -739,21 +846,62 @@ fn mismatches_are_errors() {
         per_layer_feedback: true,
         ..dfa.clone()
     };
-    let e = Trainer::new(4, 3, &m, &per_layer, &o, 8, 10, 0, Some(Box::new(MatrixProjector::gaussian(3, 20, 1))))
-        .unwrap_err();
+    let e = Trainer::new(
+        4,
+        3,
+        &m,
+        &per_layer,
+        &o,
+        8,
+        10,
+        0,
+        Some(Box::new(MatrixProjector::gaussian(3, 20, 1))),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("needs at least 30"), "{e}");
-    let e = Trainer::new(4, 3, &m, &dfa, &o, 8, 10, 0, Some(Box::new(MatrixProjector::gaussian(4, 30, 1))))
-        .unwrap_err();
+    let e = Trainer::new(
+        4,
+        3,
+        &m,
+        &dfa,
+        &o,
+        8,
+        10,
+        0,
+        Some(Box::new(MatrixProjector::gaussian(4, 30, 1))),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("3 classes"), "{e}");
     assert!(Trainer::new(4, 3, &m, &dfa, &o, 8, 10, 0, None).is_err());
-    let e = Trainer::new(4, 3, &m, &algo(AlgorithmKind::Bp), &o, 8, 10, 0, Some(Box::new(MatrixProjector::gaussian(3, 30, 1))))
-        .unwrap_err();
+    let e = Trainer::new(
+        4,
+        3,
+        &m,
+        &algo(AlgorithmKind::Bp),
+        &o,
+        8,
+        10,
+        0,
+        Some(Box::new(MatrixProjector::gaussian(3, 30, 1))),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("bp uses no random projector"), "{e}");
     let bad_model = ModelSpec {
         dropout_hidden: 1.0,
         ..ModelSpec::default()
     };
-    assert!(Trainer::new(4, 3, &bad_model, &algo(AlgorithmKind::Bp), &o, 8, 10, 0, None).is_err());
+    assert!(Trainer::new(
+        4,
+        3,
+        &bad_model,
+        &algo(AlgorithmKind::Bp),
+        &o,
+        8,
+        10,
+        0,
+        None
+    )
+    .is_err());
 
     let mut t = Trainer::new(4, 3, &m, &algo(AlgorithmKind::Bp), &o, 8, 10, 0, None).unwrap();
     let x = Array2::<f32>::zeros((2, 4));
@@ -763,7 +911,9 @@ fn mismatches_are_errors() {
     assert!(e.to_string().contains("labels"), "{e}");
     let x5 = Array2::<f32>::zeros((2, 5));
     assert!(t.evaluate(x5.view(), &[0, 1]).is_err());
-    assert!(t.alignment(ArrayView2::from_shape((0, 4), &[]).unwrap(), &[]).is_err());
+    assert!(t
+        .alignment(ArrayView2::from_shape((0, 4), &[]).unwrap(), &[])
+        .is_err());
 }
 
 #[test]
@@ -772,7 +922,18 @@ fn a_non_finite_loss_is_reported_as_divergence_without_touching_the_weights() {
         hidden: vec![5],
         ..ModelSpec::default()
     };
-    let mut t = Trainer::new(4, 3, &m, &algo(AlgorithmKind::Bp), &sgd(0.1), 8, 10, 0, None).unwrap();
+    let mut t = Trainer::new(
+        4,
+        3,
+        &m,
+        &algo(AlgorithmKind::Bp),
+        &sgd(0.1),
+        8,
+        10,
+        0,
+        None,
+    )
+    .unwrap();
     let x = Array2::from_elem((2, 4), f32::INFINITY);
     let before = t.state();
     let e = t.train_batch(x.view(), &[0, 1]).unwrap_err();
@@ -784,7 +945,9 @@ fn a_non_finite_loss_is_reported_as_divergence_without_touching_the_weights() {
 fn last_partial_and_oversized_batches_work() {
     let mut t = make_trainer(AlgorithmKind::Dfa, &big_model(), &OptimizerSpec::default());
     let (x, y) = random_batch(100, 80, 10, 1);
-    let s = t.train_batch(x.slice(ndarray::s![..37, ..]), &y[..37]).unwrap();
+    let s = t
+        .train_batch(x.slice(ndarray::s![..37, ..]), &y[..37])
+        .unwrap();
     assert_eq!(s.count, 37);
     let s = t.train_batch(x.view(), &y).unwrap();
     assert_eq!(s.count, 100);

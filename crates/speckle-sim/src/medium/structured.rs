@@ -325,14 +325,21 @@ impl StructuredMedium {
         }
         self.check_out(frames.frames(), out_re.len(), out_im.len())?;
         let n = self.n_in;
-        self.apply_with(frames.frames(), self.n_out, out_re, out_im, 0, |f, d1, re, im| {
-            let bytes = frames.frame(f);
-            for i in 0..n {
-                let on = bytes[i >> 3] >> (i & 7) & 1 == 1;
-                re[i] = if on { d1.re[i] } else { 0.0 };
-                im[i] = if on { d1.im[i] } else { 0.0 };
-            }
-        });
+        self.apply_with(
+            frames.frames(),
+            self.n_out,
+            out_re,
+            out_im,
+            0,
+            |f, d1, re, im| {
+                let bytes = frames.frame(f);
+                for i in 0..n {
+                    let on = bytes[i >> 3] >> (i & 7) & 1 == 1;
+                    re[i] = if on { d1.re[i] } else { 0.0 };
+                    im[i] = if on { d1.im[i] } else { 0.0 };
+                }
+            },
+        );
         Ok(())
     }
 
@@ -353,7 +360,9 @@ impl StructuredMedium {
             )));
         }
         if let Some(pos) = input.iter().position(|v| !v.is_finite()) {
-            return Err(invalid(format!("medium input is not finite at index {pos}")));
+            return Err(invalid(format!(
+                "medium input is not finite at index {pos}"
+            )));
         }
         self.check_out(batch, out_re.len(), out_im.len())?;
         self.apply_rows(input, batch, 0, self.n_out, out_re, out_im);
@@ -372,13 +381,20 @@ impl StructuredMedium {
         out_im: &mut [f32],
     ) {
         let n = self.n_in;
-        self.apply_with(batch, rows, out_re, out_im, j0 / self.n_pad, |f, d1, re, im| {
-            let x = &input[f * n..(f + 1) * n];
-            for (i, &xi) in x.iter().enumerate() {
-                re[i] = d1.re[i] * xi;
-                im[i] = d1.im[i] * xi;
-            }
-        });
+        self.apply_with(
+            batch,
+            rows,
+            out_re,
+            out_im,
+            j0 / self.n_pad,
+            |f, d1, re, im| {
+                let x = &input[f * n..(f + 1) * n];
+                for (i, &xi) in x.iter().enumerate() {
+                    re[i] = d1.re[i] * xi;
+                    im[i] = d1.im[i] * xi;
+                }
+            },
+        );
     }
 
     /// Row `j` of R (its first `n_in` entries), computed with the transposed transform in
@@ -429,20 +445,24 @@ impl StructuredMedium {
         let sigma = (-libm::log(1.0 - self.drift_rho) / 3.0).sqrt();
         for s in self.drift_step..step {
             let key = derive_key(self.seed, PURPOSE_STRUCTURED_DRIFT, s);
-            self.blocks.par_iter_mut().enumerate().for_each(|(b, block)| {
-                let mut rng = ChaCha8Rng::from_seed(key);
-                rng.set_stream(b as u64);
-                for d in [&mut block.d1, &mut block.d2, &mut block.d3] {
-                    for (re, im) in d.re.iter_mut().zip(d.im.iter_mut()) {
-                        let delta = sigma * standard_normal(&mut rng);
-                        let rot = Complex32::new(libm::cos(delta) as f32, libm::sin(delta) as f32);
-                        let w = Complex32::new(*re, *im) * rot;
-                        // Renormalize so rounding never changes the modulus over many steps.
-                        let w = w / w.norm();
-                        (*re, *im) = (w.re, w.im);
+            self.blocks
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(b, block)| {
+                    let mut rng = ChaCha8Rng::from_seed(key);
+                    rng.set_stream(b as u64);
+                    for d in [&mut block.d1, &mut block.d2, &mut block.d3] {
+                        for (re, im) in d.re.iter_mut().zip(d.im.iter_mut()) {
+                            let delta = sigma * standard_normal(&mut rng);
+                            let rot =
+                                Complex32::new(libm::cos(delta) as f32, libm::sin(delta) as f32);
+                            let w = Complex32::new(*re, *im) * rot;
+                            // Renormalize so rounding never changes the modulus over many steps.
+                            let w = w / w.norm();
+                            (*re, *im) = (w.re, w.im);
+                        }
                     }
-                }
-            });
+                });
         }
         self.drift_step = step;
         Ok(())
@@ -695,7 +715,8 @@ mod tests {
                         + t * (-0.186_288_06
                             + t * (0.278_868_07
                                 + t * (-1.135_203_98
-                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77))))))));
         let erfc = t * poly.exp();
         if x >= 0.0 {
             1.0 - 0.5 * erfc
@@ -732,7 +753,10 @@ mod tests {
     }
 
     fn zip_complex(re: &[f32], im: &[f32]) -> Vec<Complex32> {
-        re.iter().zip(im).map(|(&a, &b)| Complex32::new(a, b)).collect()
+        re.iter()
+            .zip(im)
+            .map(|(&a, &b)| Complex32::new(a, b))
+            .collect()
     }
 
     fn fields(m: &StructuredMedium, packed: &[u8], frames: usize) -> Vec<Complex32> {
@@ -761,7 +785,13 @@ mod tests {
         wht(&mut fast);
         for (j, f) in fast.iter().enumerate() {
             let want: f32 = (0..n)
-                .map(|k| if (j & k).count_ones() % 2 == 0 { x[k] } else { -x[k] })
+                .map(|k| {
+                    if (j & k).count_ones() % 2 == 0 {
+                        x[k]
+                    } else {
+                        -x[k]
+                    }
+                })
                 .sum();
             assert!((f - want).abs() < 1e-5, "j={j}: {f} vs {want}");
         }
@@ -830,7 +860,10 @@ mod tests {
         let packed = random_bits(n, 2, 0.5, 6);
         let from_bits = fields(&m, &packed, 2);
         let pf = PackedFrames::new(&packed, 2, n).unwrap();
-        let real: Vec<f32> = speckle_hal::unpack_bits(&pf).iter().map(|&b| b as f32).collect();
+        let real: Vec<f32> = speckle_hal::unpack_bits(&pf)
+            .iter()
+            .map(|&b| b as f32)
+            .collect();
         let from_real = fields_real(&m, &real, 2);
         assert_eq!(from_bits, from_real);
         // y_j = Σ_i R_ji x_i with the rows from the transposed transform.
@@ -845,9 +878,13 @@ mod tests {
     #[test]
     fn transmit_covers_outputs_in_order_and_matches_apply() {
         let (n, m_out, batch) = (300, 1300, 3);
-        let mut medium = StructuredMedium::new(n, m_out, 12).unwrap().with_budget_mib(1);
+        let mut medium = StructuredMedium::new(n, m_out, 12)
+            .unwrap()
+            .with_budget_mib(1);
         let mut rng = ChaCha8Rng::seed_from_u64(13);
-        let x: Vec<f32> = (0..n * batch).map(|_| rng.random_bool(0.5) as u8 as f32).collect();
+        let x: Vec<f32> = (0..n * batch)
+            .map(|_| rng.random_bool(0.5) as u8 as f32)
+            .collect();
         let want = fields_real(&medium, &x, batch);
         let mut got = vec![Complex32::new(f32::NAN, f32::NAN); batch * m_out];
         let mut next = 0;
@@ -857,7 +894,8 @@ mod tests {
                 next += rows;
                 for b in 0..batch {
                     for r in 0..rows {
-                        got[b * m_out + j0 + r] = Complex32::new(re[b * rows + r], im[b * rows + r]);
+                        got[b * m_out + j0 + r] =
+                            Complex32::new(re[b * rows + r], im[b * rows + r]);
                     }
                 }
             })
@@ -907,7 +945,13 @@ mod tests {
         // Input x on the first n features; reference pattern a on the last 64 (disjoint).
         let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
         let x: Vec<f32> = (0..n + 64)
-            .map(|i| if i < n { rng.random_bool(0.5) as u8 as f32 } else { 0.0 })
+            .map(|i| {
+                if i < n {
+                    rng.random_bool(0.5) as u8 as f32
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let a: Vec<f32> = (0..n + 64).map(|i| (i >= n) as u8 as f32).collect();
         let norm2: f64 = x.iter().map(|&t| f64::from(t)).sum();
@@ -920,7 +964,10 @@ mod tests {
         let crit = ks_critical(m_out);
         let ks_re = ks_statistic(re.clone(), normal_cdf);
         let ks_im = ks_statistic(im.clone(), normal_cdf);
-        assert!(ks_re < crit && ks_im < crit, "KS re {ks_re} im {ks_im} crit {crit}");
+        assert!(
+            ks_re < crit && ks_im < crit,
+            "KS re {ks_re} im {ks_im} crit {crit}"
+        );
         // Uncorrelated real and imaginary parts with equal variance.
         let mm = m_out as f64;
         let corr = re.iter().zip(&im).map(|(a, b)| a * b).sum::<f64>() / mm;
@@ -928,7 +975,10 @@ mod tests {
         let var_im = im.iter().map(|a| a * a).sum::<f64>() / mm;
         let tol = 5.0 / mm.sqrt();
         assert!(corr.abs() < tol, "corr(re, im) {corr}");
-        assert!((var_re - var_im).abs() < 2.0 * tol, "var re {var_re} im {var_im}");
+        assert!(
+            (var_re - var_im).abs() < 2.0 * tol,
+            "var re {var_re} im {var_im}"
+        );
         // Intensities exponential with mean v·‖x‖².
         let mean_i = v * norm2;
         let intens: Vec<f64> = y.iter().map(|c| f64::from(c.norm_sqr()) / mean_i).collect();
@@ -976,18 +1026,37 @@ mod tests {
             let dot: num_complex::Complex64 = rj
                 .iter()
                 .zip(&rk)
-                .map(|(a, b)| num_complex::Complex64::new(a.re.into(), a.im.into()) * num_complex::Complex64::new(b.re.into(), -f64::from(b.im)))
+                .map(|(a, b)| {
+                    num_complex::Complex64::new(a.re.into(), a.im.into())
+                        * num_complex::Complex64::new(b.re.into(), -f64::from(b.im))
+                })
                 .sum();
-            let na: f64 = rj.iter().map(|a| f64::from(a.norm_sqr())).sum::<f64>().sqrt();
-            let nb: f64 = rk.iter().map(|a| f64::from(a.norm_sqr())).sum::<f64>().sqrt();
+            let na: f64 = rj
+                .iter()
+                .map(|a| f64::from(a.norm_sqr()))
+                .sum::<f64>()
+                .sqrt();
+            let nb: f64 = rk
+                .iter()
+                .map(|a| f64::from(a.norm_sqr()))
+                .sum::<f64>()
+                .sqrt();
             let rho = dot.norm() / (na * nb);
             sum_sq += rho * rho;
             worst = worst.max(rho);
         }
         let mean_sq = sum_sq / pairs as f64;
         let nf = n as f64;
-        assert!(mean_sq < 2.0 / nf, "mean |ρ|² {mean_sq} vs 1/n = {}", 1.0 / nf);
-        assert!(worst < 5.0 / nf.sqrt(), "max |ρ| {worst} vs 5/sqrt(n) = {}", 5.0 / nf.sqrt());
+        assert!(
+            mean_sq < 2.0 / nf,
+            "mean |ρ|² {mean_sq} vs 1/n = {}",
+            1.0 / nf
+        );
+        assert!(
+            worst < 5.0 / nf.sqrt(),
+            "max |ρ| {worst} vs 5/sqrt(n) = {}",
+            5.0 / nf.sqrt()
+        );
     }
 
     #[test]
@@ -1005,7 +1074,12 @@ mod tests {
         let held: usize = m
             .blocks
             .iter()
-            .map(|b| [&b.d1, &b.d2, &b.d3].iter().map(|d| 4 * (d.re.len() + d.im.len())).sum::<usize>())
+            .map(|b| {
+                [&b.d1, &b.d2, &b.d3]
+                    .iter()
+                    .map(|d| 4 * (d.re.len() + d.im.len()))
+                    .sum::<usize>()
+            })
             .sum();
         assert_eq!(held, m.bytes_held());
     }
@@ -1026,7 +1100,11 @@ mod tests {
             }
         }
         let corr = cross / p0;
-        assert!((p1 / p0 - 1.0).abs() < 1e-4, "variance changed: {}", p1 / p0);
+        assert!(
+            (p1 / p0 - 1.0).abs() < 1e-4,
+            "variance changed: {}",
+            p1 / p0
+        );
         let want = (1.0 - rho).sqrt();
         assert!((corr - want).abs() < 0.02, "correlation {corr} vs {want}");
         // Going back rebuilds the original exactly; going forward again is reproducible.
@@ -1050,7 +1128,11 @@ mod tests {
         let mut re = vec![0.0; 20];
         assert!(m.apply_real(&[f32::NAN; 10], 1, &mut re, &mut im).is_err());
         let err = m
-            .apply_packed(&PackedFrames::new(&[0, 0], 1, 11).unwrap(), &mut re, &mut im)
+            .apply_packed(
+                &PackedFrames::new(&[0, 0], 1, 11).unwrap(),
+                &mut re,
+                &mut im,
+            )
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::DimensionMismatch);
         assert!(m.row(20).is_err());
@@ -1075,7 +1157,10 @@ mod tests {
         let (n, m) = (3000, 8192);
         let packed = random_bits(n, 1, 0.5, 61);
         let pf = PackedFrames::new(&packed, 1, n).unwrap();
-        let lit = speckle_hal::unpack_bits(&pf).iter().filter(|&&b| b == 1).count() as f64;
+        let lit = speckle_hal::unpack_bits(&pf)
+            .iter()
+            .filter(|&&b| b == 1)
+            .count() as f64;
         let mut mean = |kind: &str| {
             config.medium.kind = kind.into();
             let mut opu = crate::SimulatedOpu::new(&config, n, m, 5).unwrap();
@@ -1086,10 +1171,16 @@ mod tests {
         };
         // Structured: exact energy conservation per full block, so the mean is 1 to rounding.
         let structured = mean("structured");
-        assert!((structured - 1.0).abs() < 1e-3, "structured mean ratio {structured}");
+        assert!(
+            (structured - 1.0).abs() < 1e-3,
+            "structured mean ratio {structured}"
+        );
         // Dense: the mean of 8192 exponentials, within 4 standard errors.
         let dense = mean("dense");
-        assert!((dense - 1.0).abs() < 4.0 / (m as f64).sqrt(), "dense mean ratio {dense}");
+        assert!(
+            (dense - 1.0).abs() < 4.0 / (m as f64).sqrt(),
+            "dense mean ratio {dense}"
+        );
 
         config.medium.kind = "structured".into();
         config.drift.rate = 1.0;
@@ -1098,7 +1189,7 @@ mod tests {
     }
 
     /// Full size: 2^20 → 2^21 statistics of one frame, and near-orthogonality of rows at
-    /// n = 2^20. About 10 s in the test profile, hence ignored by default:
+    /// n = 2^20. About 5 s of CPU in the test profile, hence ignored by default:
     /// `cargo test -p speckle-sim --release -- --ignored full_size`.
     #[test]
     #[ignore]
