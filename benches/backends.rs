@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use speckle::hal::{pack_bits, OpticalDevice, PackedFrames, RandomProjector};
+use speckle::hal::{pack_bits, OpticalDevice, PackedFrames};
 use speckle::serial::{
     memory_link, sim_emulator_options, sim_factory, Emulator, SerialDevice, SerialOptions,
 };

@@ -77,6 +77,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .filter(|l| !l.is_empty())
         .collect();
     let message = parts.join(" ");
-    eprintln!("error: {}", message.strip_prefix("error: ").unwrap_or(&message));
+    eprintln!(
+        "error: {}",
+        message.strip_prefix("error: ").unwrap_or(&message)
+    );
     ExitCode::from(2)
 }

@@ -77,13 +77,19 @@ pub fn check_feedback(fb: &FeedbackConfig) -> Result<(), Error> {
         DeviceSpec::Digital => Ok(()),
         DeviceSpec::Sim(source) => {
             fb.encoding.parse::<Encoding>().map_err(|e| {
-                invalid(format!("feedback.encoding: bad encoding '{}': {e}", fb.encoding))
+                invalid(format!(
+                    "feedback.encoding: bad encoding '{}': {e}",
+                    fb.encoding
+                ))
             })?;
             sim_config(source, overrides(fb)).map(|_| ())
         }
         _ => {
             fb.encoding.parse::<Encoding>().map_err(|e| {
-                invalid(format!("feedback.encoding: bad encoding '{}': {e}", fb.encoding))
+                invalid(format!(
+                    "feedback.encoding: bad encoding '{}': {e}",
+                    fb.encoding
+                ))
             })?;
             Ok(())
         }
@@ -269,7 +275,10 @@ mod tests {
         fb.encoding = "ternary".into();
         let noisy = projection_snr_db(&fb, 10, 64).unwrap().unwrap();
         assert!(exact > 40.0, "ideal camera, 12 bit-planes: {exact} dB");
-        assert!(noisy < exact - 10.0, "8-bit camera, ternary: {noisy} dB vs {exact} dB");
+        assert!(
+            noisy < exact - 10.0,
+            "8-bit camera, ternary: {noisy} dB vs {exact} dB"
+        );
         assert_eq!(
             projection_snr_db(
                 &FeedbackConfig {

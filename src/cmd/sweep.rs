@@ -66,7 +66,10 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             out.display()
         );
         if found < total {
-            eprintln!("warning: {} points are not finished in any shard", total - found);
+            eprintln!(
+                "warning: {} points are not finished in any shard",
+                total - found
+            );
         }
         return Ok(());
     }

@@ -199,7 +199,7 @@ impl Default for FeedbackConfig {
 }
 
 /// A whole run configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// `[data]`.
@@ -212,18 +212,6 @@ pub struct RunConfig {
     pub optimizer: OptimizerSpec,
     /// `[feedback]` (DFA only).
     pub feedback: FeedbackConfig,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        Self {
-            data: DataConfig::default(),
-            model: ModelSpec::default(),
-            training: TrainingConfig::default(),
-            optimizer: OptimizerSpec::default(),
-            feedback: FeedbackConfig::default(),
-        }
-    }
 }
 
 /// Line and column (1-based) of a byte offset.

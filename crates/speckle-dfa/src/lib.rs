@@ -28,7 +28,7 @@
 //!         "data.train_subset=1000".into(),
 //!         "data.test_subset=200".into(),
 //!         "model.hidden=[32]".into(),
-//!         "training.epochs=1".into(),
+//!         "training.epochs=2".into(),
 //!         "optimizer.lr=0.05".into(),
 //!     ],
 //! )?;

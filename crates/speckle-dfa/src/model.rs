@@ -302,8 +302,8 @@ impl Network {
         {
             let y = y as usize;
             let mut best = 0;
-            for j in 1..c {
-                if z[j] > z[best] {
+            for (j, &v) in z.iter().enumerate().skip(1) {
+                if v > z[best] {
                     best = j;
                 }
             }

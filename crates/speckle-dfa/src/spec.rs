@@ -317,7 +317,7 @@ impl OptimizerSpec {
         };
         finite_nonneg("lr", self.lr)?;
         finite_nonneg("weight_decay", self.weight_decay)?;
-        if !(self.lr > 0.0) {
+        if self.lr == 0.0 {
             return Err(spec_err(format!("optimizer.lr = {} must be > 0", self.lr)));
         }
         for (name, v) in [

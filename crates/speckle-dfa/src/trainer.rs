@@ -185,6 +185,9 @@ pub struct Trainer {
     eval_buf: Option<Buffers>,
     projector: Option<Box<dyn RandomProjector + Send>>,
     projector_info: Option<ProjectorInfo>,
+    /// Device frames shown before this trainer's projector was built (set by a restore), so
+    /// that `projector_frames` in a checkpoint is the device's global frame index.
+    projector_frame_offset: u64,
     /// Projection output, `capacity × projector output_dim`.
     proj: Vec<f32>,
     /// Column offset and scale of each hidden layer's feedback slice.
@@ -327,6 +330,7 @@ impl Trainer {
             eval_buf: None,
             projector,
             projector_info,
+            projector_frame_offset: 0,
             proj: vec![0.0; batch_size * proj_width],
             offsets,
             scales,
@@ -422,6 +426,23 @@ impl Trainer {
         for ((_, dst), (_, src)) in slots.iter_mut().zip(&state.arrays) {
             dst.copy_from_slice(src);
         }
+        // Put the device's frame clock where the checkpointed run left it, so a noisy device
+        // replays the same noise as an uninterrupted run. The projector has already shown its
+        // calibration frames (the same ones as the original run's, by determinism); a device
+        // that cannot seek resumes with a fresh noise stream.
+        if let Some(projector) = self.projector.as_mut() {
+            let shown = projector.counters().frames;
+            match projector.seek_frame(m.projector_frames) {
+                Ok(()) => self.projector_frame_offset = m.projector_frames.saturating_sub(shown),
+                Err(e) if e.kind() == speckle_hal::ErrorKind::Unsupported => {}
+                Err(e) => {
+                    return Err(DfaError::State(format!(
+                        "cannot position the projector's device at frame {}: {e}",
+                        m.projector_frames
+                    )))
+                }
+            }
+        }
         self.step = m.step;
         self.dropout_rng = stream_rng(self.seed, 2);
         self.dropout_rng.set_word_pos(word_pos);
@@ -442,7 +463,7 @@ impl Trainer {
             step: self.step,
             dropout_word_pos: self.dropout_rng.get_word_pos().to_string(),
             projector_identity: self.projector_info.as_ref().map(|i| i.identity.clone()),
-            projector_frames: self.counters().frames,
+            projector_frames: self.projector_frame_offset + self.counters().frames,
         }
     }
 

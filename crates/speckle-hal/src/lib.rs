@@ -116,6 +116,18 @@ pub trait OpticalDevice {
 
     /// Frames shown and device time spent so far.
     fn counters(&self) -> DeviceCounters;
+
+    /// Sets the global index of the next frame, so that a device whose noise (or drift) is a
+    /// function of the frame index replays a stream exactly: a resumed training run, or a
+    /// request retried over a link. Devices that cannot do this return
+    /// [`ErrorKind::Unsupported`] (the default).
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        let _ = index;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this device cannot seek its frame clock",
+        ))
+    }
 }
 
 /// What a projector reports about itself.
@@ -169,6 +181,18 @@ pub trait RandomProjector {
 
     /// Device frames and device time spent so far (zero for a digital projector).
     fn counters(&self) -> DeviceCounters;
+
+    /// Positions the underlying device's frame clock at global frame `index` (see
+    /// [`OpticalDevice::seek_frame`]), so a resumed run sees the same device noise as an
+    /// uninterrupted one. Deterministic projectors return `Ok(())`; the default is
+    /// [`ErrorKind::Unsupported`].
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        let _ = index;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this projector cannot seek its device's frame clock",
+        ))
+    }
 }
 
 /// Checks the buffers of a [`RandomProjector::project`] call: lengths match the batch and the
@@ -268,6 +292,9 @@ impl<T: OpticalDevice + ?Sized> OpticalDevice for &mut T {
     fn counters(&self) -> DeviceCounters {
         (**self).counters()
     }
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        (**self).seek_frame(index)
+    }
 }
 
 impl<T: OpticalDevice + ?Sized> OpticalDevice for Box<T> {
@@ -279,6 +306,9 @@ impl<T: OpticalDevice + ?Sized> OpticalDevice for Box<T> {
     }
     fn counters(&self) -> DeviceCounters {
         (**self).counters()
+    }
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        (**self).seek_frame(index)
     }
 }
 
@@ -292,6 +322,9 @@ impl<T: RandomProjector + ?Sized> RandomProjector for &mut T {
     fn counters(&self) -> DeviceCounters {
         (**self).counters()
     }
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        (**self).seek_frame(index)
+    }
 }
 
 impl<T: RandomProjector + ?Sized> RandomProjector for Box<T> {
@@ -303,5 +336,8 @@ impl<T: RandomProjector + ?Sized> RandomProjector for Box<T> {
     }
     fn counters(&self) -> DeviceCounters {
         (**self).counters()
+    }
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        (**self).seek_frame(index)
     }
 }

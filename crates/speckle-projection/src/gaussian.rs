@@ -151,6 +151,11 @@ impl RandomProjector for GaussianProjector {
     fn counters(&self) -> DeviceCounters {
         DeviceCounters::default()
     }
+
+    /// The digital projector is deterministic: there is no device clock to position.
+    fn seek_frame(&mut self, _index: u64) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -740,4 +740,8 @@ impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
     fn counters(&self) -> DeviceCounters {
         self.device.counters()
     }
+
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        self.device.seek_frame(index)
+    }
 }

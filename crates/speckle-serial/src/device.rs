@@ -703,6 +703,12 @@ impl<T: Transport> OpticalDevice for SerialDevice<T> {
     fn counters(&self) -> DeviceCounters {
         self.counters
     }
+
+    /// The host owns the frame clock: the next request carries `index` as its first frame.
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        self.next_frame = index;
+        Ok(())
+    }
 }
 
 fn decode_values(values: &[u8], bit_depth: u8, output: &mut [f32]) {

@@ -28,7 +28,7 @@ impl<T: Replay + ?Sized> Replay for Box<T> {
         (**self).frame_index()
     }
     fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
+        Replay::seek_frame(&mut **self, index)
     }
 }
 
@@ -409,8 +409,7 @@ where
         self.values.resize(frames * info.output_dim, 0.0);
         let mut values = std::mem::take(&mut self.values);
         let device = self.device.as_mut().expect("device built above");
-        let result = device
-            .seek_frame(r.first_frame)
+        let result = Replay::seek_frame(device, r.first_frame)
             .and_then(|()| device.transform(&packed, &mut values));
         let reply = match result {
             Err(e) => error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),

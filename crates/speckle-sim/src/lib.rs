@@ -398,4 +398,8 @@ impl OpticalDevice for SimulatedOpu {
             device_time_s: self.frames_shown as f64 * self.config.camera.frame_time_us * 1e-6,
         }
     }
+
+    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+        SimulatedOpu::seek_frame(self, index)
+    }
 }

@@ -16,6 +16,9 @@ use toml::{Table, Value};
 
 use super::SweepError;
 
+/// Key-value settings in application order.
+type Settings = Vec<(String, Value)>;
+
 /// Raw file layout; see the module docs and `configs/noise-sweep.toml` for an example.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,8 +297,7 @@ impl SweepConfig {
             }
             groups.push((g.name, b));
         }
-        if groups.is_empty() && top.points.is_empty() && top.zip.is_empty() && top.grid.is_empty()
-        {
+        if groups.is_empty() && top.points.is_empty() && top.zip.is_empty() && top.grid.is_empty() {
             return Err(SweepError::Config(
                 "the sweep is empty: give a non-empty [grid], [zip], [[points]] or [[groups]]"
                     .into(),
@@ -311,7 +313,7 @@ impl SweepConfig {
                     .unwrap_or_default();
                 let keep = q
                     .keep
-                    .map(|t| flatten_lists("[quick.keep]", &t, true))
+                    .map(|t| flatten_lists("[quick.keep]", &t, true, true))
                     .transpose()?
                     .unwrap_or_default();
                 (set, keep)
@@ -334,7 +336,7 @@ impl SweepConfig {
     /// settings are added to every point and its `keep` lists filter the points.
     pub fn expand(&self, quick: bool) -> Result<Vec<SweepPoint>, SweepError> {
         let top_rows = self.top.rows();
-        let mut rows: Vec<(Option<String>, Vec<(String, Value)>)> = Vec::new();
+        let mut rows: Vec<(Option<String>, Settings)> = Vec::new();
         if self.groups.is_empty() {
             rows.extend(top_rows.into_iter().map(|r| (None, r)));
         } else {
@@ -455,7 +457,7 @@ fn block(where_: &str, raw: RawBlock) -> Result<Block, SweepError> {
     };
     let grid = match raw.grid {
         Some(t) => {
-            let g = flatten_lists(&format!("{where_} grid"), &t, false)?;
+            let g = flatten_lists(&format!("{where_} grid"), &t, false, true)?;
             if g.is_empty() {
                 return Err(SweepError::Config(format!("{where_}: the grid is empty")));
             }
@@ -465,9 +467,11 @@ fn block(where_: &str, raw: RawBlock) -> Result<Block, SweepError> {
     };
     let zip = match raw.zip {
         Some(t) => {
-            let z = flatten_lists(&format!("{where_} zip"), &t, false)?;
+            let z = flatten_lists(&format!("{where_} zip"), &t, false, false)?;
             if z.is_empty() {
-                return Err(SweepError::Config(format!("{where_}: the zip table is empty")));
+                return Err(SweepError::Config(format!(
+                    "{where_}: the zip table is empty"
+                )));
             }
             let n = z[0].1.len();
             if let Some((k, v)) = z.iter().find(|(_, v)| v.len() != n) {
@@ -553,6 +557,7 @@ fn flatten_lists(
     where_: &str,
     t: &Table,
     allow_empty: bool,
+    unique: bool,
 ) -> Result<Vec<(String, Vec<Value>)>, SweepError> {
     let mut out = Vec::new();
     fn walk(
@@ -589,7 +594,8 @@ fn flatten_lists(
         Ok(())
     }
     walk(where_, "", t, allow_empty, &mut out)?;
-    for (k, vals) in &out {
+    // Grid values must be distinct; zip lists may repeat a value (other lists tell rows apart).
+    for (k, vals) in out.iter().filter(|_| unique) {
         let mut seen = BTreeSet::new();
         for v in vals {
             if !seen.insert(canonical(v)) {
@@ -699,11 +705,19 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
-fn point_id(group: Option<&str>, settings: &[(String, Value)], labels: &[(String, Value)]) -> String {
+fn point_id(
+    group: Option<&str>,
+    settings: &[(String, Value)],
+    labels: &[(String, Value)],
+) -> String {
     let mut lines: Vec<String> = settings
         .iter()
         .map(|(k, v)| format!("set {k}={}", canonical(v)))
-        .chain(labels.iter().map(|(k, v)| format!("label {k}={}", canonical(v))))
+        .chain(
+            labels
+                .iter()
+                .map(|(k, v)| format!("label {k}={}", canonical(v))),
+        )
         .collect();
     lines.sort();
     if let Some(g) = group {

@@ -37,12 +37,12 @@ mod train;
 mod tests;
 
 pub use config::{canonical, get_dotted, set_dotted, SweepConfig, SweepPoint};
-pub use train::{FeedbackTools, TrainRunner};
 pub use runner::{
     collect_results, merge, results_csv, run_sweep, write_outputs, Manifest, ManifestPoint,
     PointResult, PointRunner, Shard, SweepOptions, SweepOutcome, MANIFEST_FILE, POINT_FILE,
     RESULT_FILE, SUMMARY_FILE,
 };
+pub use train::{FeedbackTools, TrainRunner};
 
 /// A sweep failure, one line.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,9 @@ use super::SweepError;
 
 /// Whether a column is a seed (averaged over, never plotted against).
 pub fn is_seed_key(key: &str) -> bool {
-    key.rsplit('.').next().is_some_and(|last| last.ends_with("seed"))
+    key.rsplit('.')
+        .next()
+        .is_some_and(|last| last.ends_with("seed"))
 }
 
 /// Mean and sample standard deviation (0 for a single value) of the finite values.
@@ -74,7 +76,11 @@ pub fn study_param(
     // Values: numeric ones sorted, others in point order.
     let mut vals: Vec<Value> = Vec::new();
     for (mp, _) in &with {
-        let v = mp.point.get(param).cloned().unwrap_or(Value::Boolean(false));
+        let v = mp
+            .point
+            .get(param)
+            .cloned()
+            .unwrap_or(Value::Boolean(false));
         if !vals.iter().any(|x| canonical(x) == canonical(&v)) {
             vals.push(v);
         }
@@ -209,7 +215,10 @@ pub fn write_report(
         let _ = writeln!(md, "{}\n", manifest.description.trim());
     }
     if manifest.quick {
-        let _ = writeln!(md, "**Quick mode** (`--quick`): reduced settings, for tests only.\n");
+        let _ = writeln!(
+            md,
+            "**Quick mode** (`--quick`): reduced settings, for tests only.\n"
+        );
     }
     let _ = writeln!(
         md,
@@ -241,9 +250,8 @@ pub fn write_report(
             continue;
         };
         let _ = writeln!(md, "## Against `{param}`\n");
-        std::fs::create_dir_all(&fig_dir).map_err(|e| {
-            SweepError::Io(format!("cannot create {}: {e}", fig_dir.display()))
-        })?;
+        std::fs::create_dir_all(&fig_dir)
+            .map_err(|e| SweepError::Io(format!("cannot create {}: {e}", fig_dir.display())))?;
         let name = format!("{}.png", slug(param));
         plot_study(&fig_dir.join(&name), &study, layers)?;
         let _ = writeln!(md, "![{param}](figures/{name})\n");
@@ -261,7 +269,11 @@ pub fn write_report(
                 let Some(c) = c else { continue };
                 let mut line = format!("| {s} | {v} | {} | {} |", c.runs, pm(c.accuracy, 100.0, 2));
                 for l in 0..layers {
-                    let _ = write!(line, " {} |", pm(c.cosine.get(l).copied().flatten(), 1.0, 3));
+                    let _ = write!(
+                        line,
+                        " {} |",
+                        pm(c.cosine.get(l).copied().flatten(), 1.0, 3)
+                    );
                 }
                 let snr = c.snr_db.map_or("–".to_string(), |x| format!("{x:.1}"));
                 let _ = write!(line, " {snr} |");
@@ -303,7 +315,10 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
     crate::plot::register_font();
     let err = |e: String| SweepError::Io(format!("plotting {}: {e}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("fig.png");
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("fig.png");
     let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
     {
         let root = BitMapBackend::new(&tmp, (1400, 520)).into_drawing_area();
@@ -323,8 +338,14 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
             .iter()
             .flat_map(|(_, cs)| cs.iter().flatten().filter_map(|c| c.accuracy))
             .collect();
-        let lo = accs.iter().map(|a| 100.0 * (a.0 - a.1)).fold(f64::INFINITY, f64::min);
-        let hi = accs.iter().map(|a| 100.0 * (a.0 + a.1)).fold(f64::NEG_INFINITY, f64::max);
+        let lo = accs
+            .iter()
+            .map(|a| 100.0 * (a.0 - a.1))
+            .fold(f64::INFINITY, f64::min);
+        let hi = accs
+            .iter()
+            .map(|a| 100.0 * (a.0 + a.1))
+            .fold(f64::NEG_INFINITY, f64::max);
         let (lo, hi) = if lo.is_finite() && hi.is_finite() {
             let pad = ((hi - lo) * 0.1).max(0.5);
             ((lo - pad).max(0.0), (hi + pad).min(100.0))
@@ -371,7 +392,10 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
         }
         // Alignment panel.
         let mut chart = ChartBuilder::on(&right)
-            .caption("alignment (cosine, DFA signal vs backprop)", ("sans-serif", 22))
+            .caption(
+                "alignment (cosine, DFA signal vs backprop)",
+                ("sans-serif", 22),
+            )
             .margin(12)
             .x_label_area_size(50)
             .y_label_area_size(60)
@@ -445,18 +469,27 @@ fn draw_series(
     }
     let style = ShapeStyle::from(color).stroke_width(2);
     chart
-        .draw_series(LineSeries::new(pts.iter().map(|p| (p.0.clone(), p.1)), style))
+        .draw_series(LineSeries::new(
+            pts.iter().map(|p| (p.0.clone(), p.1)),
+            style,
+        ))
         .map_err(|e| e.to_string())?
         .label(label.to_string())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     chart
         .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
             // ± one standard deviation as a vertical bar.
-            PathElement::new(vec![(p.0.clone(), p.1 - p.2), (p.0.clone(), p.1 + p.2)], style)
+            PathElement::new(
+                vec![(p.0.clone(), p.1 - p.2), (p.0.clone(), p.1 + p.2)],
+                style,
+            )
         }))
         .map_err(|e| e.to_string())?;
     chart
-        .draw_series(pts.iter().map(|p| Circle::new((p.0.clone(), p.1), 4, style.filled())))
+        .draw_series(
+            pts.iter()
+                .map(|p| Circle::new((p.0.clone(), p.1), 4, style.filled())),
+        )
         .map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -197,7 +197,10 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Self, SweepError> {
         let path = dir.join(MANIFEST_FILE);
         let text = fs::read_to_string(&path).map_err(|e| {
-            SweepError::Io(format!("cannot read sweep manifest {}: {e}", path.display()))
+            SweepError::Io(format!(
+                "cannot read sweep manifest {}: {e}",
+                path.display()
+            ))
         })?;
         serde_json::from_str(&text).map_err(|e| {
             SweepError::Io(format!("sweep manifest {} is corrupt: {e}", path.display()))
@@ -250,8 +253,12 @@ impl PointResult {
                     .iter()
                     .map(|l| {
                         (
-                            l.get("cosine_mean").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
-                            l.get("cosine_std").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
+                            l.get("cosine_mean")
+                                .and_then(|x| x.as_f64())
+                                .unwrap_or(f64::NAN),
+                            l.get("cosine_std")
+                                .and_then(|x| x.as_f64())
+                                .unwrap_or(f64::NAN),
                         )
                     })
                     .collect()
@@ -326,10 +333,16 @@ fn read_result(run_dir: &Path) -> Result<Option<PointResult>, SweepError> {
     let path = run_dir.join(RESULT_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            SweepError::Io(format!("{} is corrupt ({e}); delete it to rerun the point", path.display()))
+            SweepError::Io(format!(
+                "{} is corrupt ({e}); delete it to rerun the point",
+                path.display()
+            ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SweepError::Io(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(SweepError::Io(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -547,13 +560,19 @@ pub fn collect_results(
 /// Writes `results.csv`, `report.md` and the figures for the finished points in `dir`.
 pub fn write_outputs(dir: &Path, manifest: &Manifest) -> Result<(), SweepError> {
     let rows = collect_results(dir, manifest)?;
-    write_atomic(&dir.join("results.csv"), results_csv(manifest, &rows).as_bytes())?;
+    write_atomic(
+        &dir.join("results.csv"),
+        results_csv(manifest, &rows).as_bytes(),
+    )?;
     report::write_report(dir, manifest, &rows)
 }
 
 /// Hidden layers reported: the most any finished point has.
 pub fn layer_count(rows: &[(ManifestPoint, PointResult)]) -> usize {
-    rows.iter().map(|(_, r)| r.alignment.len()).max().unwrap_or(0)
+    rows.iter()
+        .map(|(_, r)| r.alignment.len())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The text of `results.csv`: a row per finished or failed point.
@@ -569,11 +588,20 @@ pub fn results_csv(manifest: &Manifest, rows: &[(ManifestPoint, PointResult)]) -
         header.push(format!("cos_mean_l{l}"));
         header.push(format!("cos_std_l{l}"));
     }
-    for h in ["snr_db", "device_frames", "device_time_s", "status", "point_id"] {
+    for h in [
+        "snr_db",
+        "device_frames",
+        "device_time_s",
+        "status",
+        "point_id",
+    ] {
         header.push(h.into());
     }
     let mut out = csv_line(&header);
-    let num = |v: Option<f64>| v.filter(|x| x.is_finite()).map_or(String::new(), |x| format!("{x}"));
+    let num = |v: Option<f64>| {
+        v.filter(|x| x.is_finite())
+            .map_or(String::new(), |x| format!("{x}"))
+    };
     for (mp, r) in rows {
         let mut cells: Vec<String> = Vec::new();
         if manifest.grouped {

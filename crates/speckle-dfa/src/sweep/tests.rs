@@ -132,12 +132,17 @@ fn grid_expands_in_a_stable_order_with_stable_ids() {
     // Quick mode: filtered, with the quick settings (so other ids).
     let q = s.expand(true).unwrap();
     assert_eq!(q.len(), 4);
-    assert!(q.iter().all(|p| p.get("training.epochs") == Some(&toml::Value::Integer(0))));
+    assert!(q
+        .iter()
+        .all(|p| p.get("training.epochs") == Some(&toml::Value::Integer(0))));
     assert!(q.iter().all(|qp| p.iter().all(|pp| pp.id != qp.id)));
     // Resolution applies settings to the base.
     let c = p[5].resolve(&s.base).unwrap();
     assert_eq!(get_dotted(&c, "x.bits"), Some(&toml::Value::Integer(12)));
-    assert_eq!(get_dotted(&c, "training.epochs"), Some(&toml::Value::Integer(1)));
+    assert_eq!(
+        get_dotted(&c, "training.epochs"),
+        Some(&toml::Value::Integer(1))
+    );
     assert_eq!(s.swept_keys(&p), vec!["training.seed", "x.bits"]);
 }
 
@@ -184,7 +189,10 @@ fn bad_sweep_files_give_one_line_errors() {
         ("grdi = 1\n[grid]\n\"x.bits\" = [1]\n", "line 1"),
         ("[grid]\n\"x.bits\" = 4\n", "must be a list"),
         ("[zip]\na = [1, 2]\nb = [1]\n", "equal lengths"),
-        ("[set]\n\"x.bits\" = 4\n[grid]\n\"x.bits\" = [4, 8]\n", "both"),
+        (
+            "[set]\n\"x.bits\" = 4\n[grid]\n\"x.bits\" = [4, 8]\n",
+            "both",
+        ),
         ("[grid]\n\"x.bits\" = [4, 4]\n", "twice"),
         (
             "[grid]\n\"x.bits\" = [4]\n[[groups]]\nname = \"g\"\ngrid = { \"x.bits\" = [8] }\n",
@@ -203,13 +211,19 @@ fn bad_sweep_files_give_one_line_errors() {
     let e = run_sweep(&s, &SweepOptions::new(dir.path().join("o")), &fake, &quiet)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("point 0") && e.contains("unknown key x.bitz"), "{e}");
+    assert!(
+        e.contains("point 0") && e.contains("unknown key x.bitz"),
+        "{e}"
+    );
     assert_eq!(fake.runs.load(Ordering::SeqCst), 0);
     assert!(!dir.path().join("o").exists(), "nothing written");
     // Bad shards.
     assert!("3/3".parse::<Shard>().is_err());
     assert!("1".parse::<Shard>().is_err());
-    assert_eq!("1/3".parse::<Shard>().unwrap(), Shard { index: 1, count: 3 });
+    assert_eq!(
+        "1/3".parse::<Shard>().unwrap(),
+        Shard { index: 1, count: 3 }
+    );
 }
 
 #[test]
@@ -284,7 +298,11 @@ fn shards_merge_to_the_full_sweep_and_jobs_do_not_change_results() {
     assert!(merged.join("report.md").exists());
     // Merging a partial set says so.
     let partial = dir.path().join("partial");
-    assert_eq!(merge(&shard_dirs[..2], &partial).unwrap().0, 4, "indices 0, 1, 4, 5");
+    assert_eq!(
+        merge(&shard_dirs[..2], &partial).unwrap().0,
+        4,
+        "indices 0, 1, 4, 5"
+    );
     // Shards of different sweeps do not merge.
     let other = parse(&GRID.replace("[0, 1]", "[0, 2]")).unwrap();
     let mut o = SweepOptions::new(dir.path().join("other"));
@@ -324,7 +342,10 @@ fn results_csv_has_the_documented_columns_and_failures_are_recorded() {
     assert_eq!(&failed[..3], &["true", "4", ""]);
     assert_eq!(failed[10], "failed");
     let report = read(&dir.path().join("report.md"));
-    assert!(report.contains("## Failed points") && report.contains("diverged"), "{report}");
+    assert!(
+        report.contains("## Failed points") && report.contains("diverged"),
+        "{report}"
+    );
     // Failed points are not retried by a plain rerun.
     let fake = Fake::default();
     run_sweep(&s, &SweepOptions::new(dir.path()), &fake, &quiet).unwrap();
@@ -362,7 +383,10 @@ params = ["bottleneck"]
     let report = read(&dir.path().join("report.md"));
     assert!(report.contains("# Sweep `bottleneck-fixture`"), "{report}");
     assert!(report.contains("## Against `bottleneck`"), "{report}");
-    assert!(!report.contains("## Against `x.width`"), "only the listed params");
+    assert!(
+        !report.contains("## Against `x.width`"),
+        "only the listed params"
+    );
     // narrow, b = 50: accuracy 0.5 + 0/40 + seed/1000 over seeds {0, 1}: 50.05 ± 0.07 %;
     // layer-2 cosine sqrt(50/800) = 0.25 for both seeds.
     assert!(
@@ -373,6 +397,9 @@ params = ["bottleneck"]
     let png = std::fs::read(dir.path().join("figures/bottleneck.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let csv = read(&dir.path().join("results.csv"));
-    assert!(csv.starts_with("group,variant,bottleneck,training.seed,"), "{csv}");
+    assert!(
+        csv.starts_with("group,variant,bottleneck,training.seed,"),
+        "{csv}"
+    );
     assert!(csv.contains("\nnarrow,narrow,1,0,"), "{csv}");
 }
