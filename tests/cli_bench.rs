@@ -73,3 +73,38 @@ fn bad_bench_arguments_are_one_line_errors() {
     speckle(["bench", "--out", "many", "--seconds", "0"]).fails_with("--out 'many'");
     speckle(["bench", "--batch", "0", "--seconds", "0"]).fails_with("--batch");
 }
+
+#[test]
+fn train_bench_reports_samples_per_second_for_dfa() {
+    let run = speckle([
+        "bench",
+        "train",
+        "--json",
+        "--config",
+        "configs/mnist-dfa.toml",
+        "--set",
+        "model.hidden=[16, 16]",
+        "--samples",
+        "256",
+    ])
+    .ok();
+    let v: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout));
+    assert_eq!(v["algorithm"], "dfa");
+    assert_eq!(v["samples"], 256);
+    positive(&v, "samples_per_s");
+    positive(&v, "gflops");
+}
+
+#[test]
+fn train_bench_rejects_unknown_config_keys() {
+    speckle([
+        "bench",
+        "train",
+        "--set",
+        "training.epoch=3",
+        "--samples",
+        "8",
+    ])
+    .fails_with("epoch");
+}

@@ -33,9 +33,24 @@ pub enum BenchTarget {
     Train(TrainBenchArgs),
 }
 
-/// Arguments of `speckle bench train` (to be defined with the trainer's benchmark).
+/// Arguments of `speckle bench train`: the training throughput of a run config's model,
+/// algorithm, optimizer and feedback projector, on synthetic data of the dataset's shape.
 #[derive(Args, Debug)]
-pub struct TrainBenchArgs {}
+pub struct TrainBenchArgs {
+    /// Run configuration (TOML). Default: the embedded default (DFA through the simulated OPU);
+    /// use configs/mnist-dfa.toml for the digital projector.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Override a config key, as in `speckle train` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Samples in the timed loop (one MNIST epoch by default).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub samples: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BenchMode {
@@ -91,8 +106,64 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
-fn run_train(_args: TrainBenchArgs) -> anyhow::Result<()> {
-    bail!("speckle bench train is not available yet")
+fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
+    use speckle_dfa::spec::AlgorithmKind;
+    let config = speckle_dfa::config::RunConfig::load(args.config.as_deref(), &args.set)?;
+    let input_dim = config.data.dataset.input_dim();
+    let classes = 10;
+    let projector = if config.training.algorithm == AlgorithmKind::Dfa {
+        let hidden = &config.model.hidden;
+        let out = if config.feedback.per_layer {
+            hidden.iter().sum()
+        } else {
+            hidden.iter().copied().max().unwrap_or(0)
+        };
+        Some(super::train::projector_factory(
+            &config.feedback,
+            classes,
+            out.max(1),
+        )?)
+    } else {
+        None
+    };
+    let samples = usize::try_from(args.samples)?;
+    let report = speckle_dfa::perf::bench_epoch(
+        input_dim,
+        classes,
+        &config.model,
+        &config.algorithm_spec(),
+        &config.optimizer,
+        config.training.batch_size,
+        samples,
+        projector,
+    )?;
+    if args.json {
+        let value = serde_json::json!({
+            "algorithm": format!("{:?}", config.training.algorithm).to_lowercase(),
+            "input_dim": input_dim,
+            "hidden": config.model.hidden,
+            "batch_size": config.training.batch_size,
+            "samples": report.samples,
+            "seconds": report.seconds,
+            "samples_per_s": report.samples_per_s,
+            "flops_per_sample": report.flops_per_sample,
+            "gflops": report.gflops,
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "{:?} {}-{:?}-10, batch {}: {} samples in {:.3} s, {:.0} samples/s, {:.1} GFLOP/s",
+            config.training.algorithm,
+            input_dim,
+            config.model.hidden,
+            config.training.batch_size,
+            report.samples,
+            report.seconds,
+            report.samples_per_s,
+            report.gflops
+        );
+    }
+    Ok(())
 }
 
 fn run_suite(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
@@ -152,6 +223,9 @@ fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
             args.seconds
         );
     }
+    if let (DeviceSpec::Serial { path, baud }, BenchMode::Raw) = (&args.device, args.mode) {
+        return bench_serial(args, path, *baud, output_dim);
+    }
     let overrides = spec::parse_overrides(&args.set)?;
     let overrides = (!overrides.is_empty()).then_some(&overrides);
     let report = match args.mode {
@@ -167,6 +241,64 @@ fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
+    }
+    Ok(())
+}
+
+/// Raw throughput over a serial link, with the protocol's efficiency (payload bytes over bytes
+/// on the wire), which a `Box<dyn OpticalDevice>` cannot report.
+fn bench_serial(
+    args: &ProjectionBenchArgs,
+    path: &std::path::Path,
+    baud: Option<u32>,
+    output_dim: usize,
+) -> anyhow::Result<()> {
+    let path = path
+        .to_str()
+        .with_context(|| format!("serial path {} is not UTF-8", path.display()))?;
+    // Enough batches for a stable figure without making a slow link take minutes.
+    let batches = (args.seconds * 4.0).ceil().clamp(1.0, 1000.0) as usize;
+    let link = speckle_serial::bench_serial_port(
+        path,
+        baud.unwrap_or(speckle_serial::DEFAULT_BAUD),
+        args.input_dim,
+        output_dim,
+        args.batch,
+        batches,
+    )?;
+    let flop_per_vector = 4.0 * args.input_dim as f64 * output_dim as f64;
+    let value = serde_json::json!({
+        "spec": args.device.to_string(),
+        "mode": "raw",
+        "input_dim": args.input_dim,
+        "output_dim": output_dim,
+        "batch": args.batch,
+        "vectors": link.vectors,
+        "wall_s": link.seconds,
+        "vectors_per_s": link.vectors_per_s,
+        "frames_per_s": link.vectors_per_s,
+        "gflops": link.vectors_per_s * flop_per_vector / 1e9,
+        "efficiency": link.efficiency,
+        "payload_bytes": link.payload_bytes,
+        "wire_bytes": link.wire_bytes,
+        "retransmissions": link.retransmissions,
+        "chunk_frames": link.chunk_frames,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!(
+            "{}: {} → {}, batch {}: {:.1} vectors/s, protocol efficiency {:.1} % ({} payload / {} wire bytes, {} retransmissions)",
+            args.device,
+            args.input_dim,
+            output_dim,
+            args.batch,
+            link.vectors_per_s,
+            100.0 * link.efficiency,
+            link.payload_bytes,
+            link.wire_bytes,
+            link.retransmissions
+        );
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ pub struct TrainArgs {
 
 /// Builds the feedback projector of a run from its `[feedback]` section, through the same
 /// device SPEC machinery as `--device`.
-fn projector_factory(
+pub(crate) fn projector_factory(
     feedback: &FeedbackConfig,
     input_dim: usize,
     output_dim: usize,
