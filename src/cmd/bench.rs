@@ -346,12 +346,14 @@ fn report(
     }
 }
 
-fn random_binary(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+/// Random 0/1 inputs for benchmarks, seeded (shared with the suite).
+pub(super) fn random_binary(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..rows * cols).map(|_| rng.random_range(0..2u8)).collect()
 }
 
-fn random_signed(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+/// Random signed inputs in [-1, 1) for benchmarks, seeded (shared with the suite).
+pub(super) fn random_signed(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..rows * cols)
         .map(|_| rng.random_range(-1.0f32..1.0))

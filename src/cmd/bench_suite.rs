@@ -8,9 +8,8 @@
 //! operations per second (4·N·M flop per raw vector, |x·R|² with complex R; 2·N·M per linear
 //! vector), and the device time the same frames would take on hardware at the configured frame
 //! rate. `--out DIR` writes `suite.csv` and `suite.png` (vectors/s against N·M per backend).
+use super::bench::{random_binary, random_signed};
 use anyhow::{bail, Context};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use speckle::hal::{pack_bits, OpticalDevice, PackedFrames};
 use speckle::spec::{self, DeviceSpec, SimSource};
 use std::io::Write;
@@ -183,18 +182,6 @@ pub fn run(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
         bail!("{failures} of {} suite cases failed", SUITE.len());
     }
     Ok(())
-}
-
-fn random_binary(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..rows * cols).map(|_| rng.random_range(0..2u8)).collect()
-}
-
-fn random_signed(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..rows * cols)
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect()
 }
 
 /// Repeats `step` until `seconds` have passed (at least once): (calls, wall seconds).
