@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::Uniform;
 use rayon::prelude::*;
 
-use crate::linalg::{column_sums, gemm, RowMajor};
+use crate::linalg::{column_sums, gemm, gemm_at_b_rows, RowMajor};
 use crate::optim::{Param, StepScalars};
 use crate::spec::{Activation, Init, ModelSpec, OptimizerSpec};
 
@@ -21,6 +21,9 @@ pub(crate) const BN_MOMENTUM: f32 = 0.1;
 
 /// Rows per rayon task in elementwise passes.
 const ROWS_PER_TASK: usize = 16;
+/// Tiles per weight matrix in the fused gradient-and-update pass (a count fixed by the shape,
+/// never by the thread count).
+const WEIGHT_TILES: usize = 8;
 
 pub(crate) struct BatchNorm {
     pub gamma: Param,
@@ -482,15 +485,13 @@ impl Network {
         }
         for l in (0..self.layers.len()).rev() {
             let (below, at) = buf.hidden.split_at_mut(l.min(hidden_count));
-            let input_all: &[f32] = if l == 0 {
-                &buf.input
+            // The block below: its output is this layer's input, its delta receives BP and FA.
+            let (input_all, below_delta): (&[f32], Option<&mut Vec<f32>>) = if l == 0 {
+                (&buf.input, None)
             } else {
-                let p = &below[l - 1];
-                if p.out.is_empty() {
-                    &p.act
-                } else {
-                    &p.out
-                }
+                let p = &mut below[l - 1];
+                let input = if p.out.is_empty() { &p.act } else { &p.out };
+                (input, Some(&mut p.delta))
             };
             let layer = &mut self.layers[l];
             let (fi, fo) = (layer.fan_in, layer.fan_out);
@@ -556,17 +557,22 @@ impl Network {
                 (&hb.delta[..n * fo], 1.0)
             };
             let delta_m = RowMajor::new(delta, n, fo);
-            gemm(
-                &mut layer.w.grad,
-                fi,
-                fo,
-                inp,
-                true,
-                delta_m,
-                false,
-                alpha,
-                false,
-            );
+            // With an update and nothing to capture, each tile of the weight gradient is
+            // computed right where the optimizer consumes it (below), while it is in cache.
+            let fused = update.is_some() && capture.is_none();
+            if !fused {
+                gemm(
+                    &mut layer.w.grad,
+                    fi,
+                    fo,
+                    inp,
+                    true,
+                    delta_m,
+                    false,
+                    alpha,
+                    false,
+                );
+            }
             column_sums(delta, fo, &mut layer.b.grad);
             if alpha != 1.0 {
                 for g in &mut layer.b.grad {
@@ -585,8 +591,8 @@ impl Network {
                     Feedback::Fixed(m) => Some(&m[l]),
                     Feedback::Direct { .. } => None,
                 };
-                if let Some(back) = back {
-                    let dst = &mut below[l - 1].delta[..n * fi];
+                if let (Some(back), Some(below_delta)) = (back, below_delta) {
+                    let dst = &mut below_delta[..n * fi];
                     gemm(
                         dst,
                         n,
@@ -601,7 +607,16 @@ impl Network {
                 }
             }
             if let Some(s) = update {
-                s.update(&mut layer.w);
+                if fused {
+                    // Fixed tiles of whole rows, so the result does not depend on the threads.
+                    let tile_rows = fi.div_ceil(WEIGHT_TILES).next_multiple_of(4).min(fi);
+                    s.update_tiles(&mut layer.w, tile_rows * fo, |t, grad| {
+                        let row0 = t * tile_rows;
+                        gemm_at_b_rows(grad, inp, row0, grad.len() / fo, delta_m, alpha);
+                    });
+                } else {
+                    s.update(&mut layer.w);
+                }
                 s.update(&mut layer.b);
                 if let Some(bn) = &mut layer.bn {
                     s.update(&mut bn.gamma);

@@ -9,6 +9,7 @@
 //! let r = bench_epoch(64, 10, &model, &bp, &OptimizerSpec::default(), 32, 256, None).unwrap();
 //! assert_eq!(r.samples, 256);
 //! assert!(r.seconds > 0.0 && r.gflops > 0.0);
+//! assert!(speckle_dfa::perf::gemm_peak_gflops(0.0) > 0.0);
 //! ```
 
 use std::time::Instant;
@@ -85,4 +86,36 @@ pub fn bench_epoch(
         flops_per_sample: fps,
         gflops: fps * samples as f64 / seconds / 1e9,
     })
+}
+
+/// The f32 GEMM rate this machine reaches right now, in GFLOP/s: the best of repeated
+/// 1024 × 1024 × 1024 products (faer, the whole rayon pool) over about `seconds`. Training
+/// throughput is reported against it, since a shared machine's peak moves from minute to
+/// minute.
+pub fn gemm_peak_gflops(seconds: f64) -> f64 {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, Mat, Par};
+    const N: usize = 1024;
+    let a = Mat::<f32>::from_fn(N, N, |i, j| ((i * 7 + j * 3) % 17) as f32 * 0.01);
+    let b = Mat::<f32>::from_fn(N, N, |i, j| ((i * 5 + j * 11) % 13) as f32 * 0.01);
+    let mut c = Mat::<f32>::zeros(N, N);
+    let flop = 2.0 * (N * N * N) as f64;
+    let mut best = 0.0f64;
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < 3 || start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        matmul(
+            c.as_mut(),
+            Accum::Replace,
+            a.as_ref(),
+            b.as_ref(),
+            1.0,
+            Par::rayon(0),
+        );
+        best = best.max(flop / t.elapsed().as_secs_f64() / 1e9);
+        runs += 1;
+    }
+    std::hint::black_box(&c);
+    best
 }

@@ -632,6 +632,17 @@ impl Trainer {
         x: ArrayView2<f32>,
         labels: &[u8],
     ) -> Result<StepStats, DfaError> {
+        // The whole step runs on a rayon worker: every parallel pass inside it then starts
+        // on this thread and shares with the others by stealing, instead of parking the caller
+        // and waking the pool once per pass (tens of context switches per step otherwise).
+        rayon::scope(|_| self.train_batch_in_pool(x, labels))
+    }
+
+    fn train_batch_in_pool(
+        &mut self,
+        x: ArrayView2<f32>,
+        labels: &[u8],
+    ) -> Result<StepStats, DfaError> {
         let n = self.check_batch(&x, labels)?;
         if n > self.train_buf.capacity {
             self.train_buf = self.net.buffers(n);
@@ -746,6 +757,14 @@ impl Trainer {
     /// Mean loss and accuracy in eval mode (no dropout, batch-norm running statistics),
     /// in chunks of 1024 rows.
     pub fn evaluate(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> Result<EvalStats, DfaError> {
+        rayon::scope(|_| self.evaluate_in_pool(x, labels))
+    }
+
+    fn evaluate_in_pool(
+        &mut self,
+        x: ArrayView2<f32>,
+        labels: &[u8],
+    ) -> Result<EvalStats, DfaError> {
         let n = self.check_batch(&x, labels)?;
         let (mut loss, mut correct) = (0.0, 0);
         let mut start = 0;

@@ -407,6 +407,55 @@ fn dfa_gradients_equal_the_seed_rule_by_hand() {
 }
 
 #[test]
+fn a_training_step_applies_the_optimizer_to_the_gradients() {
+    // The step computes each weight gradient tile by tile where the optimizer consumes it
+    // (several tiles here: 80 input rows); the result must be the optimizer applied to the
+    // gradients of the same batch computed whole.
+    let (x, y) = random_batch(64, 80, 10, 11);
+    let opts = [
+        OptimizerSpec {
+            weight_decay: 0.01,
+            ..sgd(0.1)
+        },
+        OptimizerSpec {
+            lr: 0.01,
+            schedule: Schedule::Constant,
+            ..OptimizerSpec::default()
+        },
+    ];
+    for kind in [AlgorithmKind::Bp, AlgorithmKind::Fa, AlgorithmKind::Dfa] {
+        for opt in &opts {
+            let model = ModelSpec {
+                hidden: vec![48, 40],
+                ..ModelSpec::default()
+            };
+            let mut reference = make_trainer(kind, &model, opt);
+            let mut stepped = make_trainer(kind, &model, opt);
+            let before = reference.state();
+            let grads = reference.gradients(x.view(), &y).unwrap();
+            stepped.train_batch(x.view(), &y).unwrap();
+            for (name, g) in &grads {
+                let w0 = &before.arrays.iter().find(|(n, _)| n == name).unwrap().1;
+                let w1 = param(&stepped, name);
+                for (k, ((&w0, &g), &w1)) in w0.iter().zip(g).zip(&w1).enumerate() {
+                    let (w0, g) = (w0 as f64, g as f64);
+                    let want = match opt.kind {
+                        OptimizerKind::Sgd => w0 - opt.lr * (g + opt.weight_decay * w0),
+                        // First Adam step: bias-corrected m/sqrt(v) is g/|g|.
+                        OptimizerKind::Adam => w0 - opt.lr * g / (g.abs() + opt.eps),
+                    };
+                    assert!(
+                        (w1 as f64 - want).abs() < 1e-5 * (1.0 + want.abs()),
+                        "{kind} {:?} {name}[{k}]: {w1} vs {want}",
+                        opt.kind
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn dfa_hidden_updates_are_batch_sums_and_the_output_layer_a_batch_mean() {
     // Duplicating every sample doubles the hidden gradients and leaves the output layer's.
     let model = ModelSpec {
