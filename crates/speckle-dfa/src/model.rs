@@ -42,6 +42,46 @@ pub(crate) struct Dense {
     pub w: Param,
     pub b: Param,
     pub bn: Option<BatchNorm>,
+    /// Masked-update bottleneck (see [`ModelSpec::masked_layer`]).
+    pub mask: Option<UpdateMask>,
+}
+
+/// Fixed 0/1 multipliers of a layer's updates: its weight gradient (`fan_in × fan_out`), bias
+/// gradient (`fan_out`) and the gradient it propagates to its input (`fan_in`, per row).
+pub(crate) struct UpdateMask {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub input: Vec<f32>,
+}
+
+impl UpdateMask {
+    /// Keeps `round(len · units / width)` entries (at least one) of each, chosen uniformly
+    /// without replacement, weight then bias then input.
+    fn draw(fan_in: usize, fan_out: usize, units: usize, rng: &mut ChaCha8Rng) -> Self {
+        let mut draw = |len: usize| {
+            let keep = ((len as f64 * units as f64 / fan_out as f64).round() as usize).clamp(1, len);
+            let mut m = vec![0.0f32; len];
+            for i in rand::seq::index::sample(rng, len, keep) {
+                m[i] = 1.0;
+            }
+            m
+        };
+        let weight = draw(fan_in * fan_out);
+        let bias = draw(fan_out);
+        let input = draw(fan_in);
+        Self {
+            weight,
+            bias,
+            input,
+        }
+    }
+}
+
+/// `dst[i] *= mask[i]`.
+fn apply_mask(dst: &mut [f32], mask: &[f32]) {
+    for (d, m) in dst.iter_mut().zip(mask) {
+        *d *= m;
+    }
 }
 
 /// Buffers of one hidden block for up to `capacity` rows.
@@ -137,6 +177,7 @@ impl Network {
                     w: Param::new(w, opt),
                     b: Param::new(b, opt),
                     bn,
+                    mask: None,
                 }
             })
             .collect();
@@ -148,6 +189,20 @@ impl Network {
             dropout_hidden: spec.dropout_hidden,
             layers,
         }
+    }
+
+    /// Draws the masked-update bottleneck of `spec` (nothing when `masked_layer` is 0).
+    pub fn set_update_mask(&mut self, spec: &ModelSpec, rng: &mut ChaCha8Rng) {
+        if spec.masked_layer == 0 {
+            return;
+        }
+        let layer = &mut self.layers[spec.masked_layer - 1];
+        layer.mask = Some(UpdateMask::draw(
+            layer.fan_in,
+            layer.fan_out,
+            spec.masked_units,
+            rng,
+        ));
     }
 
     pub fn hidden_count(&self) -> usize {
@@ -572,12 +627,18 @@ impl Network {
                     alpha,
                     false,
                 );
+                if let Some(mask) = &layer.mask {
+                    apply_mask(&mut layer.w.grad, &mask.weight);
+                }
             }
             column_sums(delta, fo, &mut layer.b.grad);
             if alpha != 1.0 {
                 for g in &mut layer.b.grad {
                     *g *= alpha;
                 }
+            }
+            if let Some(mask) = &layer.mask {
+                apply_mask(&mut layer.b.grad, &mask.bias);
             }
             if l < hidden_count {
                 if let Some(c) = capture.as_deref_mut() {
@@ -604,15 +665,24 @@ impl Network {
                         alpha,
                         false,
                     );
+                    if let Some(mask) = &layer.mask {
+                        for row in dst.chunks_exact_mut(fi) {
+                            apply_mask(row, &mask.input);
+                        }
+                    }
                 }
             }
             if let Some(s) = update {
                 if fused {
                     // Fixed tiles of whole rows, so the result does not depend on the threads.
                     let tile_rows = fi.div_ceil(WEIGHT_TILES).next_multiple_of(4).min(fi);
+                    let mask = layer.mask.as_ref().map(|m| &m.weight[..]);
                     s.update_tiles(&mut layer.w, tile_rows * fo, |t, grad| {
                         let row0 = t * tile_rows;
                         gemm_at_b_rows(grad, inp, row0, grad.len() / fo, delta_m, alpha);
+                        if let Some(mask) = mask {
+                            apply_mask(grad, &mask[row0 * fo..]);
+                        }
                     });
                 } else {
                     s.update(&mut layer.w);
@@ -650,7 +720,7 @@ fn through_block_ops(
 }
 
 /// A seeded generator on its own stream: stream 0 initializes weights, 1 the FA matrices,
-/// 2 dropout.
+/// 2 dropout, 3 the masked-update bottleneck.
 pub(crate) fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);

@@ -130,6 +130,13 @@ pub struct ModelSpec {
     pub dropout_hidden: f32,
     /// Weight initialization.
     pub init: Init,
+    /// The seed paper code's "bottleneck of size b" without building a narrower layer: hidden
+    /// layer `masked_layer` (1-based; 0, the default, masks nothing) keeps a fixed random
+    /// fraction `masked_units / width` of its weight, bias and input-gradient updates; the rest
+    /// are zeroed at every step (drawn once from the trainer seed, stream 3).
+    pub masked_layer: usize,
+    /// The b of `masked_layer`: 1 to the layer's width.
+    pub masked_units: usize,
 }
 
 impl Default for ModelSpec {
@@ -141,6 +148,8 @@ impl Default for ModelSpec {
             dropout_input: 0.0,
             dropout_hidden: 0.0,
             init: Init::Pytorch,
+            masked_layer: 0,
+            masked_units: 0,
         }
     }
 }
@@ -164,6 +173,22 @@ impl ModelSpec {
             if !s.is_finite() || !(0.0..1.0).contains(&s) {
                 return Err(spec_err(format!(
                     "model.activation leaky_relu slope {s} must be in [0, 1)"
+                )));
+            }
+        }
+        if self.masked_layer > self.hidden.len() {
+            return Err(spec_err(format!(
+                "model.masked_layer = {} but the model has {} hidden layers (1-based; 0 = none)",
+                self.masked_layer,
+                self.hidden.len()
+            )));
+        }
+        if self.masked_layer > 0 {
+            let width = self.hidden[self.masked_layer - 1];
+            if !(1..=width).contains(&self.masked_units) {
+                return Err(spec_err(format!(
+                    "model.masked_units = {} must be in 1..={width} (the width of hidden layer {})",
+                    self.masked_units, self.masked_layer
                 )));
             }
         }

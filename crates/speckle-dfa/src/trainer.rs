@@ -212,7 +212,7 @@ impl std::fmt::Debug for Trainer {
 
 impl Trainer {
     /// Builds a trainer with freshly initialized weights (seed stream 0), FA matrices (stream 1)
-    /// and dropout generator (stream 2).
+    /// dropout generator (stream 2) and masked-update bottleneck (stream 3).
     ///
     /// DFA with hidden layers needs a projector with `input_dim == classes` and `output_dim ≥
     /// max d_i` (Σ d_i with per-layer feedback); BP and FA take `None`. `total_steps` is what the
@@ -244,7 +244,8 @@ impl Trainer {
             return Err(DfaError::InvalidSpec("batch size must be ≥ 1".into()));
         }
         let mut rng = stream_rng(seed, 0);
-        let net = Network::new(input_dim, classes, model, optimizer, &mut rng);
+        let mut net = Network::new(input_dim, classes, model, optimizer, &mut rng);
+        net.set_update_mask(model, &mut stream_rng(seed, 3));
         let widths = net.hidden_widths();
         let fa = if algorithm.kind == AlgorithmKind::Fa {
             fa_matrices(&net, seed)

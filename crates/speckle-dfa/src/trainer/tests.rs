@@ -456,6 +456,54 @@ fn a_training_step_applies_the_optimizer_to_the_gradients() {
 }
 
 #[test]
+fn the_masked_bottleneck_keeps_a_fixed_fraction_of_the_middle_layer_updates() {
+    // 20-16-[12]-10-3, layer 2 masked to b = 3 of 12 units: a quarter of its weight, bias and
+    // input-gradient entries are updated, always the same ones, for every algorithm.
+    let (x, y) = random_batch(32, 20, 3, 12);
+    let model = ModelSpec {
+        hidden: vec![16, 12, 10],
+        masked_layer: 2,
+        masked_units: 3,
+        ..ModelSpec::default()
+    };
+    for kind in [AlgorithmKind::Bp, AlgorithmKind::Fa, AlgorithmKind::Dfa] {
+        let make = || {
+            let projector: Option<Box<dyn RandomProjector + Send>> = (kind == AlgorithmKind::Dfa)
+                .then(|| Box::new(MatrixProjector::gaussian(3, 16, 4)) as _);
+            Trainer::new(20, 3, &model, &algo(kind), &sgd(0.1), 32, 10, 5, projector).unwrap()
+        };
+        let unmasked = |t: &mut Trainer, name: &str| -> Vec<bool> {
+            let g = t.gradients(x.view(), &y).unwrap();
+            grad(&g, name).iter().map(|&v| v != 0.0).collect()
+        };
+        let mut t = make();
+        let w = unmasked(&mut t, "layer1.weight");
+        let b = unmasked(&mut t, "layer1.bias");
+        assert_eq!(w.iter().filter(|&&k| k).count(), 16 * 12 / 4, "{kind}");
+        assert_eq!(b.iter().filter(|&&k| k).count(), 3, "{kind}");
+        // The same entries on another batch and after steps; the layers around are unmasked.
+        let (x2, y2) = random_batch(32, 20, 3, 13);
+        t.train_batch(x2.view(), &y2).unwrap();
+        assert_eq!(unmasked(&mut t, "layer1.weight"), w, "{kind}");
+        assert!(unmasked(&mut t, "layer2.weight").iter().all(|&k| k));
+        // A step leaves the masked-out weights where they were (SGD without weight decay).
+        let before = param(&t, "layer1.weight");
+        t.train_batch(x.view(), &y).unwrap();
+        let after = param(&t, "layer1.weight");
+        for ((a, b), &keep) in before.iter().zip(&after).zip(&w) {
+            assert!(keep || a == b, "{kind}: a masked weight moved");
+        }
+        if kind == AlgorithmKind::Bp {
+            // The gradient layer 2 passes down goes through its input mask: layer 1's gradient
+            // lives in the kept input columns only (round(16 · 3/12) = 4 of 16 units).
+            let g = t.gradients(x.view(), &y).unwrap();
+            let g0 = grad(&g, "layer0.bias");
+            assert_eq!(g0.iter().filter(|&&v| v != 0.0).count(), 4, "{g0:?}");
+        }
+    }
+}
+
+#[test]
 fn dfa_hidden_updates_are_batch_sums_and_the_output_layer_a_batch_mean() {
     // Duplicating every sample doubles the hidden gradients and leaves the output layer's.
     let model = ModelSpec {
