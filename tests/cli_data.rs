@@ -1,54 +1,12 @@
 //! `speckle data fetch` against a local HTTP server on 127.0.0.1 serving the repository's own
 //! MNIST files (so the real checksums apply), then a corrupted copy.
 
+#[path = "common/http.rs"]
+mod http;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-
-fn serve(files: HashMap<String, Vec<u8>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            if reader.read_line(&mut request).is_err() {
-                continue;
-            }
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let name = request
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .rsplit('/')
-                .next()
-                .unwrap_or("");
-            let _ = match files.get(name) {
-                Some(body) => stream
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .and_then(|_| stream.write_all(body)),
-                None => stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                ),
-            };
-        }
-    });
-    format!("http://{addr}/mirror/")
-}
 
 fn mnist_files() -> HashMap<String, Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
@@ -81,7 +39,7 @@ fn fetch(dir: &Path, url: &str) -> std::process::Output {
 #[test]
 fn fetch_mnist_from_a_local_mirror() {
     let files = mnist_files();
-    let url = serve(files.clone());
+    let url = format!("{}/", http::serve(files.clone()).0);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mnist");
     let o = fetch(&dir, &url);
@@ -96,7 +54,7 @@ fn fetch_mnist_from_a_local_mirror() {
 fn fetch_refuses_a_corrupted_file() {
     let mut files = mnist_files();
     files.get_mut("t10k-labels-idx1-ubyte.gz").unwrap()[100] ^= 0xff;
-    let url = serve(files);
+    let url = format!("{}/", http::serve(files).0);
     let tmp = tempfile::tempdir().unwrap();
     let o = fetch(tmp.path(), &url);
     assert!(!o.status.success());

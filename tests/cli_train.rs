@@ -75,6 +75,42 @@ fn default_config_through_the_simulated_opu() {
 }
 
 #[test]
+fn the_wide_config_trains_through_the_structured_medium() {
+    // configs/mnist-dfa-wide.toml (feedback width 2^20 over `sim:structured`) with the widths
+    // cut to 16 and 4096 so that it runs in a second; the full size is a manual run (README).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wide");
+    let o = speckle(&[
+        "train",
+        "--quiet",
+        "--config",
+        "configs/mnist-dfa-wide.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "model.hidden=[16, 4096]",
+        "--set",
+        "data.train_subset=512",
+        "--set",
+        "data.test_subset=200",
+        "--set",
+        "optimizer.lr=2e-3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let projector = summary["projector"].as_str().unwrap();
+    assert!(projector.contains("structured"), "{projector}");
+    assert!(projector.contains("out=4096"), "{projector}");
+    // Ternary error: 4 frames per sample (train and alignment), plus calibration.
+    assert!(summary["device_frames"].as_u64().unwrap() >= 4 * 512);
+    assert!(
+        summary["test_accuracy"].as_f64().unwrap() > 0.3,
+        "{summary}"
+    );
+}
+
+#[test]
 fn bad_configs_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let bad_file = dir.path().join("bad.toml");

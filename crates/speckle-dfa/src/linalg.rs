@@ -83,6 +83,53 @@ pub(crate) fn gemm_at_b_rows(
     matmul(dst, Accum::Replace, at, b.view(false), alpha, Par::Seq);
 }
 
+/// `dst (m × n, row-major) = a (m × k) · b (k × n)` in `bands` fixed column bands computed in
+/// parallel, each on one thread, then `epilogue(row, col0)` on every row of a finished band
+/// while it is in cache (`row` holds columns `col0 ..` of that row). The bands depend on the
+/// shape only, so the result does not depend on the thread count.
+pub(crate) fn gemm_col_bands<F>(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    a: RowMajor<'_>,
+    b: RowMajor<'_>,
+    bands: usize,
+    epilogue: F,
+) where
+    F: Fn(&mut [f32], usize) + Sync,
+{
+    use faer::reborrow::ReborrowMut;
+    use rayon::prelude::*;
+    debug_assert_eq!(dst.len(), m * n);
+    let band = n.div_ceil(bands.max(1)).max(1);
+    let a = a.view(false);
+    let b = b.view(false);
+    MatMut::from_row_major_slice_mut(dst, m, n)
+        .par_col_chunks_mut(band)
+        .enumerate()
+        .for_each(|(i, mut d)| {
+            let col0 = i * band;
+            let w = d.ncols();
+            matmul(
+                d.rb_mut(),
+                Accum::Replace,
+                a,
+                b.subcols(col0, w),
+                1.0,
+                Par::Seq,
+            );
+            for r in 0..m {
+                let row = d
+                    .rb_mut()
+                    .row_mut(r)
+                    .try_as_row_major_mut()
+                    .expect("a band of a row-major matrix has contiguous rows")
+                    .as_slice_mut();
+                epilogue(row, col0);
+            }
+        });
+}
+
 /// Column sums of a row-major `rows × cols` matrix into `out` (overwritten), accumulated in
 /// f32 row by row in a fixed order.
 #[multiversion::multiversion(targets = "simd")]

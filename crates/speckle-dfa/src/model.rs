@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::Uniform;
 use rayon::prelude::*;
 
-use crate::linalg::{column_sums, gemm, gemm_at_b_rows, RowMajor};
+use crate::linalg::{column_sums, gemm, gemm_at_b_rows, gemm_col_bands, RowMajor};
 use crate::optim::{Param, StepScalars};
 use crate::spec::{Activation, Init, ModelSpec, OptimizerSpec};
 
@@ -24,6 +24,9 @@ const ROWS_PER_TASK: usize = 16;
 /// Tiles per weight matrix in the fused gradient-and-update pass (a count fixed by the shape,
 /// never by the thread count).
 const WEIGHT_TILES: usize = 8;
+/// Column bands of a hidden layer's forward product (computed in parallel, bias and activation
+/// fused); fixed by the shape, never by the thread count.
+const FORWARD_BANDS: usize = 8;
 
 pub(crate) struct BatchNorm {
     pub gamma: Param,
@@ -59,7 +62,8 @@ impl UpdateMask {
     /// without replacement, weight then bias then input.
     fn draw(fan_in: usize, fan_out: usize, units: usize, rng: &mut ChaCha8Rng) -> Self {
         let mut draw = |len: usize| {
-            let keep = ((len as f64 * units as f64 / fan_out as f64).round() as usize).clamp(1, len);
+            let keep =
+                ((len as f64 * units as f64 / fan_out as f64).round() as usize).clamp(1, len);
             let mut m = vec![0.0f32; len];
             for i in rand::seq::index::sample(rng, len, keep) {
                 m[i] = 1.0;
@@ -313,14 +317,16 @@ impl Network {
             }
             let hb = &mut rest[0];
             let act = &mut hb.act[..n * fo];
-            gemm(act, n, fo, inp, false, w, false, 1.0, false);
             match &mut layer.bn {
                 None => {
+                    // Bias and activation applied to each band of the product as it is done.
                     let bias = &layer.b.value;
-                    act.par_chunks_mut(ROWS_PER_TASK * fo)
-                        .for_each(|rows| activation.apply_rows_with_bias(rows, bias));
+                    gemm_col_bands(act, n, fo, inp, w, FORWARD_BANDS, |row, col0| {
+                        activation.apply_rows_with_bias(row, &bias[col0..col0 + row.len()])
+                    });
                 }
                 Some(bn) => {
+                    gemm(act, n, fo, inp, false, w, false, 1.0, false);
                     let xhat = &mut hb.xhat[..n * fo];
                     batch_norm_forward(bn, &layer.b.value, act, xhat, n, train);
                     let (g, be) = (&bn.gamma.value, &bn.beta.value);
@@ -510,7 +516,8 @@ pub(crate) enum Feedback<'a> {
 pub(crate) struct Capture {
     /// Gradient at each hidden block's output (n × d_i).
     pub block_out: Vec<Vec<f32>>,
-    /// Weight gradient of each hidden layer.
+    /// Weight gradient of each hidden layer, moved out of the layers by the caller after the
+    /// pass (never copied: at a width of 2^20 one copy is gigabytes).
     pub weight_grad: Vec<Vec<f32>>,
 }
 
@@ -639,11 +646,6 @@ impl Network {
             }
             if let Some(mask) = &layer.mask {
                 apply_mask(&mut layer.b.grad, &mask.bias);
-            }
-            if l < hidden_count {
-                if let Some(c) = capture.as_deref_mut() {
-                    c.weight_grad[l] = layer.w.grad.clone();
-                }
             }
             // Propagate to the block below (BP, FA).
             if l > 0 {

@@ -169,6 +169,7 @@ pub struct StateMeta {
 const STATE_VERSION: u32 = 1;
 const STATE_MAGIC: &[u8; 8] = b"SPKDFA\x00\x01";
 const EVAL_CHUNK: usize = 1024;
+const EVAL_CHUNK_VALUES: usize = 1 << 24;
 
 /// An MLP with its training algorithm, optimizer and preallocated buffers.
 pub struct Trainer {
@@ -756,7 +757,7 @@ impl Trainer {
     }
 
     /// Mean loss and accuracy in eval mode (no dropout, batch-norm running statistics),
-    /// in chunks of 1024 rows.
+    /// in chunks of at most 1024 rows.
     pub fn evaluate(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> Result<EvalStats, DfaError> {
         rayon::scope(|_| self.evaluate_in_pool(x, labels))
     }
@@ -769,8 +770,18 @@ impl Trainer {
         let n = self.check_batch(&x, labels)?;
         let (mut loss, mut correct) = (0.0, 0);
         let mut start = 0;
+        // Rows per chunk: up to 1024, fewer for very wide layers so that each buffer stays
+        // near 64 MiB (16 rows at a width of 2^20).
+        let widest = self
+            .net
+            .hidden_widths()
+            .into_iter()
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let chunk = (EVAL_CHUNK_VALUES / widest).clamp(1, EVAL_CHUNK);
         while start < n {
-            let end = (start + EVAL_CHUNK).min(n);
+            let end = (start + chunk).min(n);
             let xs = x.slice(ndarray::s![start..end, ..]);
             let (l, c) = self.eval_forward(&xs, &labels[start..end]);
             loss += l;
@@ -797,25 +808,46 @@ impl Trainer {
     ) -> Result<Vec<LayerAlignment>, DfaError> {
         let n = self.check_batch(&x, labels)?;
         self.eval_forward(&x, labels);
-        // Both backward passes only read the forward buffers and write gradients and deltas.
-        let saved: Vec<Vec<f32>> = self
-            .params_mut()
-            .into_iter()
-            .map(|(_, p)| p.grad.clone())
-            .collect();
+        // Both backward passes only read the forward buffers and write gradients (scratch
+        // between steps) and deltas. Weight gradients are moved, not copied: the BP ones out of
+        // the layers (fresh zeroed buffers take their place), the algorithm's out and back.
+        let hidden = self.net.hidden_count();
         let mut bp = Capture::default();
         self.backward_as(AlgorithmKind::Bp, n, Mode::Eval, None, Some(&mut bp))?;
-        let mut alg = Capture::default();
+        for (l, layer) in self.net.layers[..hidden].iter_mut().enumerate() {
+            let len = layer.w.grad.len();
+            bp.weight_grad[l] = std::mem::replace(&mut layer.w.grad, vec![0.0; len]);
+        }
         if self.algorithm.kind == AlgorithmKind::Bp {
-            alg = bp.clone();
-        } else {
-            self.backward_as(self.algorithm.kind, n, Mode::Eval, None, Some(&mut alg))?;
+            return Ok(alignment::compare(&bp, &bp, n));
         }
-        for ((_, p), g) in self.params_mut().into_iter().zip(saved) {
-            p.grad = g;
+        let mut alg = Capture::default();
+        self.backward_as(self.algorithm.kind, n, Mode::Eval, None, Some(&mut alg))?;
+        for (l, layer) in self.net.layers[..hidden].iter_mut().enumerate() {
+            alg.weight_grad[l] = std::mem::take(&mut layer.w.grad);
         }
-        Ok(alignment::compare(&bp, &alg, n))
+        let result = alignment::compare(&bp, &alg, n);
+        for (layer, g) in self.net.layers[..hidden].iter_mut().zip(alg.weight_grad) {
+            layer.w.grad = g;
+        }
+        Ok(result)
     }
+}
+
+/// Calls `f` with the little-endian bytes of `values`, 64 KiB at a time.
+fn for_le_chunks(
+    values: &[f32],
+    mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1 << 16);
+    for chunk in values.chunks(1 << 14) {
+        buf.clear();
+        for v in chunk {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        f(&buf)?;
+    }
+    Ok(())
 }
 
 /// Copies the rows of `x` (any layout) into the start of `dst`.
@@ -858,11 +890,15 @@ impl TrainerState {
             path: path.display().to_string(),
             source,
         };
-        let mut data = Vec::with_capacity(self.arrays.iter().map(|(_, a)| a.len() * 4).sum());
+        // The data are streamed twice (CRC, then the file) in small chunks rather than
+        // gathered: a network 2^20 wide has gigabytes of state.
+        let mut crc = CRC32.digest();
         for (_, a) in &self.arrays {
-            for v in a {
-                data.extend_from_slice(&v.to_le_bytes());
-            }
+            for_le_chunks(a, |bytes| {
+                crc.update(bytes);
+                Ok(())
+            })
+            .map_err(io)?;
         }
         let header = FileHeader {
             meta: self.meta.clone(),
@@ -874,7 +910,7 @@ impl TrainerState {
                     len: a.len(),
                 })
                 .collect(),
-            crc32: CRC32.checksum(&data),
+            crc32: crc.finalize(),
         };
         let json = serde_json::to_vec(&header)
             .map_err(|e| DfaError::State(format!("cannot encode trainer state: {e}")))?;
@@ -888,12 +924,14 @@ impl TrainerState {
             None => tmp_name.into(),
         };
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             f.write_all(STATE_MAGIC)?;
             f.write_all(&(json.len() as u64).to_le_bytes())?;
             f.write_all(&json)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
+            for (_, a) in &self.arrays {
+                for_le_chunks(a, |bytes| f.write_all(bytes))?;
+            }
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, path)
         };
         write().map_err(|e| {

@@ -59,4 +59,4 @@ pub use emulator::{
     EmulatorStats, Replay, ToyDevice, SIM_CAMERA_PIXELS,
 };
 pub use faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind, FaultSpecError};
-pub use transport::{memory_link, MemoryPort, Transport};
+pub use transport::{memory_link, MemoryPort, Transport, UnplugAfter};

@@ -167,3 +167,49 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
 }
+
+/// A transport that lets `budget` bytes of writes through and then fails every write with
+/// `BrokenPipe`, as a device unplugged in the middle of a transfer does: a fault-injection
+/// wrapper around any transport (reads pass through unchanged).
+#[derive(Debug)]
+pub struct UnplugAfter<T> {
+    inner: T,
+    budget: usize,
+}
+
+impl<T: Transport> UnplugAfter<T> {
+    /// Wraps `inner`, which goes away after `budget` bytes written.
+    pub fn new(inner: T, budget: usize) -> Self {
+        Self { inner, budget }
+    }
+}
+
+impl<T: Transport> Read for UnplugAfter<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<T: Transport> Write for UnplugAfter<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.budget == 0 {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let n = buf.len().min(self.budget);
+        let written = self.inner.write(&buf[..n])?;
+        self.budget -= written;
+        Ok(written)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: Transport> Transport for UnplugAfter<T> {
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.inner.set_timeout(timeout)
+    }
+    fn clear_input(&mut self) -> io::Result<()> {
+        self.inner.clear_input()
+    }
+}

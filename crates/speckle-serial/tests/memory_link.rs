@@ -1,6 +1,6 @@
 //! Host and emulator over the in-memory link: bit-identical results, fault recovery, and clear
 //! errors for what cannot be recovered.
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -224,38 +224,13 @@ fn ten_thousand_frames_with_one_percent_of_each_fault_give_exact_results() {
 
 #[test]
 fn a_disconnect_in_the_middle_of_a_batch_is_a_link_error() {
-    /// Lets `budget` bytes through, then the device end goes away.
-    struct CutAfter(MemoryPort, usize);
-    impl Read for CutAfter {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-    impl Write for CutAfter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if self.1 == 0 {
-                return Err(std::io::ErrorKind::BrokenPipe.into());
-            }
-            let n = buf.len().min(self.1);
-            self.1 -= n;
-            self.0.write(&buf[..n])
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Transport for CutAfter {
-        fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
-            self.0.set_timeout(t)
-        }
-    }
     let (host, dev_end) = memory_link();
     let options = EmulatorOptions {
         max_payload: 256,
         ..EmulatorOptions::default()
     };
     // Enough for the power-on notice, the handshake and a few responses, not for the batch.
-    let served = serve_on(CutAfter(dev_end, 600), Some(8), options);
+    let served = serve_on(UnplugAfter::new(dev_end, 600), Some(8), options);
     let mut dev = SerialDevice::new(host, fast_options((16, 30))).unwrap();
     let packed = random_frames(40, 16, 3);
     let mut out = vec![0.0; 40 * 30];

@@ -2,7 +2,6 @@
 //! every case runs in sequence inside one test.
 #![cfg(unix)]
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serialport::TTYPort;
 use speckle_hal::{ErrorKind, OpticalDevice, PackedFrames};
 use speckle_serial::pty::PtyLink;
 use speckle_serial::*;
@@ -43,32 +41,6 @@ fn run_batches(dev: &mut dyn OpticalDevice, sizes: &[usize], seed: u64) -> Vec<f
     all
 }
 
-/// Lets `budget` bytes through, then behaves like a device that vanished.
-struct CutAfter<'a>(&'a mut TTYPort, usize);
-impl Read for CutAfter<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-impl Write for CutAfter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.1 == 0 {
-            return Err(std::io::ErrorKind::BrokenPipe.into());
-        }
-        let n = buf.len().min(self.1);
-        self.1 -= n;
-        self.0.write(&buf[..n])
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
-impl Transport for CutAfter<'_> {
-    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
-        Transport::set_timeout(self.0, t)
-    }
-}
-
 struct Server {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<EmulatorStats>,
@@ -97,7 +69,7 @@ where
         match cut {
             None => emulator.serve(pty.port(), &flag).unwrap(),
             Some(budget) => emulator
-                .serve(&mut CutAfter(pty.port(), budget), &flag)
+                .serve(&mut UnplugAfter::new(pty.port(), budget), &flag)
                 .unwrap(),
         }
         emulator.stats()
