@@ -321,17 +321,39 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
         .unwrap_or("fig.png");
     let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
     {
-        let root = BitMapBackend::new(&tmp, (1400, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let (left, right) = root.split_horizontally(680);
         let n = study.values.len() as i32;
         let labels = study.values.clone();
-        let fmt = move |v: &SegmentValue<i32>| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                labels.get(*i as usize).cloned().unwrap_or_default()
-            }
-            SegmentValue::Last => String::new(),
+        // Labels wider than their slot (about 7 px a character at 14 px) are drawn vertically,
+        // with room below the axis (and a taller figure) for the longest one.
+        let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+        let vertical = longest as f64 * 7.5 > 600.0 / f64::from(n.max(1));
+        let label_area = if vertical {
+            (longest as u32 * 8 + 40).min(240)
+        } else {
+            50
         };
+        let root = BitMapBackend::new(&tmp, (1400, 470 + label_area)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let (left, right) = root.split_horizontally(680);
+        let tick_labels = labels.clone();
+        let fmt = move |v: &SegmentValue<i32>| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if !vertical => {
+                tick_labels.get(*i as usize).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        let tick_style = if vertical {
+            ("sans-serif", 14)
+                .into_text_style(&root)
+                .transform(FontTransform::Rotate90)
+                .pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Left,
+                    plotters::style::text_anchor::VPos::Center,
+                ))
+        } else {
+            ("sans-serif", 14).into_text_style(&root)
+        };
+
         // Accuracy panel.
         let accs: Vec<(f64, f64)> = study
             .series
@@ -355,7 +377,7 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
         let mut chart = ChartBuilder::on(&left)
             .caption("test accuracy", ("sans-serif", 22))
             .margin(12)
-            .x_label_area_size(50)
+            .x_label_area_size(label_area)
             .y_label_area_size(60)
             .build_cartesian_2d((0..n).into_segmented(), lo..hi)
             .map_err(|e| err(e.to_string()))?;
@@ -366,8 +388,13 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
             .x_labels(study.values.len() + 1)
             .x_label_formatter(&fmt)
             .label_style(("sans-serif", 14))
+            .x_label_style(tick_style.clone())
+            .axis_desc_style(("sans-serif", 15))
             .draw()
             .map_err(|e| err(e.to_string()))?;
+        if vertical {
+            draw_vertical_labels(&chart, &labels, &tick_style).map_err(err)?;
+        }
         for (si, (label, cells)) in study.series.iter().enumerate() {
             let color = PALETTE[si % PALETTE.len()];
             let pts: Vec<(SegmentValue<i32>, f64, f64)> = cells
@@ -397,7 +424,7 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
                 ("sans-serif", 22),
             )
             .margin(12)
-            .x_label_area_size(50)
+            .x_label_area_size(label_area)
             .y_label_area_size(60)
             .build_cartesian_2d((0..n).into_segmented(), -0.1f64..1.0)
             .map_err(|e| err(e.to_string()))?;
@@ -408,8 +435,13 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
             .x_labels(study.values.len() + 1)
             .x_label_formatter(&fmt)
             .label_style(("sans-serif", 14))
+            .x_label_style(tick_style.clone())
+            .axis_desc_style(("sans-serif", 15))
             .draw()
             .map_err(|e| err(e.to_string()))?;
+        if vertical {
+            draw_vertical_labels(&chart, &labels, &tick_style).map_err(err)?;
+        }
         let mut k = 0;
         for (label, cells) in &study.series {
             for l in 0..layers {
@@ -447,6 +479,29 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
         let _ = std::fs::remove_file(&tmp);
         err(e.to_string())
     })
+}
+
+/// Tick labels written downwards from just below the x axis (plotters centres rotated tick
+/// labels on the tick, which puts half of a long one inside the plot).
+fn draw_vertical_labels(
+    chart: &Chart<'_, '_>,
+    labels: &[String],
+    style: &TextStyle<'_>,
+) -> Result<(), String> {
+    let y_axis = chart.y_range().start;
+    let area = chart.plotting_area();
+    let (x0, y0) = area.get_base_pixel();
+    for (i, label) in labels.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(SegmentValue::CenterOf(i as i32), y_axis));
+        area.strip_coord_spec()
+            .draw(&Text::new(
+                format!("  {label}"),
+                (px - x0, py - y0 + 4),
+                style.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 type Chart<'a, 'b> = ChartContext<
