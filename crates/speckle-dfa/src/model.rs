@@ -26,7 +26,7 @@ const ROWS_PER_TASK: usize = 16;
 const WEIGHT_TILES: usize = 8;
 /// Column bands of a hidden layer's forward product (computed in parallel, bias and activation
 /// fused); fixed by the shape, never by the thread count.
-const FORWARD_BANDS: usize = 8;
+const FORWARD_BANDS: usize = 4;
 
 pub(crate) struct BatchNorm {
     pub gamma: Param,
