@@ -216,7 +216,7 @@ pub struct CameraConfig {
     /// Exact float intensities |field|², no exposure, noise or quantization.
     #[serde(default)]
     pub ideal: bool,
-    /// ADC bit depth: 8, 10 or 12.
+    /// ADC bit depth, 1 to 16 (LightOn's cameras: 8).
     #[serde(default = "default_bits")]
     pub bits: u8,
     /// Exposure per frame, µs.
@@ -438,8 +438,12 @@ impl DeviceConfig {
             return Err(invalid("drift.every_frames", 0, "must be ≥ 1"));
         }
         let c = &self.camera;
-        if !matches!(c.bits, 8 | 10 | 12) {
-            return Err(invalid("camera.bits", c.bits, "must be 8, 10 or 12"));
+        if !(1..=16).contains(&c.bits) {
+            return Err(invalid(
+                "camera.bits",
+                c.bits,
+                "must be 1 to 16 (what the serial protocol carries)",
+            ));
         }
         finite_at_least("camera.exposure_us", c.exposure_us, 0.0, true)?;
         finite_at_least("camera.frame_time_us", c.frame_time_us, 0.0, true)?;
@@ -513,8 +517,15 @@ mod tests {
             err.contains("bits = \"nine\"") && !err.contains('\n'),
             "{err}"
         );
-        tree["camera"]["bits"] = toml::Value::Integer(10);
-        let cfg = DeviceConfig::from_toml_value(tree).unwrap();
-        assert_eq!(cfg.camera.bits, 10);
+        tree["camera"]["bits"] = toml::Value::Integer(17);
+        let err = DeviceConfig::from_toml_value(tree.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("camera.bits") && !err.contains('\n'), "{err}");
+        for bits in [4, 6, 10] {
+            tree["camera"]["bits"] = toml::Value::Integer(bits);
+            let cfg = DeviceConfig::from_toml_value(tree.clone()).unwrap();
+            assert_eq!(i64::from(cfg.camera.bits), bits);
+        }
     }
 }

@@ -64,7 +64,7 @@
 //!    cached matrix (a config error otherwise). Seeking to an earlier frame redraws epoch 0 and
 //!    replays the steps, so the matrix depends only on the frame index.
 //! 4. **Camera**: see [`camera`] for the exact pipeline (exposure, Poisson shot noise, full
-//!    well, read noise, dark offset, ADC at 8, 10 or 12 bits). `camera.ideal = true` returns the
+//!    well, read noise, dark offset, ADC of 1 to 16 bits). `camera.ideal = true` returns the
 //!    exact float intensities `|R·x|²`. The noise of frame `t` depends only on (seed, t).
 //! 5. **Clock.** Every frame costs `camera.frame_time_us` of device time
 //!    ([`speckle_hal::DeviceCounters`]). [`SimulatedOpu::frame_index`] and

@@ -140,8 +140,8 @@ fn config_errors_are_one_line_and_name_the_key() {
     assert!(err.contains("unknown field `read_noise`"), "{err}");
     assert!(err.contains("line "), "{err}");
 
-    let err = one_line_error(&base.replace("bits = 8", "bits = 9"));
-    assert!(err.contains("camera.bits = 9"), "{err}");
+    let err = one_line_error(&base.replace("bits = 8", "bits = 17"));
+    assert!(err.contains("camera.bits = 17"), "{err}");
 
     let err = one_line_error(&base.replace("bits = 8", "bits = \"eight\""));
     assert!(err.contains("bits"), "{err}");

@@ -195,13 +195,15 @@ fn eight_bit_output_stays_in_range_and_saturates_at_high_exposure() {
         .count();
     assert!(at_well as f64 > 0.85 * out.len() as f64, "{at_well}");
 
-    // 10 and 12 bits with a deep well: the ceiling moves to 1023 and 4095.
+    // 4, 6, 10 and 12 bits with a deep well: the ceiling moves to 15, 63, 1023 and 4095.
     config.camera.full_well_e = 1e7;
-    for (bits_adc, max) in [(10u8, 1023.0f32), (12, 4095.0)] {
+    for (bits_adc, max) in [(4u8, 15.0f32), (6, 63.0), (10, 1023.0), (12, 4095.0)] {
         config.camera.bits = bits_adc;
         let mut opu = SimulatedOpu::new(&config, n, m, 2).unwrap();
         let out = transform(&mut opu, &bits, frames);
-        assert!(out.iter().all(|&c| (0.0..=max).contains(&c)));
+        assert!(out
+            .iter()
+            .all(|&c| c == c.round() && (0.0..=max).contains(&c)));
         assert!(out.contains(&max));
     }
 }
