@@ -183,6 +183,12 @@ impl ModelSpec {
                 self.hidden.len()
             )));
         }
+        if self.masked_layer == 0 && self.masked_units != 0 {
+            return Err(spec_err(format!(
+                "model.masked_units = {} has no effect without model.masked_layer (1-based)",
+                self.masked_units
+            )));
+        }
         if self.masked_layer > 0 {
             let width = self.hidden[self.masked_layer - 1];
             if !(1..=width).contains(&self.masked_units) {

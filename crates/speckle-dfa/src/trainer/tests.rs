@@ -466,6 +466,20 @@ fn the_masked_bottleneck_keeps_a_fixed_fraction_of_the_middle_layer_updates() {
         masked_units: 3,
         ..ModelSpec::default()
     };
+    for (layer, units, want) in [
+        (4, 3, "model.masked_layer = 4"),
+        (2, 0, "model.masked_units = 0"),
+        (2, 13, "model.masked_units = 13"),
+        (0, 3, "model.masked_units = 3 has no effect"),
+    ] {
+        let bad = ModelSpec {
+            masked_layer: layer,
+            masked_units: units,
+            ..model.clone()
+        };
+        let err = bad.check().unwrap_err().to_string();
+        assert!(err.contains(want) && !err.contains('\n'), "{err}");
+    }
     for kind in [AlgorithmKind::Bp, AlgorithmKind::Fa, AlgorithmKind::Dfa] {
         let make = || {
             let projector: Option<Box<dyn RandomProjector + Send>> = (kind == AlgorithmKind::Dfa)
