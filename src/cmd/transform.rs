@@ -18,7 +18,7 @@ pub struct TransformArgs {
     /// Input .npy: 2-D uint8/bool of 0/1 (raw mode) or float32 (--linear), batch × features.
     #[arg(long)]
     pub input: PathBuf,
-    /// Output .npy: raw camera frames (uint8 up to 8 bits, uint16 for 10/12 bits, float32 for an
+    /// Output .npy: raw camera frames (uint8 up to 8 bits, uint16 for 9 to 16 bits, float32 for an
     /// ideal camera) or float32 projections (--linear).
     #[arg(long)]
     pub output: PathBuf,
