@@ -36,6 +36,27 @@ fn train(out: &Path, extra: &[&str]) -> Output {
     speckle(&args)
 }
 
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Trains `base` uninterrupted into `dir/full`, and into `dir/part` stopped after one epoch then
+/// resumed; returns the two summaries.
+fn full_and_resumed(dir: &Path, base: &[&str]) -> (serde_json::Value, serde_json::Value) {
+    let full = dir.join("full");
+    let o = train(&full, base);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let part = dir.join("part");
+    let mut first: Vec<&str> = base.to_vec();
+    first.extend(["--stop-after", "1"]);
+    let o = train(&part, &first);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!part.join("summary.json").exists());
+    let o = speckle(&["train", "--quiet", "--resume", part.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (summary(&full), summary(&part))
+}
+
 #[test]
 fn default_config_through_the_simulated_opu() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,8 +67,7 @@ fn default_config_through_the_simulated_opu() {
         &["--set", "training.epochs=2", "--set", "training.seed=5"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = summary(&out);
     assert_eq!(summary["epochs"], 2);
     // 40 steps through ternary-encoded optical feedback: about 30 %, clearly above chance.
     assert_eq!(summary["algorithm"], "dfa");
@@ -97,8 +117,7 @@ fn the_wide_config_trains_through_the_structured_medium() {
         "optimizer.lr=2e-3",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = summary(&out);
     let projector = summary["projector"].as_str().unwrap();
     assert!(projector.contains("structured"), "{projector}");
     assert!(projector.contains("out=4096"), "{projector}");
@@ -171,21 +190,8 @@ fn resume_continues_to_the_same_result() {
         "--set",
         "training.epochs=2",
     ];
-    let full = dir.path().join("full");
-    let o = train(&full, &base);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = full_and_resumed(dir.path(), &base);
     let part = dir.path().join("part");
-    let mut first: Vec<&str> = base.to_vec();
-    first.extend(["--stop-after", "1"]);
-    let o = train(&part, &first);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!part.join("summary.json").exists());
-    let o = speckle(&["train", "--quiet", "--resume", part.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let read = |d: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
-    };
-    let (a, b) = (read(&full), read(&part));
     for key in [
         "test_accuracy",
         "test_loss",
@@ -219,20 +225,7 @@ fn resume_through_the_noisy_simulated_opu_is_exact() {
         "--set",
         "data.train_subset=400",
     ];
-    let full = dir.path().join("full");
-    let o = train(&full, &base);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let part = dir.path().join("part");
-    let mut first: Vec<&str> = base.to_vec();
-    first.extend(["--stop-after", "1"]);
-    let o = train(&part, &first);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = speckle(&["train", "--quiet", "--resume", part.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let read = |d: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
-    };
-    let (a, b) = (read(&full), read(&part));
+    let (a, b) = full_and_resumed(dir.path(), &base);
     for key in ["test_loss", "train_loss", "alignment"] {
         assert_eq!(a[key], b[key], "{key}");
     }

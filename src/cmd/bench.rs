@@ -119,16 +119,10 @@ fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
         if config.training.algorithm != AlgorithmKind::Dfa {
             return Ok(None);
         }
-        let hidden = &config.model.hidden;
-        let out = if config.feedback.per_layer {
-            hidden.iter().sum()
-        } else {
-            hidden.iter().copied().max().unwrap_or(0)
-        };
         Ok(Some(super::train::projector_factory(
             &config.feedback,
             classes,
-            out.max(1),
+            config.feedback_width(),
         )?))
     };
     let samples = usize::try_from(args.samples)?;

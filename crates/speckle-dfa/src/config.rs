@@ -322,6 +322,18 @@ pub fn apply_override(tree: &mut toml::Table, item: &str) -> Result<(), ConfigEr
 }
 
 impl RunConfig {
+    /// Output dimension of the run's DFA feedback projector: the widest hidden layer (one
+    /// shared, sliced matrix) or the sum of the widths (per-layer feedback); at least 1.
+    pub fn feedback_width(&self) -> usize {
+        let hidden = &self.model.hidden;
+        let out = if self.feedback.per_layer {
+            hidden.iter().sum()
+        } else {
+            hidden.iter().copied().max().unwrap_or(0)
+        };
+        out.max(1)
+    }
+
     /// Deserializes and checks a TOML tree. `source_name` (a file name, `default`, ...) is
     /// used in error messages, which name the offending key.
     pub fn from_table(tree: toml::Table, source_name: &str) -> Result<RunConfig, ConfigError> {

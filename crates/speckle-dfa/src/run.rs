@@ -354,14 +354,8 @@ pub fn train_with(
     let algorithm = config.algorithm_spec();
 
     let projector = if config.training.algorithm == AlgorithmKind::Dfa {
-        let hidden = &config.model.hidden;
-        let out = if config.feedback.per_layer {
-            hidden.iter().sum()
-        } else {
-            hidden.iter().copied().max().unwrap_or(0)
-        };
         Some(
-            factory(&config.feedback, classes, out.max(1)).map_err(|source| {
+            factory(&config.feedback, classes, config.feedback_width()).map_err(|source| {
                 RunError::Projector {
                     spec: config.feedback.projector.clone(),
                     source,

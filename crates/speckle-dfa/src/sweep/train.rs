@@ -65,14 +65,8 @@ fn parse(config: &Table) -> Result<RunConfig, String> {
 /// Input (classes) and output (widest hidden layer, or the sum with per-layer feedback)
 /// dimensions of a run's feedback projector.
 fn feedback_dims(config: &RunConfig) -> (usize, usize) {
-    let hidden = &config.model.hidden;
-    let out = if config.feedback.per_layer {
-        hidden.iter().sum()
-    } else {
-        hidden.iter().copied().max().unwrap_or(0)
-    };
     // Every supported data set (MNIST, Fashion-MNIST, CIFAR-10) has ten classes.
-    (10, out.max(1))
+    (10, config.feedback_width())
 }
 
 impl PointRunner for TrainRunner<'_> {
