@@ -8,12 +8,11 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use speckle::devices::emulator::{sim_emulator_options, sim_factory};
+use speckle::devices::{open_projector, DeviceSpec, SimSource};
 use speckle::hal::{pack_bits, OpticalDevice, PackedFrames};
-use speckle::serial::{
-    memory_link, sim_emulator_options, sim_factory, Emulator, SerialDevice, SerialOptions,
-};
+use speckle::serial::{memory_link, Emulator, SerialDevice, SerialOptions};
 use speckle::sim::{DeviceConfig, SimulatedOpu, StructuredMedium};
-use speckle::spec::{self, DeviceSpec, SimSource};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -67,7 +66,7 @@ fn bench_projector(
         .measurement_time(Duration::from_secs(2));
     for &(n, m, batch) in sizes {
         let mut projector =
-            spec::open_projector(&dev, spec::DEFAULT_ENCODING, None, n, m, 1).unwrap();
+            open_projector(&dev, Default::default(), &Default::default(), n, m, 1).unwrap();
         let x = signed(batch, n, 3);
         let mut y = vec![0f32; batch * m];
         g.throughput(Throughput::Elements(batch as u64));

@@ -4,12 +4,12 @@
 //! projection is computed by an optical co-processor, simulated or real.
 //!
 //! ```
+//! use speckle::devices::{open_projector, DeviceSpec};
 //! use speckle::hal::RandomProjector;
-//! use speckle::spec::{open_projector, DeviceSpec};
 //!
 //! // The simulated 8-bit OPU (SPEC `sim`) made linear, ternary encoding: 16 → 32, seed 0.
 //! let spec: DeviceSpec = "sim".parse()?;
-//! let mut projector = open_projector(&spec, "ternary", None, 16, 32, 0)?;
+//! let mut projector = open_projector(&spec, "ternary".parse()?, &Default::default(), 16, 32, 0)?;
 //! let x: Vec<f32> = (0..2 * 16).map(|i| (i as f32 * 0.7).sin()).collect();
 //! let mut y = vec![0f32; 2 * 32];
 //! projector.project(&x, 2, &mut y)?;
@@ -18,8 +18,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules of this crate: [`spec`] (device SPEC strings → devices and projectors), [`npy`]
-//! (checked `.npy` reading and atomic writing).
+//! Modules of this crate: [`npy`] (checked `.npy` reading and atomic writing).
+pub use speckle_devices as devices;
 pub use speckle_dfa as dfa;
 pub use speckle_hal as hal;
 pub use speckle_projection as projection;
@@ -28,5 +28,3 @@ pub use speckle_serial as serial;
 pub use speckle_sim as sim;
 
 pub mod npy;
-pub mod snr;
-pub mod spec;

@@ -11,7 +11,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle::hal::{pack_bits, DeviceCounters, OpticalDevice, PackedFrames, RandomProjector};
-use speckle::spec::{self, DeviceSpec};
+use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
+
+use super::args::{DeviceArgs, SetArgs};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
@@ -41,9 +43,8 @@ pub struct TrainBenchArgs {
     /// use configs/mnist-dfa.toml for the digital projector.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
-    /// Override a config key, as in `speckle train` (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub set: SetArgs,
     /// Samples in the timed loop (one MNIST epoch by default).
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub samples: u64,
@@ -65,9 +66,8 @@ pub enum BenchMode {
 
 #[derive(Args, Debug)]
 pub struct ProjectionBenchArgs {
-    /// Device SPEC: sim, sim:PRESET, sim:PATH, digital (linear mode) or serial:PATH[@BAUD].
-    #[arg(long, default_value = "sim")]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
     /// Input dimension N (features per vector).
     #[arg(long = "in", value_name = "N", default_value_t = 1024)]
     pub input_dim: usize,
@@ -83,16 +83,10 @@ pub struct ProjectionBenchArgs {
     pub mode: BenchMode,
     /// Encoding of float inputs in linear mode on an optical device.
     #[arg(long, value_name = "ENC")]
-    pub encoding: Option<String>,
+    pub encoding: Option<Encoding>,
     /// Minimum measured time, in seconds, after one untimed warm-up call.
     #[arg(long, value_name = "T", default_value_t = 3.0)]
     pub seconds: f64,
-    /// Seed of the device and of the random inputs.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Device config override, `section.key=value` (repeatable; simulated devices only).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -111,7 +105,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     use speckle_dfa::spec::AlgorithmKind;
-    let config = speckle_dfa::config::RunConfig::load(args.config.as_deref(), &args.set)?;
+    let config = speckle_dfa::config::RunConfig::load(args.config.as_deref(), &args.set.items)?;
     let input_dim = config.data.dataset.input_dim();
     let classes = 10;
     // Each timed epoch gets a fresh trainer and projector built from the config.
@@ -240,19 +234,18 @@ fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
             args.seconds
         );
     }
-    if let (DeviceSpec::Serial { path, baud }, BenchMode::Raw) = (&args.device, args.mode) {
+    if let (DeviceSpec::Serial { path, baud }, BenchMode::Raw) = (&args.dev.device, args.mode) {
         return bench_serial(args, path, *baud, output_dim);
     }
-    let overrides = spec::parse_overrides(&args.set)?;
-    let overrides = (!overrides.is_empty()).then_some(&overrides);
+    let overrides = args.dev.set.table()?;
     let report = match args.mode {
         BenchMode::Raw => {
             if args.encoding.is_some() {
                 bail!("--encoding applies to --mode linear only");
             }
-            bench_raw(args, output_dim, overrides)?
+            bench_raw(args, output_dim, &overrides)?
         }
-        BenchMode::Linear => bench_linear(args, output_dim, overrides)?,
+        BenchMode::Linear => bench_linear(args, output_dim, &overrides)?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -285,7 +278,7 @@ fn bench_serial(
     )?;
     let flop_per_vector = 4.0 * args.input_dim as f64 * output_dim as f64;
     let value = serde_json::json!({
-        "spec": args.device.to_string(),
+        "spec": args.dev.device.to_string(),
         "mode": "raw",
         "input_dim": args.input_dim,
         "output_dim": output_dim,
@@ -306,7 +299,7 @@ fn bench_serial(
     } else {
         println!(
             "{}: {} → {}, batch {}: {:.1} vectors/s, protocol efficiency {:.1} % ({} payload / {} wire bytes, {} retransmissions)",
-            args.device,
+            args.dev.device,
             args.input_dim,
             output_dim,
             args.batch,
@@ -341,13 +334,13 @@ fn report(
     let device_time_s = (after.device_time_s - before.device_time_s).max(0.0);
     let has_device_time = device_time_s > 0.0;
     BenchReport {
-        spec: args.device.to_string(),
+        spec: args.dev.device.to_string(),
         mode,
         kind,
         input_dim: args.input_dim,
         output_dim,
         batch: args.batch,
-        seed: args.seed,
+        seed: args.dev.seed,
         setup_s,
         calls,
         vectors,
@@ -380,25 +373,25 @@ pub(super) fn random_signed(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
 fn bench_raw(
     args: &ProjectionBenchArgs,
     output_dim: usize,
-    overrides: Option<&toml::Table>,
+    overrides: &toml::Table,
 ) -> anyhow::Result<BenchReport> {
-    if args.device == DeviceSpec::Digital {
+    if args.dev.device == DeviceSpec::Digital {
         bail!("digital is a linear-only projector: use --mode linear");
     }
     let setup = Instant::now();
-    let mut device = spec::open_device(
-        &args.device,
+    let mut device = open_device(
+        &args.dev.device,
         args.input_dim,
         output_dim,
-        args.seed,
+        args.dev.seed,
         overrides,
     )
-    .with_context(|| format!("cannot open device {}", args.device))?;
+    .with_context(|| format!("cannot open device {}", args.dev.device))?;
     let info = device.info();
     if info.input_dim != args.input_dim || info.output_dim != output_dim {
         bail!(
             "device {} is {} → {}, not the requested {} → {}",
-            args.device,
+            args.dev.device,
             info.input_dim,
             info.output_dim,
             args.input_dim,
@@ -409,7 +402,7 @@ fn bench_raw(
         bail!("device reports a maximum batch of 0 frames");
     }
     let mut packed = Vec::new();
-    let values = random_binary(args.batch, args.input_dim, args.seed ^ 0x5eed);
+    let values = random_binary(args.batch, args.input_dim, args.dev.seed ^ 0x5eed);
     pack_bits(&values, args.batch, args.input_dim, &mut packed)?;
     let frames = PackedFrames::new(&packed, args.batch, args.input_dim)?;
     let mut camera = vec![0f32; args.batch * output_dim];
@@ -467,21 +460,21 @@ fn timed_loop(
 fn bench_linear(
     args: &ProjectionBenchArgs,
     output_dim: usize,
-    overrides: Option<&toml::Table>,
+    overrides: &toml::Table,
 ) -> anyhow::Result<BenchReport> {
-    let encoding = args.encoding.as_deref().unwrap_or(spec::DEFAULT_ENCODING);
+    let encoding = args.encoding.unwrap_or_default();
     let setup = Instant::now();
-    let mut projector = spec::open_projector(
-        &args.device,
+    let mut projector = open_projector(
+        &args.dev.device,
         encoding,
         overrides,
         args.input_dim,
         output_dim,
-        args.seed,
+        args.dev.seed,
     )
-    .with_context(|| format!("cannot open a linear projector on {}", args.device))?;
+    .with_context(|| format!("cannot open a linear projector on {}", args.dev.device))?;
     let info = projector.info();
-    let x = random_signed(args.batch, args.input_dim, args.seed ^ 0x5eed);
+    let x = random_signed(args.batch, args.input_dim, args.dev.seed ^ 0x5eed);
     let mut y = vec![0f32; args.batch * output_dim];
     projector.project(&x, args.batch, &mut y)?;
     let setup_s = setup.elapsed().as_secs_f64();

@@ -11,7 +11,7 @@
 use super::bench::{random_binary, random_signed};
 use anyhow::{bail, Context};
 use speckle::hal::{pack_bits, OpticalDevice, PackedFrames};
-use speckle::spec::{self, DeviceSpec, SimSource};
+use speckle_devices::{open_device, open_projector, DeviceSpec, SimSource};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -128,7 +128,7 @@ pub fn run(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 3600.0) {
         bail!("--seconds {} is not a duration in (0, 3600]", args.seconds);
     }
-    if !args.set.is_empty() {
+    if !args.dev.set.items.is_empty() {
         bail!("--set does not apply to --suite (every case uses its preset)");
     }
     let out_dir = args.out.as_deref().map(Path::new);
@@ -145,7 +145,7 @@ pub fn run(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
     }
     let mut failures = 0;
     for c in SUITE {
-        match run_case(c, per_case, args.seed) {
+        match run_case(c, per_case, args.dev.seed) {
             Ok(row) => {
                 if !args.json {
                     print_row(&row);
@@ -216,7 +216,13 @@ fn run_case(c: &Case, seconds: f64, seed: u64) -> anyhow::Result<SuiteRow> {
         }
         Backend::SimRaw(preset) => {
             let dev_spec = DeviceSpec::Sim(SimSource::Preset(preset.into()));
-            let mut device = spec::open_device(&dev_spec, c.input_dim, c.output_dim, seed, None)?;
+            let mut device = open_device(
+                &dev_spec,
+                c.input_dim,
+                c.output_dim,
+                seed,
+                &toml::Table::new(),
+            )?;
             raw_loop(&mut *device, c, seconds, seed, setup)?
         }
         Backend::SerialEmulator => serial_case(c, seconds, seed, setup)?,
@@ -233,7 +239,14 @@ fn projector_loop(
     setup: Instant,
 ) -> anyhow::Result<Measured> {
     let (n, m, batch) = (c.input_dim, c.output_dim, c.batch);
-    let mut projector = spec::open_projector(dev_spec, spec::DEFAULT_ENCODING, None, n, m, seed)?;
+    let mut projector = open_projector(
+        dev_spec,
+        Default::default(),
+        &toml::Table::new(),
+        n,
+        m,
+        seed,
+    )?;
     let x = random_signed(batch, n, seed ^ 0x5eed);
     let mut y = vec![0f32; batch * m];
     projector.project(&x, batch, &mut y)?;
@@ -285,9 +298,8 @@ fn raw_loop(
 /// The serial backend against the emulator serving the 8-bit dense simulator (one byte per
 /// pixel on the wire), over an in-memory link (a thread on each end).
 fn serial_case(c: &Case, seconds: f64, seed: u64, setup: Instant) -> anyhow::Result<Measured> {
-    use speckle::serial::{
-        memory_link, sim_emulator_options, sim_factory, Emulator, SerialDevice, SerialOptions,
-    };
+    use speckle_devices::emulator::{sim_emulator_options, sim_factory};
+    use speckle_serial::{memory_link, Emulator, SerialDevice, SerialOptions};
     let config = speckle::sim::DeviceConfig::preset("lighton")?;
     let (host, mut dev_end) = memory_link();
     let options = sim_emulator_options(&config);

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use speckle::spec::{self, DeviceSpec};
+use speckle_devices::{sim_config, DeviceSpec};
+
+use super::args::SetArgs;
 
 #[derive(Args, Debug)]
 pub struct EmulateArgs {
@@ -18,6 +20,9 @@ pub struct EmulateArgs {
     /// Seed of the medium and the noise (the same as `--seed` of the in-process commands).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Overrides of the simulated device's config, as for the in-process commands.
+    #[command(flatten)]
+    pub set: SetArgs,
     /// Link faults to inject, as kind=rate pairs with rates per frame, e.g.
     /// drop=0.01,flip=0.01,truncate=0.01,delay=0.01,reset=0.001 (and delay_ms=N).
     #[arg(long, value_name = "SPEC")]
@@ -29,8 +34,9 @@ pub struct EmulateArgs {
 
 #[cfg(unix)]
 pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
+    use speckle_devices::emulator::{sim_emulator_options, sim_factory};
     use speckle_serial::pty::{stop_on_signals, PtyLink};
-    use speckle_serial::{sim_emulator_options, sim_factory, Emulator, FaultConfig};
+    use speckle_serial::{Emulator, FaultConfig};
 
     let DeviceSpec::Sim(source) = &args.device else {
         bail!(
@@ -38,7 +44,7 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
             args.device
         );
     };
-    let config = spec::sim_config(source, None)?;
+    let config = sim_config(source, &args.set.table()?)?;
     let faults: FaultConfig = match &args.faults {
         Some(s) => s.parse().with_context(|| format!("bad --faults '{s}'"))?,
         None => FaultConfig::none(),

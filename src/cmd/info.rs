@@ -1,13 +1,14 @@
 //! `speckle info`: what a device is, as the other commands would open it.
 use anyhow::Context;
 use clap::Args;
-use speckle::spec::{self, DeviceSpec};
+use speckle_devices::{full_dims, open_device, DeviceSpec};
+
+use super::args::DeviceArgs;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Device SPEC: sim, sim:PRESET, sim:PATH, digital or serial:PATH[@BAUD].
-    #[arg(long, default_value = "sim")]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
     /// Input features to open a simulated device with [default: every DMD macro-pixel the
     /// preset allows, i.e. its full mirror count].
     #[arg(long = "in", value_name = "N")]
@@ -15,21 +16,14 @@ pub struct InfoArgs {
     /// Camera pixels to open a simulated device with [default: the preset's full camera].
     #[arg(long = "out", value_name = "M")]
     pub output_dim: Option<usize>,
-    /// Seed of the simulated medium.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Device config override, `section.key=value` (repeatable; simulated devices only).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
-    let overrides = spec::parse_overrides(&args.set)?;
-    let overrides = (!overrides.is_empty()).then_some(&overrides);
-    let value = describe(&args, overrides)?;
+    let overrides = args.dev.set.table()?;
+    let value = describe(&args, &overrides)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -38,10 +32,12 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(args: &InfoArgs, overrides: Option<&toml::Table>) -> anyhow::Result<serde_json::Value> {
-    let spec_text = args.device.to_string();
-    if args.device == DeviceSpec::Digital {
-        // The digital projector has no physical size: any dims up to its entry limit.
+fn describe(args: &InfoArgs, overrides: &toml::Table) -> anyhow::Result<serde_json::Value> {
+    let spec = &args.dev.device;
+    let spec_text = spec.to_string();
+    if spec == &DeviceSpec::Digital {
+        full_dims(spec, overrides)?; // refuses --set: digital has no config
+                                     // The digital projector has no physical size: any dims up to its entry limit.
         return Ok(serde_json::json!({
             "spec": spec_text,
             "kind": "digital",
@@ -54,15 +50,15 @@ fn describe(args: &InfoArgs, overrides: Option<&toml::Table>) -> anyhow::Result<
             "frame_time_us": null,
             "exposure_us": null,
             "max_batch": null,
-            "seed": args.seed,
+            "seed": args.dev.seed,
         }));
     }
-    let Some((full_in, full_out)) = spec::full_dims(&args.device, overrides)? else {
+    let Some((full_in, full_out)) = full_dims(spec, overrides)? else {
         anyhow::bail!("device {spec_text} has no dimensions of its own");
     };
     let input_dim = args.input_dim.unwrap_or(full_in);
     let output_dim = args.output_dim.unwrap_or(full_out);
-    let device = spec::open_device(&args.device, input_dim, output_dim, args.seed, overrides)
+    let device = open_device(spec, input_dim, output_dim, args.dev.seed, overrides)
         .with_context(|| format!("cannot open device {spec_text}"))?;
     let info = device.info();
     Ok(serde_json::json!({
@@ -78,7 +74,7 @@ fn describe(args: &InfoArgs, overrides: Option<&toml::Table>) -> anyhow::Result<
         "frame_time_us": info.frame_time_us,
         "exposure_us": info.exposure_us,
         "max_batch": info.max_batch,
-        "seed": args.seed,
+        "seed": args.dev.seed,
     }))
 }
 

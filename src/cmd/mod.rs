@@ -1,4 +1,5 @@
 //! One module per subcommand; each owns its clap `Args` struct and a `run` function.
+pub mod args;
 pub mod bench;
 pub mod bench_suite;
 pub mod data;

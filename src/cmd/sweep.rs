@@ -5,7 +5,40 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use speckle_dfa::sweep::{self, Shard, SweepConfig, SweepOptions, TrainRunner};
 
-use speckle::snr::DeviceTools;
+use speckle_dfa::config::FeedbackConfig;
+use speckle_dfa::sweep::FeedbackTools;
+use speckle_hal::{Error, RandomProjector};
+
+/// The device services of `speckle sweep`: projectors, device config checks, projection SNR.
+struct DeviceTools;
+
+impl FeedbackTools for DeviceTools {
+    fn open(
+        &self,
+        feedback: &FeedbackConfig,
+        input_dim: usize,
+        output_dim: usize,
+    ) -> Result<Box<dyn RandomProjector + Send>, Error> {
+        super::train::projector_factory(feedback, input_dim, output_dim)
+    }
+
+    fn check(&self, feedback: &FeedbackConfig) -> Result<(), String> {
+        super::train::feedback_spec(feedback)
+            .and_then(|f| f.check())
+            .map_err(|e| e.to_string())
+    }
+
+    fn snr_db(
+        &self,
+        feedback: &FeedbackConfig,
+        input_dim: usize,
+        output_dim: usize,
+    ) -> Result<Option<f64>, String> {
+        super::train::feedback_spec(feedback)
+            .and_then(|f| f.snr_db(input_dim, output_dim))
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// Run a sweep (a grid of training runs) or merge the outputs of its shards.
 ///

@@ -39,19 +39,25 @@ pub(crate) fn projector_factory(
     input_dim: usize,
     output_dim: usize,
 ) -> Result<Box<dyn RandomProjector + Send>, Error> {
-    let spec: speckle::spec::DeviceSpec = feedback
-        .projector
-        .parse()
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("feedback.projector: {e}")))?;
-    let overrides = (!feedback.device.is_empty()).then_some(&feedback.device);
-    speckle::spec::open_projector(
-        &spec,
-        &feedback.encoding,
-        overrides,
-        input_dim,
-        output_dim,
-        feedback.seed,
-    )
+    feedback_spec(feedback)?.open(input_dim, output_dim)
+}
+
+/// The device part of a run's `[feedback]`.
+pub(crate) fn feedback_spec(
+    feedback: &FeedbackConfig,
+) -> Result<speckle_devices::FeedbackSpec, Error> {
+    Ok(speckle_devices::FeedbackSpec {
+        projector: feedback
+            .projector
+            .parse()
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("feedback.projector: {e}")))?,
+        encoding: feedback
+            .encoding
+            .parse()
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("feedback.encoding: {e}")))?,
+        seed: feedback.seed,
+        device: feedback.device.clone(),
+    })
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {

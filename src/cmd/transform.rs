@@ -4,7 +4,9 @@ use clap::Args;
 use ndarray::Array2;
 use speckle::hal::{pack_bits, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector};
 use speckle::npy;
-use speckle::spec::{self, DeviceSpec};
+use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
+
+use super::args::DeviceArgs;
 use std::path::PathBuf;
 
 /// Rows projected per call in linear mode: bounds the working memory of large inputs.
@@ -12,9 +14,8 @@ const LINEAR_CHUNK_ROWS: usize = 256;
 
 #[derive(Args, Debug)]
 pub struct TransformArgs {
-    /// Device SPEC: sim, sim:PRESET, sim:PATH, digital (with --linear only) or serial:PATH[@BAUD].
-    #[arg(long, default_value = "sim")]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
     /// Input .npy: 2-D uint8/bool of 0/1 (raw mode) or float32 (--linear), batch × features.
     #[arg(long)]
     pub input: PathBuf,
@@ -25,45 +26,39 @@ pub struct TransformArgs {
     /// Output dimension [default: the number of input features].
     #[arg(long, value_name = "N")]
     pub out_dim: Option<usize>,
-    /// Seed of the medium (simulated devices) or of the Gaussian matrix (digital).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Linear projection of float32 vectors instead of raw intensities of binary frames.
     #[arg(long)]
     pub linear: bool,
     /// Encoding of signed float inputs on an optical device (--linear): ternary, ternary:T
     /// (threshold T) or bitplane:P (P bits per sign).
     #[arg(long, value_name = "ENC")]
-    pub encoding: Option<String>,
-    /// Device config override, `section.key=value` (repeatable; simulated devices only).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    pub encoding: Option<Encoding>,
 }
 
 pub fn run(args: TransformArgs) -> anyhow::Result<()> {
-    let overrides = spec::parse_overrides(&args.set)?;
-    let overrides = (!overrides.is_empty()).then_some(&overrides);
+    let overrides = args.dev.set.table()?;
     if args.out_dim == Some(0) {
         bail!("--out-dim must be at least 1");
     }
     if args.linear {
-        run_linear(&args, overrides)
+        run_linear(&args, &overrides)
     } else {
-        if args.device == DeviceSpec::Digital {
+        if args.dev.device == DeviceSpec::Digital {
             bail!("digital is a linear-only projector: add --linear (float32 input)");
         }
         if args.encoding.is_some() {
             bail!("--encoding applies to --linear only");
         }
-        run_raw(&args, overrides)
+        run_raw(&args, &overrides)
     }
 }
 
-fn run_raw(args: &TransformArgs, overrides: Option<&toml::Table>) -> anyhow::Result<()> {
+fn run_raw(args: &TransformArgs, overrides: &toml::Table) -> anyhow::Result<()> {
     let x = npy::read_binary_matrix(&args.input)?;
     let out_dim = args.out_dim.unwrap_or(x.cols);
-    let mut device = spec::open_device(&args.device, x.cols, out_dim, args.seed, overrides)
-        .with_context(|| format!("cannot open device {}", args.device))?;
+    let dev = &args.dev;
+    let mut device = open_device(&dev.device, x.cols, out_dim, dev.seed, overrides)
+        .with_context(|| format!("cannot open device {}", dev.device))?;
     let info = device.info();
     let frames = transform_raw(&mut device, &info, &x, out_dim)?;
     match info.bit_depth {
@@ -161,19 +156,13 @@ fn to_counts<T: TryFrom<u32> + Clone + Default>(
     Ok(out)
 }
 
-fn run_linear(args: &TransformArgs, overrides: Option<&toml::Table>) -> anyhow::Result<()> {
+fn run_linear(args: &TransformArgs, overrides: &toml::Table) -> anyhow::Result<()> {
     let x = npy::read_float_matrix(&args.input)?;
     let out_dim = args.out_dim.unwrap_or(x.cols);
-    let encoding = args.encoding.as_deref().unwrap_or(spec::DEFAULT_ENCODING);
-    let mut projector = spec::open_projector(
-        &args.device,
-        encoding,
-        overrides,
-        x.cols,
-        out_dim,
-        args.seed,
-    )
-    .with_context(|| format!("cannot open a linear projector on {}", args.device))?;
+    let dev = &args.dev;
+    let encoding = args.encoding.unwrap_or_default();
+    let mut projector = open_projector(&dev.device, encoding, overrides, x.cols, out_dim, dev.seed)
+        .with_context(|| format!("cannot open a linear projector on {}", dev.device))?;
     let y = project_all(&mut projector, &x, out_dim)?;
     npy::write_npy_atomic(&args.output, &y)
 }

@@ -1,5 +1,7 @@
-//! The device side of the protocol: serves any replayable [`OpticalDevice`] over a
-//! [`Transport`], with optional fault injection.
+//! The device side of the protocol: serves any [`OpticalDevice`] over a [`Transport`], with
+//! optional fault injection. A retried request is answered by seeking the device's frame clock
+//! ([`OpticalDevice::seek_frame`]) to the request's first frame, so that a device whose noise
+//! depends only on the frame index (the simulated OPU) gives exactly the same answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,86 +14,6 @@ use speckle_protocol::{
 
 use crate::faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind};
 use crate::transport::{is_timeout, Transport};
-
-/// A device that can show frames as a given global frame index, so that a retried request
-/// gives exactly the same answer (the simulated OPU's camera noise depends only on the seed and
-/// the frame index).
-pub trait Replay {
-    /// Global index of the next frame the device will show.
-    fn frame_index(&self) -> u64;
-    /// Makes `index` the next frame shown.
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error>;
-}
-
-impl<T: Replay + ?Sized> Replay for Box<T> {
-    fn frame_index(&self) -> u64 {
-        (**self).frame_index()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        Replay::seek_frame(&mut **self, index)
-    }
-}
-
-impl Replay for speckle_sim::SimulatedOpu {
-    fn frame_index(&self) -> u64 {
-        speckle_sim::SimulatedOpu::frame_index(self)
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        speckle_sim::SimulatedOpu::seek_frame(self, index)
-    }
-}
-
-/// Camera pixels of the emulated simulator's sensor (1920 × 1080): the largest `output_dim`
-/// it accepts.
-pub const SIM_CAMERA_PIXELS: usize = 1920 * 1080;
-
-/// Emulator options for a simulated OPU with `config`: the largest input is one feature per
-/// mirror (or per fixed macro-pixel), the largest output a 1920 × 1080 sensor.
-pub fn sim_emulator_options(config: &speckle_sim::DeviceConfig) -> EmulatorOptions {
-    let k = match config.dmd.macro_pixel {
-        speckle_sim::MacroPixel::Mirrors(k) => k.max(1),
-        _ => 1,
-    };
-    let max_in = usize::try_from(config.mirrors() / k).unwrap_or(usize::MAX);
-    EmulatorOptions {
-        default_dims: (1024.min(max_in), 1024),
-        max_dims: (max_in, SIM_CAMERA_PIXELS),
-        ..EmulatorOptions::default()
-    }
-}
-
-/// The device factory that serves a [`SimulatedOpu`](speckle_sim::SimulatedOpu): Configure
-/// builds `SimulatedOpu::new(config, input_dim, output_dim, seed)`, so the served device equals
-/// the in-process one with the same dimensions and seed. A non-zero exposure sets
-/// `camera.exposure_us`; a non-zero gain divides `camera.electrons_per_count`; an output offset
-/// is unsupported.
-pub fn sim_factory(
-    config: speckle_sim::DeviceConfig,
-    seed: u64,
-) -> impl FnMut(&DeviceSettings) -> Result<speckle_sim::SimulatedOpu, Error> {
-    move |s: &DeviceSettings| {
-        if s.output_offset != 0 {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "the simulated camera has no output offset (use 0)",
-            ));
-        }
-        let mut cfg = config.clone();
-        if s.exposure_ns != 0 {
-            cfg.camera.exposure_us = f64::from(s.exposure_ns) / 1000.0;
-        }
-        if s.gain != 0.0 {
-            if !(s.gain.is_finite() && s.gain > 0.0) {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("gain {} must be positive and finite", s.gain),
-                ));
-            }
-            cfg.camera.electrons_per_count /= f64::from(s.gain);
-        }
-        speckle_sim::SimulatedOpu::new(&cfg, s.input_dim, s.output_dim, seed)
-    }
-}
 
 /// What a Configure message asks for; handed to the emulator's device factory.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +101,7 @@ pub struct Emulator<D, F> {
 
 impl<D, F> Emulator<D, F>
 where
-    D: OpticalDevice + Replay,
+    D: OpticalDevice,
     F: FnMut(&DeviceSettings) -> Result<D, Error>,
 {
     /// An emulator in its power-on state (no session, default dimensions).
@@ -409,7 +331,8 @@ where
         self.values.resize(frames * info.output_dim, 0.0);
         let mut values = std::mem::take(&mut self.values);
         let device = self.device.as_mut().expect("device built above");
-        let result = Replay::seek_frame(device, r.first_frame)
+        let result = device
+            .seek_frame(r.first_frame)
             .and_then(|()| device.transform(&packed, &mut values));
         let reply = match result {
             Err(e) => error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),
@@ -701,12 +624,7 @@ impl OpticalDevice for ToyDevice {
     fn counters(&self) -> DeviceCounters {
         self.counters
     }
-}
 
-impl Replay for ToyDevice {
-    fn frame_index(&self) -> u64 {
-        self.frame
-    }
     fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
         self.frame = index;
         Ok(())

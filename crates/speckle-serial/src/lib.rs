@@ -3,7 +3,7 @@
 //! Physical hardware support for speckle: [`SerialDevice`], an
 //! [`OpticalDevice`](speckle_hal::OpticalDevice) that drives a device over a serial link with
 //! the speckle protocol (`firmware-interface/PROTOCOL.md`), and [`Emulator`], the device side of
-//! the protocol, which serves any replayable device (the simulated OPU behind
+//! the protocol, which serves any `OpticalDevice` (the simulated OPU behind
 //! `speckle emulate`) over any [`Transport`], with seeded fault injection.
 //!
 //! ```
@@ -55,8 +55,7 @@ mod transport;
 pub use bench::{bench_in_memory, bench_link, bench_serial_port, LinkBenchReport};
 pub use device::{LinkStats, SerialDevice, SerialOptions};
 pub use emulator::{
-    capabilities_of, sim_emulator_options, sim_factory, DeviceSettings, Emulator, EmulatorOptions,
-    EmulatorStats, Replay, ToyDevice, SIM_CAMERA_PIXELS,
+    capabilities_of, DeviceSettings, Emulator, EmulatorOptions, EmulatorStats, ToyDevice,
 };
 pub use faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind, FaultSpecError};
 pub use transport::{memory_link, MemoryPort, Transport, UnplugAfter};

@@ -57,7 +57,7 @@ impl Server {
 /// device vanish after that many bytes.
 fn serve<D, F>(link: &Path, emulator: Emulator<D, F>, cut: Option<usize>) -> Server
 where
-    D: OpticalDevice + Replay + 'static,
+    D: OpticalDevice + 'static,
     F: FnMut(&DeviceSettings) -> Result<D, speckle_hal::Error> + Send + 'static,
     Emulator<D, F>: Send,
 {
@@ -99,8 +99,14 @@ fn pseudo_terminal_cases_in_sequence() {
     let server = serve(
         &link,
         Emulator::new(
-            sim_factory(config.clone(), 5),
-            sim_emulator_options(&config),
+            {
+                let config = config.clone();
+                move |s: &DeviceSettings| SimulatedOpu::new(&config, s.input_dim, s.output_dim, 5)
+            },
+            EmulatorOptions {
+                max_dims: (1 << 20, 1 << 21),
+                ..EmulatorOptions::default()
+            },
         ),
         None,
     );

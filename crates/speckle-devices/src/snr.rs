@@ -1,5 +1,4 @@
-//! Projection SNR of a feedback device, and the device services a sweep needs
-//! ([`DeviceTools`], a [`FeedbackTools`]).
+//! Projection SNR of a feedback device.
 //!
 //! The SNR compares what the device's linear projection returns for random error-like vectors
 //! (`softmax(z) − onehot(c)`, as DFA sends) with the exact projection through the *same*
@@ -14,21 +13,19 @@
 //! matrix during one MNIST epoch of frames before the measurement.
 //!
 //! ```no_run
-//! use speckle::dfa::config::FeedbackConfig;
-//! let fb = FeedbackConfig::default(); // the simulated 8-bit OPU, ternary encoding
-//! let snr = speckle::snr::projection_snr_db(&fb, 10, 800).unwrap().unwrap();
+//! let fb = speckle_devices::FeedbackSpec::default(); // the simulated 8-bit OPU, ternary
+//! let snr = fb.snr_db(10, 800).unwrap().unwrap();
 //! println!("{snr:.1} dB");
 //! ```
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use speckle_dfa::config::FeedbackConfig;
-use speckle_dfa::sweep::FeedbackTools;
-use speckle_hal::{Error, ErrorKind, RandomProjector};
-use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
+use speckle_hal::{Error, RandomProjector};
+use speckle_projection::{OpticalConfig, OpticalProjector};
 use speckle_sim::SimulatedOpu;
 
-use crate::spec::{open_projector, sim_config, DeviceSpec};
+use crate::open::sim_config;
+use crate::{DeviceSpec, FeedbackSpec};
 
 /// Error-like vectors the SNR is measured on.
 pub const SNR_VECTORS: usize = 512;
@@ -36,65 +33,6 @@ pub const SNR_VECTORS: usize = 512;
 pub const SNR_DRIFT_WARMUP_VECTORS: usize = 60_000;
 /// Largest SNR reported (an exact projection would be infinite).
 pub const SNR_MAX_DB: f64 = 200.0;
-
-fn invalid(msg: String) -> Error {
-    Error::new(ErrorKind::InvalidInput, msg)
-}
-
-fn spec_of(fb: &FeedbackConfig) -> Result<DeviceSpec, Error> {
-    fb.projector
-        .parse()
-        .map_err(|e| invalid(format!("feedback.projector: {e}")))
-}
-
-fn overrides(fb: &FeedbackConfig) -> Option<&toml::Table> {
-    (!fb.device.is_empty()).then_some(&fb.device)
-}
-
-/// Builds the feedback projector of a run from `[feedback]` (the run layer's projector
-/// factory): the SPEC in `projector`, the device overrides in `device`, the matrix seed `seed`.
-pub fn feedback_projector(
-    fb: &FeedbackConfig,
-    input_dim: usize,
-    output_dim: usize,
-) -> Result<Box<dyn RandomProjector + Send>, Error> {
-    let spec = spec_of(fb)?;
-    open_projector(
-        &spec,
-        &fb.encoding,
-        overrides(fb),
-        input_dim,
-        output_dim,
-        fb.seed,
-    )
-}
-
-/// Checks `[feedback]` cheaply: the SPEC, the encoding, and a simulated device's config with
-/// its overrides (unknown keys and bad values are errors naming the key).
-pub fn check_feedback(fb: &FeedbackConfig) -> Result<(), Error> {
-    let spec = spec_of(fb)?;
-    match &spec {
-        DeviceSpec::Digital => Ok(()),
-        DeviceSpec::Sim(source) => {
-            fb.encoding.parse::<Encoding>().map_err(|e| {
-                invalid(format!(
-                    "feedback.encoding: bad encoding '{}': {e}",
-                    fb.encoding
-                ))
-            })?;
-            sim_config(source, overrides(fb)).map(|_| ())
-        }
-        _ => {
-            fb.encoding.parse::<Encoding>().map_err(|e| {
-                invalid(format!(
-                    "feedback.encoding: bad encoding '{}': {e}",
-                    fb.encoding
-                ))
-            })?;
-            Ok(())
-        }
-    }
-}
 
 /// `n` error-like vectors of length `classes`: `softmax(z) − onehot(c)` with logits
 /// `z ~ N(0, s²)`, `s ~ U[0, 4)` per vector (from confident to uncertain networks) and `c`
@@ -124,20 +62,15 @@ pub fn error_like_vectors(n: usize, classes: usize, seed: u64) -> Vec<f32> {
 /// `input_dim → output_dim` projection; `None` when the projector is not a simulated device
 /// (the digital projector is exact; a physical device has no known matrix).
 pub fn projection_snr_db(
-    fb: &FeedbackConfig,
+    fb: &FeedbackSpec,
     input_dim: usize,
     output_dim: usize,
 ) -> Result<Option<f64>, Error> {
-    let spec = spec_of(fb)?;
-    let DeviceSpec::Sim(source) = &spec else {
+    let DeviceSpec::Sim(source) = &fb.projector else {
         return Ok(None);
     };
-    let cfg = sim_config(source, overrides(fb))?;
-    let encoding: Encoding = fb
-        .encoding
-        .parse()
-        .map_err(|e| invalid(format!("bad encoding '{}': {e}", fb.encoding)))?;
-    let oc = OpticalConfig::new(input_dim, output_dim).with_encoding(encoding);
+    let cfg = sim_config(source, &fb.device)?;
+    let oc = OpticalConfig::new(input_dim, output_dim).with_encoding(fb.encoding);
     oc.check()?;
     let (din, dout) = (oc.device_input_dim(), oc.recommended_device_output_dim());
     let device = SimulatedOpu::new(&cfg, din, dout, fb.seed)?;
@@ -204,35 +137,6 @@ pub fn snr_db(y: &[f32], y_ref: &[f64]) -> f64 {
     (10.0 * (signal / noise).log10()).min(SNR_MAX_DB)
 }
 
-/// The device services of `speckle sweep`: projectors from SPEC strings, device config checks,
-/// projection SNR.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DeviceTools;
-
-impl FeedbackTools for DeviceTools {
-    fn open(
-        &self,
-        feedback: &FeedbackConfig,
-        input_dim: usize,
-        output_dim: usize,
-    ) -> Result<Box<dyn RandomProjector + Send>, Error> {
-        feedback_projector(feedback, input_dim, output_dim)
-    }
-
-    fn check(&self, feedback: &FeedbackConfig) -> Result<(), String> {
-        check_feedback(feedback).map_err(|e| format!("feedback.device: {e}"))
-    }
-
-    fn snr_db(
-        &self,
-        feedback: &FeedbackConfig,
-        input_dim: usize,
-        output_dim: usize,
-    ) -> Result<Option<f64>, String> {
-        projection_snr_db(feedback, input_dim, output_dim).map_err(|e| e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,14 +169,14 @@ mod tests {
 
     #[test]
     fn ideal_device_with_fine_bitplanes_is_nearly_exact() {
-        let mut fb = FeedbackConfig {
-            projector: "sim:ideal".into(),
-            encoding: "bitplane:12".into(),
-            ..FeedbackConfig::default()
+        let mut fb = FeedbackSpec {
+            projector: "sim:ideal".parse().unwrap(),
+            encoding: "bitplane:12".parse().unwrap(),
+            ..FeedbackSpec::default()
         };
         let exact = projection_snr_db(&fb, 10, 64).unwrap().unwrap();
-        fb.projector = "sim".into();
-        fb.encoding = "ternary".into();
+        fb.projector = "sim".parse().unwrap();
+        fb.encoding = "ternary".parse().unwrap();
         let noisy = projection_snr_db(&fb, 10, 64).unwrap().unwrap();
         assert!(exact > 40.0, "ideal camera, 12 bit-planes: {exact} dB");
         assert!(
@@ -281,9 +185,9 @@ mod tests {
         );
         assert_eq!(
             projection_snr_db(
-                &FeedbackConfig {
-                    projector: "digital".into(),
-                    ..FeedbackConfig::default()
+                &FeedbackSpec {
+                    projector: DeviceSpec::Digital,
+                    ..FeedbackSpec::default()
                 },
                 10,
                 64
