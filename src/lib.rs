@@ -1,7 +1,8 @@
 //! # speckle
 //!
 //! Facade of the speckle workspace: Direct Feedback Alignment training whose random feedback
-//! projection is computed by an optical co-processor, simulated or real.
+//! projection is computed by an optical co-processor, simulated or real. The `speckle` binary
+//! (the command line) is this package's; the library re-exports the crates by layer.
 //!
 //! ```
 //! use speckle::devices::{open_projector, DeviceSpec};
@@ -17,14 +18,11 @@
 //! assert_eq!(projector.info().frames_per_vector, 4.0); // 2 ternary frames × 2 (interferometry)
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-//!
-//! Modules of this crate: [`npy`] (checked `.npy` reading and atomic writing).
 pub use speckle_devices as devices;
 pub use speckle_dfa as dfa;
 pub use speckle_hal as hal;
 pub use speckle_projection as projection;
 pub use speckle_protocol as protocol;
+pub use speckle_runs as runs;
 pub use speckle_serial as serial;
 pub use speckle_sim as sim;
-
-pub mod npy;

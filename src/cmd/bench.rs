@@ -104,25 +104,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
-    use speckle_dfa::spec::AlgorithmKind;
-    let config = speckle_dfa::config::RunConfig::load(args.config.as_deref(), &args.set.items)?;
+    let config = speckle_runs::config::RunConfig::load(args.config.as_deref(), &args.set.items)?;
     let input_dim = config.data.dataset.input_dim();
-    let classes = 10;
+    let classes = config.data.dataset.classes();
     // Each timed epoch gets a fresh trainer and projector built from the config.
-    let make_projector = || -> anyhow::Result<_> {
-        if config.training.algorithm != AlgorithmKind::Dfa {
-            return Ok(None);
-        }
-        Ok(Some(super::train::projector_factory(
-            &config.feedback,
-            classes,
-            config.feedback_width(),
-        )?))
-    };
+    let make_projector = || speckle_runs::run::open_feedback(&config, classes);
     let samples = usize::try_from(args.samples)?;
     let mut reports = Vec::new();
     for _ in 0..args.repeat {
-        reports.push(speckle_dfa::perf::bench_epoch(
+        reports.push(speckle_runs::perf::bench_epoch(
             input_dim,
             classes,
             &config.model,
@@ -135,7 +125,7 @@ fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     }
     reports.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let report = reports[reports.len() / 2];
-    let peak = speckle_dfa::perf::gemm_peak_gflops(1.0);
+    let peak = speckle_runs::perf::gemm_peak_gflops(1.0);
     if args.json {
         let value = serde_json::json!({
             "algorithm": format!("{:?}", config.training.algorithm).to_lowercase(),

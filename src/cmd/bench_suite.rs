@@ -434,7 +434,7 @@ fn write_csv(path: &Path, rows: &[SuiteRow]) -> anyhow::Result<()> {
 
 /// Vectors/s against N·M (both log10), one line per backend.
 fn plot(path: &Path, rows: &[SuiteRow]) -> anyhow::Result<()> {
-    use speckle::dfa::plot::{line_chart, Series};
+    use speckle_runs::plot::{line_chart, Series};
     let mut series: Vec<Series> = Vec::new();
     for r in rows {
         let point = (

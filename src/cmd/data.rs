@@ -1,7 +1,7 @@
 //! `speckle data fetch mnist|fashion-mnist|cifar10 [--dir D] [--mirror URL]`: downloads a data
 //! set from its usual public mirrors and verifies every file's checksum.
 use clap::{Args, Subcommand};
-use speckle_dfa::data::{fetch, DatasetKind};
+use speckle_runs::data::{fetch, DatasetKind};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

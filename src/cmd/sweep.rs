@@ -3,42 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use speckle_dfa::sweep::{self, Shard, SweepConfig, SweepOptions, TrainRunner};
-
-use speckle_dfa::config::FeedbackConfig;
-use speckle_dfa::sweep::FeedbackTools;
-use speckle_hal::{Error, RandomProjector};
-
-/// The device services of `speckle sweep`: projectors, device config checks, projection SNR.
-struct DeviceTools;
-
-impl FeedbackTools for DeviceTools {
-    fn open(
-        &self,
-        feedback: &FeedbackConfig,
-        input_dim: usize,
-        output_dim: usize,
-    ) -> Result<Box<dyn RandomProjector + Send>, Error> {
-        super::train::projector_factory(feedback, input_dim, output_dim)
-    }
-
-    fn check(&self, feedback: &FeedbackConfig) -> Result<(), String> {
-        super::train::feedback_spec(feedback)
-            .and_then(|f| f.check())
-            .map_err(|e| e.to_string())
-    }
-
-    fn snr_db(
-        &self,
-        feedback: &FeedbackConfig,
-        input_dim: usize,
-        output_dim: usize,
-    ) -> Result<Option<f64>, String> {
-        super::train::feedback_spec(feedback)
-            .and_then(|f| f.snr_db(input_dim, output_dim))
-            .map_err(|e| e.to_string())
-    }
-}
+use speckle_runs::sweep::{self, Shard, SweepConfig, SweepOptions, TrainRunner};
 
 /// Run a sweep (a grid of training runs) or merge the outputs of its shards.
 ///
@@ -123,8 +88,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     opts.jobs = jobs;
     opts.quick = args.quick;
     opts.shard = args.shard.unwrap_or_default();
-    let tools = DeviceTools;
-    let runner = TrainRunner::new(&tools);
+    let runner = TrainRunner::new();
     let outcome = sweep::run_sweep(&sweep_config, &opts, &runner, &|line: &str| {
         eprintln!("{line}")
     })?;

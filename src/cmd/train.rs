@@ -3,11 +3,11 @@
 //! `--resume DIR` to continue an interrupted run.
 use anyhow::Context;
 use clap::Args;
-use speckle_dfa::config::RunConfig;
-use speckle_dfa::run::{self, Progress, RunOptions};
-use speckle_dfa::FeedbackConfig;
-use speckle_hal::{Error, ErrorKind, RandomProjector};
+use speckle_runs::config::RunConfig;
+use speckle_runs::run::{self, Progress, RunOptions};
 use std::path::PathBuf;
+
+use super::args::SetArgs;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -15,9 +15,8 @@ pub struct TrainArgs {
     /// config.toml of the run given to --resume.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Override a config key before validation, e.g. --set training.epochs=5 (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub set: SetArgs,
     /// Output directory (default: runs/<algorithm>-<dataset>-<UTC time>). Must be absent or empty.
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
@@ -32,34 +31,6 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Builds the feedback projector of a run from its `[feedback]` section, through the same
-/// device SPEC machinery as `--device`.
-pub(crate) fn projector_factory(
-    feedback: &FeedbackConfig,
-    input_dim: usize,
-    output_dim: usize,
-) -> Result<Box<dyn RandomProjector + Send>, Error> {
-    feedback_spec(feedback)?.open(input_dim, output_dim)
-}
-
-/// The device part of a run's `[feedback]`.
-pub(crate) fn feedback_spec(
-    feedback: &FeedbackConfig,
-) -> Result<speckle_devices::FeedbackSpec, Error> {
-    Ok(speckle_devices::FeedbackSpec {
-        projector: feedback
-            .projector
-            .parse()
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("feedback.projector: {e}")))?,
-        encoding: feedback
-            .encoding
-            .parse()
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("feedback.encoding: {e}")))?,
-        seed: feedback.seed,
-        device: feedback.device.clone(),
-    })
-}
-
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = match (&args.resume, &args.config) {
         // Resuming with no --config: the run's own resolved config, plus any --set (which
@@ -71,9 +42,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 "cannot resume {}: no config.toml there",
                 dir.display()
             );
-            RunConfig::load(Some(&path), &args.set)?
+            RunConfig::load(Some(&path), &args.set.items)?
         }
-        (_, path) => RunConfig::load(path.as_deref(), &args.set)?,
+        (_, path) => RunConfig::load(path.as_deref(), &args.set.items)?,
     };
     let (out_dir, resume) = match (&args.resume, &args.out) {
         (Some(dir), _) => (dir.clone(), true),
@@ -102,7 +73,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             out_dir.display()
         );
     }
-    let outcome = run::train_with(&config, &out_dir, &projector_factory, &options)
+    let outcome = run::train_with(&config, &out_dir, &options)
         .with_context(|| format!("run {}", out_dir.display()))?;
     let s = &outcome.summary;
     let align: Vec<String> = s

@@ -1,9 +1,9 @@
 //! `speckle transform`: a `.npy` batch through a device, raw camera frames or `--linear`.
+use super::npy;
 use anyhow::{bail, Context};
 use clap::Args;
 use ndarray::Array2;
 use speckle::hal::{pack_bits, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector};
-use speckle::npy;
 use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
 
 use super::args::DeviceArgs;

@@ -25,12 +25,12 @@ pub enum OverrideError {
     #[error("--set {0}: expected section.key=value")]
     NoValue(String),
     /// A dotted key with an empty part (`a..b`, `.a`, ``).
-    #[error("--set {0}: empty key part")]
+    #[error("{0}: empty key part")]
     EmptyKey(String),
     /// The dotted path goes through a value that is not a table.
-    #[error("--set {item}: {path} is a value, not a section")]
+    #[error("{item}: {path} is a value, not a section")]
     NotASection {
-        /// The override (or key) as given.
+        /// The override as given (`--set KEY=VALUE`), or the key.
         item: String,
         /// The prefix of the key that names a value.
         path: String,
@@ -98,7 +98,7 @@ pub fn apply(tree: &mut Table, item: &str) -> Result<(), OverrideError> {
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| OverrideError::NoValue(item.to_string()))?;
-    set_dotted(tree, key, parse_value(raw), item)
+    set_dotted(tree, key, parse_value(raw), &format!("--set {item}"))
 }
 
 /// Parses overrides into a table of their own, to [`merge`] into a config tree later.

@@ -8,7 +8,20 @@
 
 use crate::linalg::cosine;
 use crate::model::Capture;
-use crate::trainer::LayerAlignment;
+use serde::{Deserialize, Serialize};
+
+/// Alignment of one hidden layer between the algorithm's signal and the true backprop gradient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerAlignment {
+    /// Mean over samples of the per-sample cosine at the block output.
+    pub cosine_mean: f64,
+    /// Population standard deviation of that cosine over samples.
+    pub cosine_std: f64,
+    /// Cosine between the algorithm's weight update and the BP weight gradient.
+    pub weight_cosine: f64,
+    /// The same as an angle in degrees.
+    pub weight_angle_deg: f64,
+}
 
 /// Compares the captured per-layer signals and weight gradients of a BP pass and of the
 /// algorithm's pass over the same `n` samples.

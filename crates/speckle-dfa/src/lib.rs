@@ -1,73 +1,46 @@
 //! # speckle-dfa
 //!
-//! Direct Feedback Alignment (and feedback alignment and backprop, the references) for
-//! multi-layer perceptrons, with the random feedback projection B·e computed by any
-//! [`speckle_hal::RandomProjector`]: the ideal digital Gaussian projector, the simulated
-//! optical processing unit or a real device. Alignment between the delivered signal and the
-//! true backprop gradient is measured once per epoch.
-//!
-//! Layers of the crate:
-//! * [`spec`], [`trainer`]: the numerical core ([`Trainer`]: one optimizer step per batch,
-//!   evaluation, alignment, exact state for checkpoints);
-//! * [`data`]: MNIST, Fashion-MNIST and CIFAR-10 readers and the downloader;
-//! * [`config`], [`run`], [`metrics`], [`plot`], [`checkpoint`]: a whole run from a TOML
-//!   [`RunConfig`] (with `--set`-style overrides, [`apply_override`]) to `metrics.csv`,
-//!   `summary.json`, PNG plots and resumable checkpoints.
-//!
-//! A run trains with whatever projector the caller's factory builds (the `speckle` binary
-//! maps `feedback.projector` SPEC strings to devices). Backprop needs none:
+//! The numerics of Direct Feedback Alignment (and of feedback alignment and backprop, the
+//! references) for multi-layer perceptrons: the model, the training algorithms, the optimizers,
+//! the activations, the alignment measure and the trainer's exact state. The random feedback
+//! projection B·e comes from any [`speckle_hal::RandomProjector`]: the ideal digital Gaussian
+//! projector, the simulated optical processing unit or a real device. Nothing here reads files,
+//! opens devices or draws plots: runs, data and checkpoints are `speckle-runs`' job.
 //!
 //! ```
-//! use speckle_dfa::{run, FeedbackConfig, RunConfig};
-//! use speckle_hal::{Error, RandomProjector};
+//! use ndarray::Array2;
+//! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec, Trainer};
+//! use speckle_projection::GaussianProjector;
 //!
-//! // The shipped BP config on a small slice of the bundled MNIST, with narrow layers.
-//! let config = RunConfig::load(
-//!     Some(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/mnist-bp.toml"))),
-//!     &[
-//!         "data.train_subset=1000".into(),
-//!         "data.test_subset=200".into(),
-//!         "model.hidden=[32]".into(),
-//!         "training.epochs=2".into(),
-//!         "optimizer.lr=0.05".into(),
-//!     ],
-//! )?;
-//! let no_projector = |_: &FeedbackConfig, _: usize, _: usize| -> Result<Box<dyn RandomProjector + Send>, Error> {
-//!     unreachable!("backprop uses no feedback projector")
-//! };
-//! let out = tempfile::tempdir()?;
-//! let outcome = run::train(&config, &out.path().join("bp"), false, &no_projector, run::Progress::Quiet)?;
-//! assert!(outcome.summary.test_accuracy > 0.6);
-//! assert!(out.path().join("bp/summary.json").is_file());
+//! // DFA on a toy problem: 4 features, 2 classes, one hidden layer of 16, feedback from the
+//! // digital Gaussian projector (2 → 16, seed 3).
+//! let model = ModelSpec { hidden: vec![16], ..ModelSpec::default() };
+//! let dfa = AlgorithmSpec { kind: AlgorithmKind::Dfa, ..AlgorithmSpec::default() };
+//! let projector = Box::new(GaussianProjector::new(2, 16, 3)?);
+//! let adam = OptimizerSpec { lr: 1e-2, ..OptimizerSpec::default() };
+//! let mut trainer = Trainer::new(4, 2, &model, &dfa, &adam, 8, 200, 7, Some(projector))?;
+//! let x = Array2::from_shape_fn((8, 4), |(i, j)| if (i % 2 == 0) == (j < 2) { 1.0 } else { 0.0 });
+//! let labels: Vec<u8> = (0..8).map(|i| (i % 2) as u8).collect();
+//! for _ in 0..200 {
+//!     trainer.train_batch(x.view(), &labels)?;
+//! }
+//! assert!(trainer.evaluate(x.view(), &labels)?.accuracy > 0.99);
+//! // Alignment of the DFA signal with the true backprop gradient at the hidden layer.
+//! let alignment = trainer.alignment(x.view(), &labels)?;
+//! assert!(alignment[0].cosine_mean.is_finite());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-// runs engineer: data, config, runs
-pub mod checkpoint;
-pub mod config;
-pub mod data;
-pub mod metrics;
-pub mod plot;
-pub mod run;
-pub use config::{apply_override, FeedbackConfig, RunConfig};
-pub use run::{train, train_with, Progress, ProjectorFactory, RunError, RunOptions, RunOutcome};
-
-// sweeps engineer: grids of runs, shards, results and reports
-pub mod sweep;
-
-// numerics engineer: model, training algorithms, optimizers, alignment, trainer state
 pub mod activation;
-mod alignment;
+pub mod alignment;
 mod linalg;
 mod model;
 pub mod optim;
-pub mod perf;
 pub mod spec;
 pub mod trainer;
+pub use alignment::LayerAlignment;
 pub use spec::{
     Activation, AlgorithmKind, AlgorithmSpec, Init, ModelSpec, OptimizerKind, OptimizerSpec,
     Schedule,
 };
-pub use trainer::{
-    DfaError, EvalStats, LayerAlignment, StateMeta, StepStats, Trainer, TrainerState,
-};
+pub use trainer::{DfaError, EvalStats, StateMeta, StepStats, Trainer, TrainerState};

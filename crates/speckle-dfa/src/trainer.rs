@@ -44,15 +44,12 @@
 //! assert!(eval.accuracy >= 0.0 && eval.accuracy <= 1.0);
 //! ```
 
-use std::io::Write;
-use std::path::Path;
-
 use ndarray::ArrayView2;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use speckle_hal::{DeviceCounters, ProjectorInfo, RandomProjector};
 
-use crate::alignment;
+use crate::alignment::{self, LayerAlignment};
 use crate::model::{fa_matrices, stream_rng, Buffers, Capture, Feedback, Mode, Network};
 use crate::optim::{Param, StepScalars};
 use crate::spec::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
@@ -81,14 +78,6 @@ pub enum DfaError {
     /// A trainer state does not fit this trainer or its file is corrupt.
     #[error("{0}")]
     State(String),
-    /// Reading or writing a state file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// File concerned.
-        path: String,
-        /// Underlying error.
-        source: std::io::Error,
-    },
 }
 
 /// What one training batch did (measured in the forward pass, before the update).
@@ -109,19 +98,6 @@ pub struct EvalStats {
     pub loss: f64,
     /// Fraction of correctly classified samples.
     pub accuracy: f64,
-}
-
-/// Alignment of one hidden layer between the algorithm's signal and the true backprop gradient.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LayerAlignment {
-    /// Mean over samples of the per-sample cosine at the block output.
-    pub cosine_mean: f64,
-    /// Population standard deviation of that cosine over samples.
-    pub cosine_std: f64,
-    /// Cosine between the algorithm's weight update and the BP weight gradient.
-    pub weight_cosine: f64,
-    /// The same as an angle in degrees.
-    pub weight_angle_deg: f64,
 }
 
 /// Everything needed to resume training exactly: specs, counters, RNG position, and named
@@ -167,7 +143,6 @@ pub struct StateMeta {
 }
 
 const STATE_VERSION: u32 = 1;
-const STATE_MAGIC: &[u8; 8] = b"SPKDFA\x00\x01";
 const EVAL_CHUNK: usize = 1024;
 const EVAL_CHUNK_VALUES: usize = 1 << 24;
 
@@ -834,22 +809,6 @@ impl Trainer {
     }
 }
 
-/// Calls `f` with the little-endian bytes of `values`, 64 KiB at a time.
-fn for_le_chunks(
-    values: &[f32],
-    mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1 << 16);
-    for chunk in values.chunks(1 << 14) {
-        buf.clear();
-        for v in chunk {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-        f(&buf)?;
-    }
-    Ok(())
-}
-
 /// Copies the rows of `x` (any layout) into the start of `dst`.
 fn copy_rows(x: &ArrayView2<f32>, dst: &mut [f32]) {
     let d = x.ncols();
@@ -861,134 +820,6 @@ fn copy_rows(x: &ArrayView2<f32>, dst: &mut [f32]) {
                 *o = *v;
             }
         }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileHeader {
-    meta: StateMeta,
-    arrays: Vec<FileArray>,
-    crc32: u32,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileArray {
-    name: String,
-    len: usize,
-}
-
-const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-
-impl TrainerState {
-    /// Writes the state to `path`: an 8-byte magic, a little-endian u64 header length, a JSON
-    /// header (meta, array names and lengths, CRC-32 of the data), then the arrays as raw
-    /// little-endian f32. Written to a temporary file in the same directory, then renamed.
-    pub fn save(&self, path: &Path) -> Result<(), DfaError> {
-        let io = |source| DfaError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        // The data are streamed twice (CRC, then the file) in small chunks rather than
-        // gathered: a network 2^20 wide has gigabytes of state.
-        let mut crc = CRC32.digest();
-        for (_, a) in &self.arrays {
-            for_le_chunks(a, |bytes| {
-                crc.update(bytes);
-                Ok(())
-            })
-            .map_err(io)?;
-        }
-        let header = FileHeader {
-            meta: self.meta.clone(),
-            arrays: self
-                .arrays
-                .iter()
-                .map(|(name, a)| FileArray {
-                    name: name.clone(),
-                    len: a.len(),
-                })
-                .collect(),
-            crc32: crc.finalize(),
-        };
-        let json = serde_json::to_vec(&header)
-            .map_err(|e| DfaError::State(format!("cannot encode trainer state: {e}")))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| DfaError::State(format!("{}: not a file path", path.display())))?;
-        let tmp_name = format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id());
-        let tmp = match dir {
-            Some(d) => d.join(tmp_name),
-            None => tmp_name.into(),
-        };
-        let write = || -> std::io::Result<()> {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            f.write_all(STATE_MAGIC)?;
-            f.write_all(&(json.len() as u64).to_le_bytes())?;
-            f.write_all(&json)?;
-            for (_, a) in &self.arrays {
-                for_le_chunks(a, |bytes| f.write_all(bytes))?;
-            }
-            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
-    }
-
-    /// Reads a state written by [`TrainerState::save`]; a truncated or corrupt file is a
-    /// one-line error naming it.
-    pub fn load(path: &Path) -> Result<TrainerState, DfaError> {
-        let p = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| DfaError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        let bad = |what: String| DfaError::State(format!("{p}: {what}"));
-        if bytes.len() < 16 || &bytes[..8] != STATE_MAGIC {
-            return Err(bad("not a speckle trainer state (bad magic)".into()));
-        }
-        let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-        let hlen = usize::try_from(hlen)
-            .ok()
-            .filter(|&h| h <= bytes.len() - 16)
-            .ok_or_else(|| bad("truncated trainer state (header)".into()))?;
-        let header: FileHeader = serde_json::from_slice(&bytes[16..16 + hlen])
-            .map_err(|e| bad(format!("corrupt trainer state header ({e})")))?;
-        let data = &bytes[16 + hlen..];
-        let want = header
-            .arrays
-            .iter()
-            .try_fold(0usize, |acc, a| acc.checked_add(a.len.checked_mul(4)?))
-            .ok_or_else(|| bad("corrupt trainer state header (sizes overflow)".into()))?;
-        if data.len() != want {
-            return Err(bad(format!(
-                "trainer state data is {} bytes, the header announces {want} (truncated or corrupt)",
-                data.len()
-            )));
-        }
-        if CRC32.checksum(data) != header.crc32 {
-            return Err(bad("trainer state checksum mismatch (corrupt file)".into()));
-        }
-        let mut arrays = Vec::with_capacity(header.arrays.len());
-        let mut pos = 0;
-        for a in header.arrays {
-            let raw = &data[pos..pos + 4 * a.len];
-            pos += 4 * a.len;
-            let v = raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect();
-            arrays.push((a.name, v));
-        }
-        Ok(TrainerState {
-            meta: header.meta,
-            arrays,
-        })
     }
 }
 

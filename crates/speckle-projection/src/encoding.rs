@@ -195,9 +195,29 @@ impl Encoding {
     }
 }
 
+impl Encoding {
+    /// The full form, every parameter written out (`ternary:0.25`, `ternary:0.1:max`,
+    /// `bitplane:2`): what a projector's identity records. `Display` writes the short form
+    /// users type, with `ternary` for the default ternary encoding.
+    pub fn canonical(&self) -> String {
+        match *self {
+            Encoding::Ternary { threshold, scale } => match scale {
+                TernaryScale::Max => format!("ternary:{threshold}:max"),
+                TernaryScale::MeanKept => format!("ternary:{threshold}"),
+            },
+            Encoding::BitPlane { bits } => format!("bitplane:{bits}"),
+        }
+    }
+}
+
 impl fmt::Display for Encoding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Encoding::Ternary { threshold, scale }
+                if threshold == DEFAULT_TERNARY_THRESHOLD && scale == TernaryScale::MeanKept =>
+            {
+                f.write_str("ternary")
+            }
             Encoding::Ternary { threshold, scale } => {
                 write!(f, "ternary:{threshold}")?;
                 if scale == TernaryScale::Max {
@@ -258,7 +278,8 @@ mod tests {
     #[test]
     fn parse_and_display_round_trip() {
         for s in [
-            "ternary:0.25",
+            "ternary",
+            "ternary:0.25:max",
             "ternary:0.1:max",
             "ternary:0",
             "bitplane:1",
@@ -269,6 +290,11 @@ mod tests {
             assert_eq!(e.to_string().parse::<Encoding>().unwrap(), e);
         }
         assert_eq!("ternary".parse::<Encoding>().unwrap(), Encoding::default());
+        assert_eq!(
+            "ternary:0.25".parse::<Encoding>().unwrap().to_string(),
+            "ternary"
+        );
+        assert_eq!(Encoding::default().canonical(), "ternary:0.25");
         assert_eq!(
             "ternary:0.3:mean".parse::<Encoding>().unwrap(),
             Encoding::Ternary {

@@ -703,7 +703,7 @@ impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
                 c.output_dim,
                 c.reference_features,
                 c.reference_seed,
-                c.encoding
+                c.encoding.canonical()
             ),
             c.input_dim,
             c.output_dim,

@@ -1,7 +1,7 @@
 //! Training-speed measurement for `speckle bench train` and the criterion bench.
 //!
 //! ```
-//! use speckle_dfa::perf::bench_epoch;
+//! use speckle_runs::perf::bench_epoch;
 //! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
 //!
 //! let model = ModelSpec { hidden: vec![32], ..ModelSpec::default() };
@@ -9,7 +9,7 @@
 //! let r = bench_epoch(64, 10, &model, &bp, &OptimizerSpec::default(), 32, 256, None).unwrap();
 //! assert_eq!(r.samples, 256);
 //! assert!(r.seconds > 0.0 && r.gflops > 0.0);
-//! assert!(speckle_dfa::perf::gemm_peak_gflops(0.0) > 0.0);
+//! assert!(speckle_runs::perf::gemm_peak_gflops(0.0) > 0.0);
 //! ```
 
 use std::time::Instant;
@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::RandomProjector;
 
-use crate::spec::{AlgorithmSpec, ModelSpec, OptimizerSpec};
-use crate::trainer::{DfaError, Trainer};
+use speckle_dfa::{AlgorithmSpec, ModelSpec, OptimizerSpec};
+use speckle_dfa::{DfaError, Trainer};
 
 /// Result of [`bench_epoch`].
 #[derive(Debug, Clone, Copy, PartialEq)]

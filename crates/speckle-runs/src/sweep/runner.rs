@@ -13,8 +13,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
-use super::config::{get_dotted, SweepConfig, SweepPoint};
+use super::config::{SweepConfig, SweepPoint};
 use super::{report, SweepError};
+use speckle_devices::overrides::get_dotted;
 
 /// File that marks a finished training run (written by the run layer).
 pub const SUMMARY_FILE: &str = "summary.json";

@@ -7,6 +7,7 @@
 //! level is one block; each `[[groups]]` entry is another, crossed with the top level, so a study
 //! can combine sub-grids that leave the other keys at their defaults.
 
+use speckle_devices::overrides;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -194,7 +195,7 @@ impl SweepPoint {
     pub fn resolve(&self, base: &Table) -> Result<Table, SweepError> {
         let mut table = base.clone();
         for (key, value) in &self.settings {
-            set_dotted(&mut table, key, value.clone()).map_err(|m| {
+            overrides::set_dotted(&mut table, key, value.clone(), key).map_err(|m| {
                 SweepError::Config(format!("point {} ({}): {m}", self.index, self.describe()))
             })?;
         }
@@ -629,47 +630,6 @@ fn check_keys(where_: &str, kv: &[(String, Value)]) -> Result<(), SweepError> {
         }
     }
     Ok(())
-}
-
-/// Sets `value` at a dotted `key` inside `table`, creating intermediate tables; the run config
-/// parser then rejects keys it does not know.
-pub fn set_dotted(table: &mut Table, key: &str, value: Value) -> Result<(), String> {
-    let mut parts = key.split('.').peekable();
-    let mut cur = table;
-    let mut path = String::new();
-    while let Some(part) = parts.next() {
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(part);
-        if parts.peek().is_none() {
-            cur.insert(part.to_string(), value);
-            return Ok(());
-        }
-        let entry = cur
-            .entry(part.to_string())
-            .or_insert_with(|| Value::Table(Table::new()));
-        cur = match entry {
-            Value::Table(t) => t,
-            other => {
-                return Err(format!(
-                    "cannot set {key:?}: {path:?} is {} in the base config, not a table",
-                    canonical(other)
-                ))
-            }
-        };
-    }
-    Err(format!("empty key {key:?}"))
-}
-
-/// Value at a dotted key, if present.
-pub fn get_dotted<'a>(table: &'a Table, key: &str) -> Option<&'a Value> {
-    let mut parts = key.split('.');
-    let mut cur = table.get(parts.next()?)?;
-    for p in parts {
-        cur = cur.as_table()?.get(p)?;
-    }
-    Some(cur)
 }
 
 /// A canonical, version-independent text form of a TOML value: integers in decimal, floats in

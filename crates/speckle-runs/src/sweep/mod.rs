@@ -7,7 +7,7 @@
 //! projector chosen in the config; tests use a fake.
 //!
 //! ```
-//! use speckle_dfa::sweep::SweepConfig;
+//! use speckle_runs::sweep::SweepConfig;
 //!
 //! let sweep = SweepConfig::parse(r#"
 //!     name = "demo"
@@ -36,13 +36,14 @@ mod train;
 #[cfg(test)]
 mod tests;
 
-pub use config::{canonical, get_dotted, set_dotted, SweepConfig, SweepPoint};
+pub use config::{canonical, SweepConfig, SweepPoint};
 pub use runner::{
     collect_results, merge, results_csv, run_sweep, write_outputs, Manifest, ManifestPoint,
     PointResult, PointRunner, Shard, SweepOptions, SweepOutcome, MANIFEST_FILE, POINT_FILE,
     RESULT_FILE, SUMMARY_FILE,
 };
-pub use train::{FeedbackTools, TrainRunner};
+pub use speckle_devices::overrides::get_dotted;
+pub use train::TrainRunner;
 
 /// A sweep failure, one line.
 #[derive(Debug, thiserror::Error)]

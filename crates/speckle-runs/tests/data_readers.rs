@@ -1,7 +1,7 @@
 //! Data readers: round trips of generated IDX and CIFAR files, and one-line errors naming the
 //! file for truncated, mislabeled or malformed files.
 
-use speckle_dfa::data::{self, read_cifar_batch, read_idx_images, read_idx_labels, DatasetKind};
+use speckle_runs::data::{self, read_cifar_batch, read_idx_images, read_idx_labels, DatasetKind};
 use std::io::Write;
 use std::path::Path;
 

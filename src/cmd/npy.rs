@@ -19,7 +19,6 @@
 use anyhow::{bail, Context};
 use ndarray::{Array2, ArrayBase, Data, Ix2};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WritableElement, WriteNpyExt};
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 /// A row-major matrix of 0/1 bytes read from a uint8 or bool `.npy` file.
@@ -97,11 +96,6 @@ fn parse_header(path: &Path, bytes: &[u8]) -> anyhow::Result<NpyHeader> {
         descr,
         shape: header.shape,
     })
-}
-
-/// Reads only the header of a `.npy` file.
-pub fn read_header(path: &Path) -> anyhow::Result<NpyHeader> {
-    parse_header(path, &read_file(path)?)
 }
 
 fn check_rank2(path: &Path, header: &NpyHeader) -> anyhow::Result<()> {
@@ -219,35 +213,10 @@ where
     A: WritableElement,
     S: Data<Elem = A>,
 {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("output path {} names no file", path.display()))?;
-    let mut prefix = std::ffi::OsString::from(".");
-    prefix.push(name);
-    prefix.push(".");
-    let tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    {
-        let mut w = BufWriter::new(tmp.as_file());
-        array
-            .write_npy(&mut w)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        w.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
+    speckle_runs::atomic::write_atomic_with(path, |w| {
+        array.write_npy(w).map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

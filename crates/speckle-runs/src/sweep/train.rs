@@ -1,60 +1,30 @@
-//! The [`PointRunner`] that trains each point through the run layer ([`crate::run::train`]).
-//!
-//! Everything device-specific (building the feedback projector, checking a device's config
-//! keys, measuring a device's projection SNR) comes from a [`FeedbackTools`] that the caller
-//! supplies, so that this crate does not depend on the device crates.
+//! The [`PointRunner`] that trains each point through the run layer ([`crate::run::train`]),
+//! with the feedback device that each point's `[feedback]` names (opened, checked and measured
+//! through `speckle-devices`).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use speckle_hal::RandomProjector;
 use toml::Table;
 
 use super::PointRunner;
 use crate::checkpoint;
-use crate::config::{FeedbackConfig, RunConfig};
+use crate::config::RunConfig;
 use crate::run::{self, Progress};
-use crate::spec::AlgorithmKind;
-
-/// Device-specific services a sweep needs.
-pub trait FeedbackTools: Sync {
-    /// Builds the feedback projector (the run layer's projector factory).
-    fn open(
-        &self,
-        feedback: &FeedbackConfig,
-        input_dim: usize,
-        output_dim: usize,
-    ) -> Result<Box<dyn RandomProjector + Send>, speckle_hal::Error>;
-
-    /// Checks `[feedback]` without building anything expensive (projector SPEC, encoding and
-    /// the device config with its overrides), so that a bad key fails before any run starts.
-    fn check(&self, feedback: &FeedbackConfig) -> Result<(), String>;
-
-    /// Projection SNR in dB of the device against the ideal projection of the same matrix,
-    /// `None` for a digital projector.
-    fn snr_db(
-        &self,
-        feedback: &FeedbackConfig,
-        input_dim: usize,
-        output_dim: usize,
-    ) -> Result<Option<f64>, String>;
-}
+use speckle_dfa::AlgorithmKind;
 
 /// Trains sweep points with the run layer. The SNR of each distinct `[feedback]` section is
 /// measured once and cached.
-pub struct TrainRunner<'a> {
-    tools: &'a dyn FeedbackTools,
+#[derive(Default)]
+pub struct TrainRunner {
     snr_cache: Mutex<HashMap<String, Option<f64>>>,
 }
 
-impl<'a> TrainRunner<'a> {
-    /// A runner over the given device tools.
-    pub fn new(tools: &'a dyn FeedbackTools) -> Self {
-        Self {
-            tools,
-            snr_cache: Mutex::new(HashMap::new()),
-        }
+impl TrainRunner {
+    /// A runner with an empty SNR cache.
+    pub fn new() -> Self {
+        Self::default()
     }
 }
 
@@ -69,11 +39,11 @@ fn feedback_dims(config: &RunConfig) -> (usize, usize) {
     (10, config.feedback_width())
 }
 
-impl PointRunner for TrainRunner<'_> {
+impl PointRunner for TrainRunner {
     fn validate(&self, config: &Table) -> Result<(), String> {
         let c = parse(config)?;
         if c.training.algorithm == AlgorithmKind::Dfa {
-            self.tools.check(&c.feedback)?;
+            c.feedback.spec().check().map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -86,9 +56,7 @@ impl PointRunner for TrainRunner<'_> {
             std::fs::remove_dir_all(run_dir)
                 .map_err(|e| format!("cannot clear {}: {e}", run_dir.display()))?;
         }
-        let tools = self.tools;
-        let factory = move |fb: &FeedbackConfig, i: usize, o: usize| tools.open(fb, i, o);
-        run::train(&c, run_dir, resume, &factory, Progress::Quiet)
+        run::train(&c, run_dir, resume, Progress::Quiet)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -112,7 +80,7 @@ impl PointRunner for TrainRunner<'_> {
             return Ok(*v);
         }
         // Measured outside the lock: two workers may measure the same setting once each.
-        let v = self.tools.snr_db(&c.feedback, i, o)?;
+        let v = c.feedback.spec().snr_db(i, o).map_err(|e| e.to_string())?;
         self.snr_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())

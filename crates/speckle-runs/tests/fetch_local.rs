@@ -5,7 +5,7 @@
 mod http;
 
 use http::serve;
-use speckle_dfa::data::fetch::{self, Checksum, FetchPlan, RemoteFile};
+use speckle_runs::data::fetch::{self, Checksum, FetchPlan, RemoteFile};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -77,7 +77,7 @@ fn fetch_verifies_and_writes_atomically() {
 
 #[test]
 fn shipped_plans_have_well_formed_checksums() {
-    use speckle_dfa::data::DatasetKind;
+    use speckle_runs::data::DatasetKind;
     for kind in [
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,

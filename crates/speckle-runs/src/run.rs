@@ -1,33 +1,27 @@
 //! One training run from a [`RunConfig`]: data, trainer, the epoch loop, evaluation, alignment,
 //! outputs (`metrics.csv`, `summary.json`, `config.toml`, PNG plots), checkpoints and resume.
 //!
-//! The feedback projector is built by a caller-supplied [`ProjectorFactory`], so that this
-//! crate does not depend on the device crates (the `speckle` binary passes one that understands
-//! every device SPEC). It is built once per run: the optical path is one matrix for the whole
-//! run, as on hardware.
+//! The feedback projector is opened from `[feedback]` through `speckle-devices` ([`train_with`]),
+//! or handed in by the caller ([`train_with_projector`]: a device of one's own, or a test fake).
+//! It is built once per run: the optical path is one matrix for the whole run, as on hardware.
 
-use crate::checkpoint::{self, write_atomic, CheckpointError, RunState, RUN_STATE_VERSION};
-use crate::config::{ConfigError, FeedbackConfig, RunConfig};
+use crate::atomic::write_atomic;
+use crate::checkpoint::{self, CheckpointError, RunState, RUN_STATE_VERSION};
+use crate::config::{ConfigError, RunConfig};
 use crate::data::{self, DataError, Dataset};
-use crate::metrics::{self, AlignmentSummary, EpochMetrics, LayerAlignmentRecord, Summary};
+use crate::metrics::{self, AlignmentSummary, EpochMetrics, Summary};
 use crate::plot::{self, PlotError};
-use crate::spec::AlgorithmKind;
-use crate::trainer::{DfaError, Trainer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::{s, Array2};
 use rand::seq::SliceRandom;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use speckle_dfa::AlgorithmKind;
+use speckle_dfa::{DfaError, Trainer};
 use speckle_hal::{DeviceCounters, RandomProjector};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Builds the feedback projector of a DFA run from `[feedback]`, the projector's input
-/// dimension (the number of classes) and its output dimension (the widest hidden layer, or the
-/// sum of the hidden widths with per-layer feedback).
-pub type ProjectorFactory<'a> = dyn Fn(&FeedbackConfig, usize, usize) -> Result<Box<dyn RandomProjector + Send>, speckle_hal::Error>
-    + 'a;
 
 /// How a run reports progress on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,13 +210,11 @@ pub fn train(
     config: &RunConfig,
     out_dir: &Path,
     resume: bool,
-    factory: &ProjectorFactory<'_>,
     progress: Progress,
 ) -> Result<RunOutcome, RunError> {
     train_with(
         config,
         out_dir,
-        factory,
         &RunOptions {
             resume,
             progress,
@@ -324,7 +316,48 @@ fn add_counters(a: DeviceCounters, frames: u64, time_s: f64) -> DeviceCounters {
     }
 }
 
-/// Trains a run, writing its outputs into `out_dir`.
+/// The feedback projector of a DFA run, opened from `[feedback]` for `classes` inputs and the
+/// run's feedback width; `None` for BP and FA.
+pub fn open_feedback(
+    config: &RunConfig,
+    classes: usize,
+) -> Result<Option<Box<dyn RandomProjector + Send>>, RunError> {
+    if config.training.algorithm != AlgorithmKind::Dfa {
+        return Ok(None);
+    }
+    config
+        .feedback
+        .spec()
+        .open(classes, config.feedback_width())
+        .map(Some)
+        .map_err(|source| RunError::Projector {
+            spec: config.feedback.projector.to_string(),
+            source,
+        })
+}
+
+/// Trains a run, writing its outputs into `out_dir`, with the feedback projector that
+/// `[feedback]` names (see [`train_with_projector`]).
+pub fn train_with(
+    config: &RunConfig,
+    out_dir: &Path,
+    options: &RunOptions,
+) -> Result<RunOutcome, RunError> {
+    check(config)?;
+    let projector = open_feedback(config, config.data.dataset.classes())?;
+    train_with_projector(config, out_dir, projector, options)
+}
+
+fn check(config: &RunConfig) -> Result<(), RunError> {
+    config.check().map_err(|message| ConfigError::Invalid {
+        source_name: "run".into(),
+        message,
+    })?;
+    Ok(())
+}
+
+/// Trains a run, writing its outputs into `out_dir`, with `projector` as the DFA feedback
+/// (`None` for BP and FA).
 ///
 /// A new run needs `out_dir` absent or empty; with `options.resume` it must hold a checkpoint
 /// of the same configuration and projector identity, and training continues from it to the
@@ -332,17 +365,14 @@ fn add_counters(a: DeviceCounters, frames: u64, time_s: f64) -> DeviceCounters {
 /// device restarts its noise stream). After every epoch the outputs and a checkpoint are
 /// written. A non-finite loss or evaluation stops the run with [`RunError::Diverged`], leaving
 /// the last good checkpoint in place.
-pub fn train_with(
+pub fn train_with_projector(
     config: &RunConfig,
     out_dir: &Path,
-    factory: &ProjectorFactory<'_>,
+    projector: Option<Box<dyn RandomProjector + Send>>,
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    config.check().map_err(|message| ConfigError::Invalid {
-        source_name: "run".into(),
-        message,
-    })?;
+    check(config)?;
     let (train_set, test_set) = load_data(config)?;
     if train_set.is_empty() || test_set.is_empty() {
         return Err(RunError::Data(DataError::Missing {
@@ -352,19 +382,6 @@ pub fn train_with(
     let input_dim = train_set.input_dim();
     let classes = train_set.classes;
     let algorithm = config.algorithm_spec();
-
-    let projector = if config.training.algorithm == AlgorithmKind::Dfa {
-        Some(
-            factory(&config.feedback, classes, config.feedback_width()).map_err(|source| {
-                RunError::Projector {
-                    spec: config.feedback.projector.clone(),
-                    source,
-                }
-            })?,
-        )
-    } else {
-        None
-    };
     let identity = projector.as_ref().map(|p| p.info().identity);
 
     let bs = config.training.batch_size;
@@ -423,7 +440,7 @@ pub fn train_with(
         (run_state, trainer)
     };
 
-    // Counters of earlier sessions: the projector of this session starts from zero.
+    // Counters of the invocations before a resume: this invocation's projector starts from zero.
     let (frames0, time0) = (run_state.device_frames, run_state.device_time_s);
     let wall0 = run_state.wall_s;
     let n_align = config.training.alignment_batch.min(test_set.len());
@@ -499,16 +516,7 @@ pub fn train_with(
                 run_state.epochs_done,
             ));
         }
-        let alignment: Vec<LayerAlignmentRecord> = trainer
-            .alignment(align_x, align_y)?
-            .into_iter()
-            .map(|a| LayerAlignmentRecord {
-                cosine_mean: a.cosine_mean,
-                cosine_std: a.cosine_std,
-                weight_cosine: a.weight_cosine,
-                weight_angle_deg: a.weight_angle_deg,
-            })
-            .collect();
+        let alignment = trainer.alignment(align_x, align_y)?;
         let counters = add_counters(trainer.counters(), frames0, time0);
         let row = EpochMetrics {
             epoch: epoch + 1,

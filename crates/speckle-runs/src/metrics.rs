@@ -3,19 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Alignment of one hidden layer, measured on the fixed evaluation batch.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LayerAlignmentRecord {
-    /// Mean over the batch of the per-sample cosine between the delivered signal and the true
-    /// backprop gradient at the layer's output.
-    pub cosine_mean: f64,
-    /// Standard deviation of that cosine over the batch.
-    pub cosine_std: f64,
-    /// Cosine between the delivered weight update and the backprop weight gradient.
-    pub weight_cosine: f64,
-    /// The same as an angle in degrees.
-    pub weight_angle_deg: f64,
-}
+pub use speckle_dfa::LayerAlignment;
 
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,11 +19,11 @@ pub struct EpochMetrics {
     /// Fraction of the test set classified correctly after the epoch.
     pub test_accuracy: f64,
     /// Per hidden layer (first hidden layer first).
-    pub alignment: Vec<LayerAlignmentRecord>,
+    pub alignment: Vec<LayerAlignment>,
     /// Wall time of this epoch's training steps (evaluation excluded), seconds.
     pub epoch_train_s: f64,
     /// Wall time since the start of the run, all epochs so far included (resumed runs add the
-    /// time of earlier sessions), seconds.
+    /// time of the invocations before the resume), seconds.
     pub wall_s: f64,
     /// Device frames since the start of the run.
     pub device_frames: u64,

@@ -3,11 +3,12 @@
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_distr::Distribution;
-use speckle_dfa::checkpoint;
-use speckle_dfa::config::{RunConfig, SHIPPED_CONFIGS};
-use speckle_dfa::run::{train_with, Progress, RunError, RunOptions};
-use speckle_dfa::FeedbackConfig;
+use speckle_dfa::AlgorithmKind;
 use speckle_hal::{DeviceCounters, Error, ProjectorInfo, RandomProjector};
+use speckle_runs::checkpoint;
+use speckle_runs::config::{RunConfig, SHIPPED_CONFIGS};
+use speckle_runs::run::{train_with_projector, Progress, RunError, RunOptions};
+use speckle_runs::FeedbackConfig;
 use std::path::Path;
 
 /// A digital Gaussian projector for the tests (the real ones live in speckle-projection), with
@@ -81,12 +82,18 @@ fn projector(
     }))
 }
 
-fn factory(
-    f: &FeedbackConfig,
-    i: usize,
-    o: usize,
-) -> Result<Box<dyn RandomProjector + Send>, Error> {
-    projector(f, i, o, None)
+/// The test projector for a run of `config` (`None` for BP and FA), as the run would open its
+/// own: 10 classes → the run's feedback width.
+fn fake(config: &RunConfig) -> Option<Box<dyn RandomProjector + Send>> {
+    fake_failing_after(config, None)
+}
+
+fn fake_failing_after(
+    config: &RunConfig,
+    nan_after: Option<usize>,
+) -> Option<Box<dyn RandomProjector + Send>> {
+    (config.training.algorithm == AlgorithmKind::Dfa)
+        .then(|| projector(&config.feedback, 10, config.feedback_width(), nan_after).unwrap())
 }
 
 /// A small, fast DFA config on the bundled MNIST.
@@ -99,7 +106,7 @@ fn small(extra: &[&str]) -> RunConfig {
         "training.batch_size=64",
         "training.alignment_batch=64",
         "optimizer.lr=2e-3",
-        "feedback.projector=test",
+        "feedback.projector=digital", // the tests hand in their own projector
     ]
     .iter()
     .map(|s| s.to_string())
@@ -127,8 +134,8 @@ fn shipped_configs_parse_and_match_the_targets_shape() {
         assert_eq!(again, c, "{name}");
     }
     let default = RunConfig::load(None, &[]).unwrap();
-    assert_eq!(default.feedback.projector, "sim");
-    assert_eq!(default.feedback.encoding, "ternary");
+    assert_eq!(default.feedback.projector.to_string(), "sim");
+    assert_eq!(default.feedback.encoding.to_string(), "ternary");
 }
 
 #[test]
@@ -183,7 +190,7 @@ fn overrides_set_epochs_seed_and_device_keys() {
     )
     .unwrap();
     assert_eq!((c.training.epochs, c.training.seed), (7, 42));
-    assert_eq!(c.feedback.encoding, "bitplane:4");
+    assert_eq!(c.feedback.encoding.to_string(), "bitplane:4");
     assert_eq!(c.feedback.device["camera"]["bits"].as_integer(), Some(6));
     // The other keys keep the file's values.
     assert_eq!(c.model.hidden, vec![800, 800, 800]);
@@ -194,7 +201,7 @@ fn short_run_learns_and_writes_its_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let config = small(&["optimizer.lr=1e-2"]);
-    let outcome = train_with(&config, &out, &factory, &quiet()).unwrap();
+    let outcome = train_with_projector(&config, &out, fake(&config), &quiet()).unwrap();
     assert!(outcome.completed);
     // 2,000 training images, 2 epochs (64 steps), 784-64-64-10 DFA: far above chance (10 %);
     // the digital projector reaches about 82 % with these settings.
@@ -250,7 +257,7 @@ fn short_run_learns_and_writes_its_outputs() {
     assert!(checkpoint::exists(&out));
 
     // A non-empty output directory is not overwritten.
-    let err = train_with(&config, &out, &factory, &quiet())
+    let err = train_with_projector(&config, &out, fake(&config), &quiet())
         .unwrap_err()
         .to_string();
     assert!(err.contains("not empty"), "{err}");
@@ -260,13 +267,14 @@ fn short_run_learns_and_writes_its_outputs() {
 fn resume_equals_uninterrupted() {
     let dir = tempfile::tempdir().unwrap();
     let config = small(&["training.seed=3"]);
-    let full = train_with(&config, &dir.path().join("full"), &factory, &quiet()).unwrap();
+    let full =
+        train_with_projector(&config, &dir.path().join("full"), fake(&config), &quiet()).unwrap();
 
     let part = dir.path().join("part");
-    let first = train_with(
+    let first = train_with_projector(
         &config,
         &part,
-        &factory,
+        fake(&config),
         &RunOptions {
             stop_after_epochs: Some(1),
             ..quiet()
@@ -275,10 +283,10 @@ fn resume_equals_uninterrupted() {
     .unwrap();
     assert!(!first.completed);
     assert!(!part.join("summary.json").exists());
-    let resumed = train_with(
+    let resumed = train_with_projector(
         &config,
         &part,
-        &factory,
+        fake(&config),
         &RunOptions {
             resume: true,
             ..quiet()
@@ -286,7 +294,7 @@ fn resume_equals_uninterrupted() {
     )
     .unwrap();
     assert!(resumed.completed);
-    let strip = |m: &speckle_dfa::metrics::EpochMetrics| {
+    let strip = |m: &speckle_runs::metrics::EpochMetrics| {
         (
             m.epoch,
             m.train_loss,
@@ -310,10 +318,10 @@ fn resume_equals_uninterrupted() {
 
     // A different config or projector is refused.
     let other = small(&["training.seed=4"]);
-    let err = train_with(
+    let err = train_with_projector(
         &other,
         &part,
-        &factory,
+        fake(&other),
         &RunOptions {
             resume: true,
             ..quiet()
@@ -322,10 +330,10 @@ fn resume_equals_uninterrupted() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("configuration differs"), "{err}");
-    let err = train_with(
+    let err = train_with_projector(
         &config,
         &dir.path().join("nothing"),
-        &factory,
+        fake(&config),
         &RunOptions {
             resume: true,
             ..quiet()
@@ -342,8 +350,8 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
     let out = dir.path().join("run");
     let config = small(&["training.epochs=3"]);
     // 2,000 samples in batches of 64: 32 steps per epoch; the device breaks in epoch 2.
-    let broken = |f: &FeedbackConfig, i: usize, o: usize| projector(f, i, o, Some(40));
-    let err = train_with(&config, &out, &broken, &quiet()).unwrap_err();
+    let broken = fake_failing_after(&config, Some(40));
+    let err = train_with_projector(&config, &out, broken, &quiet()).unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(
@@ -365,7 +373,7 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
     // first step (no checkpoint to keep yet).
     let out = dir.path().join("lr");
     let config = small(&["optimizer.kind=\"sgd\"", "optimizer.lr=1e300"]);
-    match train_with(&config, &out, &factory, &quiet()) {
+    match train_with_projector(&config, &out, fake(&config), &quiet()) {
         Err(RunError::Diverged { .. }) => {}
         other => panic!(
             "expected divergence, got {:?}",

@@ -3,10 +3,12 @@
 //! unknown keys rejected.
 //!
 //! Overrides (`--set section.key=value`) edit the TOML tree *before* it is deserialized
-//! ([`apply_override`]), so a misspelt override is rejected exactly like a misspelt file key.
+//! (`speckle_devices::overrides::apply`), so a misspelt override is rejected exactly like a
+//! misspelt file key.
 //!
 //! ```
-//! use speckle_dfa::config::{apply_override, RunConfig};
+//! use speckle_devices::overrides::apply as apply_override;
+//! use speckle_runs::config::RunConfig;
 //!
 //! let mut tree: toml::Table = "[training]\nepochs = 3\n".parse().unwrap();
 //! apply_override(&mut tree, "training.seed=7").unwrap();
@@ -21,8 +23,9 @@
 //! ```
 
 use crate::data::DatasetKind;
-use crate::spec::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
 use serde::{Deserialize, Serialize};
+use speckle_devices::{overrides, DeviceSpec, Encoding, FeedbackSpec, OverrideError};
+use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
 use std::path::{Path, PathBuf};
 
 /// The shipped configurations, embedded in the binary (`configs/*.toml` of the repository).
@@ -69,13 +72,8 @@ pub enum ConfigError {
         message: String,
     },
     /// A malformed `--set` override.
-    #[error("--set {item}: {message}")]
-    Override {
-        /// The override as given.
-        item: String,
-        /// What is wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Override(#[from] OverrideError),
 }
 
 /// `[data]`: which data set, where, how much of it, and its preprocessing.
@@ -165,14 +163,16 @@ impl Default for TrainingConfig {
     }
 }
 
-/// `[feedback]`: where DFA's random projection B·e comes from.
+/// `[feedback]`: where DFA's random projection B·e comes from, and how the trainer uses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedbackConfig {
     /// Projector SPEC: `digital`, `sim`, `sim:PRESET`, `sim:PATH` or `serial:PATH[@BAUD]`.
-    pub projector: String,
+    #[serde(with = "speckle_devices::as_string")]
+    pub projector: DeviceSpec,
     /// Error encoding for an optical projector: `ternary`, `ternary:T` or `bitplane:P`.
-    pub encoding: String,
+    #[serde(with = "speckle_devices::as_string")]
+    pub encoding: Encoding,
     /// Seed of the projection matrix (the device's seed): fixed for the whole run.
     pub seed: u64,
     /// Feedback normalization (entries of layer i's matrix with variance 1/(C·d_i)).
@@ -187,13 +187,26 @@ pub struct FeedbackConfig {
 
 impl Default for FeedbackConfig {
     fn default() -> Self {
+        let device = FeedbackSpec::default();
         Self {
-            projector: "sim".into(),
-            encoding: "ternary".into(),
-            seed: 0,
+            projector: device.projector,
+            encoding: device.encoding,
+            seed: device.seed,
             normalization: true,
             per_layer: false,
-            device: toml::Table::new(),
+            device: device.device,
+        }
+    }
+}
+
+impl FeedbackConfig {
+    /// The device part: what `speckle-devices` opens.
+    pub fn spec(&self) -> FeedbackSpec {
+        FeedbackSpec {
+            projector: self.projector.clone(),
+            encoding: self.encoding,
+            seed: self.seed,
+            device: self.device.clone(),
         }
     }
 }
@@ -274,53 +287,6 @@ pub fn parse_tree(text: &str, source_name: &str) -> Result<toml::Table, ConfigEr
     })
 }
 
-/// Parses a `--set` value: a TOML literal (`3`, `1e-3`, `true`, `"x"`, `[800, 800]`), or, when
-/// it is not valid TOML, the raw text as a string (`sim:dev.toml`, `ternary:0.1`).
-pub fn parse_override_value(raw: &str) -> toml::Value {
-    let raw = raw.trim();
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
-}
-
-/// Applies one `a.b.c=value` override to a TOML tree, creating missing tables on the way.
-/// Unknown keys are not detected here but by the deserialization that follows, exactly as for
-/// a file. Errors: no `=`, an empty key part, or a path through a value that is not a table.
-pub fn apply_override(tree: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
-    let err = |m: &str| ConfigError::Override {
-        item: item.to_string(),
-        message: m.to_string(),
-    };
-    let (key, raw) = item
-        .split_once('=')
-        .ok_or_else(|| err("expected section.key=value"))?;
-    let parts: Vec<&str> = key.trim().split('.').map(str::trim).collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(err("empty key part"));
-    }
-    let value = parse_override_value(raw);
-    let (last, path) = parts.split_last().ok_or_else(|| err("empty key"))?;
-    let mut node = tree;
-    for (i, part) in path.iter().enumerate() {
-        let entry = node
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        node = match entry {
-            toml::Value::Table(t) => t,
-            _ => {
-                return Err(err(&format!(
-                    "{} is a value, not a section",
-                    parts[..=i].join(".")
-                )))
-            }
-        };
-    }
-    node.insert(last.to_string(), value);
-    Ok(())
-}
-
 impl RunConfig {
     /// Output dimension of the run's DFA feedback projector: the widest hidden layer (one
     /// shared, sliced matrix) or the sum of the widths (per-layer feedback); at least 1.
@@ -369,7 +335,7 @@ impl RunConfig {
     ) -> Result<RunConfig, ConfigError> {
         let mut tree = parse_tree(text, source_name)?;
         for o in overrides {
-            apply_override(&mut tree, o)?;
+            overrides::apply(&mut tree, o)?;
         }
         let name = if overrides.is_empty() {
             source_name.to_string()
@@ -456,14 +422,6 @@ impl RunConfig {
             if v == Some(0) {
                 return Err(format!("{key} = 0: leave it out to use the whole split"));
             }
-        }
-        if self.training.algorithm == AlgorithmKind::Dfa
-            && self.feedback.projector.trim().is_empty()
-        {
-            return Err(
-                "feedback.projector is empty (expected digital, sim, sim:PATH or serial:PATH)"
-                    .into(),
-            );
         }
         Ok(())
     }

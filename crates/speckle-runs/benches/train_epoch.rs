@@ -7,9 +7,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use speckle_dfa::perf::bench_epoch;
 use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
 use speckle_hal::{DeviceCounters, Error, ProjectorInfo, RandomProjector};
+use speckle_runs::perf::bench_epoch;
 
 /// y = x·P with a fixed Gaussian P (rows of x are 10 class errors).
 struct Dense {

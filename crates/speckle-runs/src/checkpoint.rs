@@ -1,0 +1,321 @@
+//! Checkpoints of a run on disk: the trainer state (weights, optimizer moments, RNG positions)
+//! plus the run's own state (epochs done, metrics so far, the resolved config, the projector's
+//! identity, time and device counters spent so far).
+//!
+//! Layout: `DIR/checkpoint/run.json` and `DIR/checkpoint/trainer.state`. A checkpoint is
+//! written into a temporary directory next to it and swapped in by renames, so a crash leaves
+//! either the previous checkpoint or the new one, never a mixture.
+
+use crate::atomic::{write_atomic, write_atomic_with};
+use crate::metrics::EpochMetrics;
+use serde::{Deserialize, Serialize};
+use speckle_dfa::{StateMeta, TrainerState};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Version of the `run.json` format.
+pub const RUN_STATE_VERSION: u32 = 1;
+
+/// The run's part of a checkpoint (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Format version ([`RUN_STATE_VERSION`]).
+    pub version: u32,
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// One row per completed epoch.
+    pub metrics: Vec<EpochMetrics>,
+    /// The resolved configuration ([`crate::config::RunConfig::to_toml`]).
+    pub config_toml: String,
+    /// Identity of the feedback projector (`None` for BP and FA).
+    pub projector_identity: Option<String>,
+    /// Wall time spent so far, seconds.
+    pub wall_s: f64,
+    /// Training-step time spent so far, seconds.
+    pub train_s: f64,
+    /// Device frames spent so far.
+    pub device_frames: u64,
+    /// Device time spent so far, seconds.
+    pub device_time_s: f64,
+}
+
+/// A checkpoint problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A checkpoint file is corrupt or of another version.
+    #[error("{path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The directory holds no checkpoint.
+    #[error("{0} holds no checkpoint (nothing to resume)")]
+    Missing(PathBuf),
+    /// The trainer state does not fit the run's trainer.
+    #[error("trainer state: {0}")]
+    Trainer(#[from] speckle_dfa::DfaError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Directory of the checkpoint inside a run directory.
+pub fn checkpoint_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoint")
+}
+
+fn old_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join(".checkpoint.old")
+}
+
+/// Saves a checkpoint into `run_dir/checkpoint`, replacing the previous one atomically.
+pub fn save(run_dir: &Path, run: &RunState, trainer: &TrainerState) -> Result<(), CheckpointError> {
+    let tmp = run_dir.join(format!(".checkpoint.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let json = serde_json::to_vec_pretty(run).map_err(|e| CheckpointError::Corrupt {
+        path: tmp.join("run.json"),
+        message: e.to_string(),
+    })?;
+    let run_json = tmp.join("run.json");
+    write_atomic(&run_json, &json).map_err(io(&run_json))?;
+    save_trainer_state(trainer, &tmp.join("trainer.state"))?;
+    let current = checkpoint_dir(run_dir);
+    let old = old_dir(run_dir);
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    if current.exists() {
+        std::fs::rename(&current, &old).map_err(io(&current))?;
+    }
+    std::fs::rename(&tmp, &current).map_err(io(&current))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// Whether `run_dir` holds a checkpoint.
+pub fn exists(run_dir: &Path) -> bool {
+    checkpoint_dir(run_dir).join("run.json").is_file()
+        || old_dir(run_dir).join("run.json").is_file()
+}
+
+/// Loads the checkpoint of `run_dir` (the previous one if a save was interrupted mid-swap).
+pub fn load(run_dir: &Path) -> Result<(RunState, TrainerState), CheckpointError> {
+    let dir = [checkpoint_dir(run_dir), old_dir(run_dir)]
+        .into_iter()
+        .find(|d| d.join("run.json").is_file())
+        .ok_or_else(|| CheckpointError::Missing(run_dir.to_path_buf()))?;
+    let run_json = dir.join("run.json");
+    let bytes = std::fs::read(&run_json).map_err(io(&run_json))?;
+    let run: RunState = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+        path: run_json.clone(),
+        message: e.to_string(),
+    })?;
+    if run.version != RUN_STATE_VERSION {
+        return Err(CheckpointError::Corrupt {
+            path: run_json,
+            message: format!(
+                "checkpoint format version {} (this build reads {RUN_STATE_VERSION})",
+                run.version
+            ),
+        });
+    }
+    let trainer = load_trainer_state(&dir.join("trainer.state"))?;
+    Ok((run, trainer))
+}
+/// Calls `f` with the little-endian bytes of `values`, 64 KiB at a time.
+fn for_le_chunks(
+    values: &[f32],
+    mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1 << 16);
+    for chunk in values.chunks(1 << 14) {
+        buf.clear();
+        for v in chunk {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        f(&buf)?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHeader {
+    meta: StateMeta,
+    arrays: Vec<FileArray>,
+    crc32: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArray {
+    name: String,
+    len: usize,
+}
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Magic bytes that open a trainer state file.
+const STATE_MAGIC: &[u8; 8] = b"SPKDFA\x00\x01";
+
+/// Writes a trainer state to `path` (atomically): an 8-byte magic, a little-endian u64 header
+/// length, a JSON header (meta, array names and lengths, CRC-32 of the data), then the arrays
+/// as raw little-endian f32.
+pub fn save_trainer_state(state: &TrainerState, path: &Path) -> Result<(), CheckpointError> {
+    let io = io(path);
+    // The data are streamed twice (CRC, then the file) in small chunks rather than
+    // gathered: a network 2^20 wide has gigabytes of state.
+    let mut crc = CRC32.digest();
+    for (_, a) in &state.arrays {
+        for_le_chunks(a, |bytes| {
+            crc.update(bytes);
+            Ok(())
+        })
+        .map_err(|e| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    }
+    let header = FileHeader {
+        meta: state.meta.clone(),
+        arrays: state
+            .arrays
+            .iter()
+            .map(|(name, a)| FileArray {
+                name: name.clone(),
+                len: a.len(),
+            })
+            .collect(),
+        crc32: crc.finalize(),
+    };
+    let json = serde_json::to_vec(&header).map_err(|e| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        message: format!("cannot encode trainer state: {e}"),
+    })?;
+    write_atomic_with(path, |f| {
+        f.write_all(STATE_MAGIC)?;
+        f.write_all(&(json.len() as u64).to_le_bytes())?;
+        f.write_all(&json)?;
+        for (_, a) in &state.arrays {
+            for_le_chunks(a, |bytes| f.write_all(bytes))?;
+        }
+        Ok(())
+    })
+    .map_err(io)
+}
+
+/// Reads a trainer state written by [`save_trainer_state`]; a truncated or corrupt file is a
+/// one-line error naming it.
+pub fn load_trainer_state(path: &Path) -> Result<TrainerState, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let bad = |message: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    if bytes.len() < 16 || &bytes[..8] != STATE_MAGIC {
+        return Err(bad("not a speckle trainer state (bad magic)".into()));
+    }
+    let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    let hlen = usize::try_from(hlen)
+        .ok()
+        .filter(|&h| h <= bytes.len() - 16)
+        .ok_or_else(|| bad("truncated trainer state (header)".into()))?;
+    let header: FileHeader = serde_json::from_slice(&bytes[16..16 + hlen])
+        .map_err(|e| bad(format!("corrupt trainer state header ({e})")))?;
+    let data = &bytes[16 + hlen..];
+    let want = header
+        .arrays
+        .iter()
+        .try_fold(0usize, |acc, a| acc.checked_add(a.len.checked_mul(4)?))
+        .ok_or_else(|| bad("corrupt trainer state header (sizes overflow)".into()))?;
+    if data.len() != want {
+        return Err(bad(format!(
+            "trainer state data is {} bytes, the header announces {want} (truncated or corrupt)",
+            data.len()
+        )));
+    }
+    if CRC32.checksum(data) != header.crc32 {
+        return Err(bad("trainer state checksum mismatch (corrupt file)".into()));
+    }
+    let mut arrays = Vec::with_capacity(header.arrays.len());
+    let mut pos = 0;
+    for a in header.arrays {
+        let raw = &data[pos..pos + 4 * a.len];
+        pos += 4 * a.len;
+        let v = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        arrays.push((a.name, v));
+    }
+    Ok(TrainerState {
+        meta: header.meta,
+        arrays,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec, Trainer};
+
+    #[test]
+    fn corrupt_state_files_are_one_line_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.bin");
+        let model = ModelSpec {
+            hidden: vec![8],
+            ..ModelSpec::default()
+        };
+        let bp = AlgorithmSpec {
+            kind: AlgorithmKind::Bp,
+            ..AlgorithmSpec::default()
+        };
+        let t = Trainer::new(6, 3, &model, &bp, &OptimizerSpec::default(), 4, 10, 1, None).unwrap();
+        save_trainer_state(&t.state(), &path).unwrap();
+        assert_eq!(load_trainer_state(&path).unwrap(), t.state());
+        let bytes = std::fs::read(&path).unwrap();
+        let check = |data: &[u8], want: &str| {
+            std::fs::write(&path, data).unwrap();
+            let e = load_trainer_state(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(want) && e.contains("s.bin") && !e.contains('\n'),
+                "{e}"
+            );
+        };
+        check(&bytes[..bytes.len() - 3], "truncated");
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        check(&flipped, "checksum");
+        check(b"hello world, not a state", "bad magic");
+        let mut header = bytes.clone();
+        header[20] = b'#';
+        check(&header, "corrupt");
+        check(&bytes[..12], "bad magic");
+        let e = load_trainer_state(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing"), "{e}");
+    }
+}
