@@ -47,7 +47,7 @@ use core::fmt;
 pub use message::{
     packed_len, value_size, values_len, Capabilities, Configure, ErrorCode, ErrorReport, Hello,
     Message, MessageType, ResetNotice, Status, TransformRequest, TransformResponse,
-    CAPABILITIES_FIXED, TRANSFORM_REQUEST_FIXED, TRANSFORM_RESPONSE_FIXED,
+    CAPABILITIES_FIXED, ERROR_FIXED, TRANSFORM_REQUEST_FIXED, TRANSFORM_RESPONSE_FIXED,
 };
 
 /// The protocol version this crate speaks.
@@ -61,6 +61,10 @@ pub const DELIMITER: u8 = 0x00;
 /// Hard upper bound on a payload, whatever the peers advertise (16 MiB): a decoder refuses
 /// longer frames before allocating for them.
 pub const MAX_PAYLOAD_LIMIT: u32 = 16 << 20;
+/// The smallest `max_payload` a host may offer in HELLO or a device report in CAPABILITIES
+/// (64 bytes): every fixed-size payload fits, and a CAPABILITIES or ERROR fits once its text is
+/// cut with [`Message::fit_payload`].
+pub const MIN_MAX_PAYLOAD: u32 = 64;
 
 /// The CRC of every frame: CRC-32/ISO-HDLC (the CRC of zlib, Ethernet and PNG): polynomial
 /// `0x04C11DB7`, reflected input and output, initial value and final XOR `0xFFFFFFFF`;
@@ -141,6 +145,8 @@ pub enum DecodeError {
     Malformed {
         /// The type byte.
         message_type: u8,
+        /// Its sequence number (0 from [`Message::decode_payload`], which sees no header).
+        seq: u32,
         /// What is wrong.
         what: &'static str,
     },
@@ -158,6 +164,18 @@ impl DecodeError {
                 | DecodeError::TooLong { .. }
                 | DecodeError::Crc { .. }
         )
+    }
+
+    /// The sequence number of a frame that arrived intact but is unusable (another version, an
+    /// unknown type, a malformed payload): its header passed the CRC, so its seq can be trusted.
+    /// `None` for a damaged frame.
+    pub fn intact_seq(&self) -> Option<u32> {
+        match *self {
+            DecodeError::UnsupportedVersion { seq, .. }
+            | DecodeError::UnknownMessage { seq, .. }
+            | DecodeError::Malformed { seq, .. } => Some(seq),
+            _ => None,
+        }
     }
 }
 
@@ -192,7 +210,9 @@ impl fmt::Display for DecodeError {
             DecodeError::UnknownMessage { message_type, .. } => {
                 write!(f, "unknown message type {message_type:#04x}")
             }
-            DecodeError::Malformed { message_type, what } => {
+            DecodeError::Malformed {
+                message_type, what, ..
+            } => {
                 write!(f, "malformed message of type {message_type:#04x}: {what}")
             }
         }
@@ -285,7 +305,16 @@ pub fn decode_frame_into(encoded: &[u8], scratch: &mut Vec<u8>) -> Result<Frame,
         seq: header.seq,
     })?;
     let payload = &scratch[HEADER_LEN..scratch.len() - CRC_LEN];
-    let message = Message::decode_payload(ty, payload)?;
+    let message = Message::decode_payload(ty, payload).map_err(|e| match e {
+        DecodeError::Malformed {
+            message_type, what, ..
+        } => DecodeError::Malformed {
+            message_type,
+            seq: header.seq,
+            what,
+        },
+        other => other,
+    })?;
     Ok(Frame {
         seq: header.seq,
         message,
