@@ -45,9 +45,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 pub use message::{
-    packed_len, value_size, values_len, Capabilities, Configure, ErrorCode, ErrorReport, Hello,
-    Message, MessageType, ResetNotice, Status, TransformRequest, TransformResponse,
-    CAPABILITIES_FIXED, ERROR_FIXED, TRANSFORM_REQUEST_FIXED, TRANSFORM_RESPONSE_FIXED,
+    first_padded_frame, packed_len, value_size, values_len, Capabilities, Configure, ErrorCode,
+    ErrorReport, Hello, Message, MessageType, ResetNotice, Status, TransformRequest,
+    TransformResponse, CAPABILITIES_FIXED, ERROR_FIXED, TRANSFORM_REQUEST_FIXED,
+    TRANSFORM_RESPONSE_FIXED,
 };
 
 /// The protocol version this crate speaks.
@@ -236,16 +237,35 @@ pub fn encode_frame_with_version(version: u8, seq: u32, message: &Message, out: 
 
 /// The bytes of a frame before COBS: header, payload, CRC (little-endian).
 pub fn raw_frame(version: u8, seq: u32, message: &Message) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(HEADER_LEN + 64);
-    raw.extend_from_slice(&[version, message.message_type() as u8, 0, 0]);
+    let mut payload = Vec::with_capacity(64);
+    message.encode_payload(&mut payload);
+    raw_frame_of(version, message.message_type() as u8, seq, &payload)
+}
+
+/// The bytes before COBS of a frame with any type byte and payload, with a correct length and
+/// CRC: an *intact* frame even when its type or payload is not one a peer can use (how tests
+/// and golden vectors build the frames a receiver must reject as intact but unusable).
+pub fn raw_frame_of(version: u8, message_type: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(HEADER_LEN + payload.len() + CRC_LEN);
+    raw.extend_from_slice(&[version, message_type, 0, 0]);
     raw.extend_from_slice(&seq.to_le_bytes());
-    raw.extend_from_slice(&[0; 4]);
-    message.encode_payload(&mut raw);
-    let payload_len = (raw.len() - HEADER_LEN) as u32;
-    raw[8..12].copy_from_slice(&payload_len.to_le_bytes());
+    raw.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    raw.extend_from_slice(payload);
     let crc = CRC.checksum(&raw);
     raw.extend_from_slice(&crc.to_le_bytes());
     raw
+}
+
+/// Appends the wire bytes (COBS, then the delimiter) of the frame [`raw_frame_of`] builds.
+pub fn encode_raw_frame(
+    version: u8,
+    message_type: u8,
+    seq: u32,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
+    cobs::encode_into(&raw_frame_of(version, message_type, seq, payload), out);
+    out.push(DELIMITER);
 }
 
 /// Checks and parses the header of a decoded (un-COBSed) frame: length and CRC.

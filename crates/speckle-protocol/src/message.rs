@@ -260,6 +260,22 @@ pub fn packed_len(frames: u32, input_dim: u32) -> Option<usize> {
     (frames as usize).checked_mul((input_dim as usize).div_ceil(8))
 }
 
+/// The index of the first of `frame_count` packed frames of `input_dim` features whose padding
+/// bits (past `input_dim`, in its last byte) are set: what `INVALID_FRAMES` reports in its
+/// `detail`. `None` when every frame is clean (or `frames` is not `frame_count` frames long).
+pub fn first_padded_frame(frames: &[u8], frame_count: u32, input_dim: u32) -> Option<u32> {
+    let per = (input_dim as usize).div_ceil(8);
+    let used = input_dim % 8;
+    if used == 0 || per == 0 || packed_len(frame_count, input_dim) != Some(frames.len()) {
+        return None;
+    }
+    let padding = 0xFFu8 << used;
+    frames
+        .chunks_exact(per)
+        .position(|frame| frame[per - 1] & padding != 0)
+        .map(|i| i as u32)
+}
+
 /// Bytes of the values of `frames × output_dim` camera values at `bit_depth`.
 pub fn values_len(frames: u32, output_dim: u32, bit_depth: u8) -> Option<usize> {
     (frames as usize)

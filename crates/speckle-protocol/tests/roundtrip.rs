@@ -314,14 +314,9 @@ fn caps_wire(seq: u32) -> Vec<u8> {
 
 /// An intact frame (right CRC) of type `ty` with `payload`, without the delimiter.
 fn intact(ty: MessageType, seq: u32, payload: &[u8]) -> Vec<u8> {
-    let mut raw = vec![PROTOCOL_VERSION, ty as u8, 0, 0];
-    raw.extend_from_slice(&seq.to_le_bytes());
-    raw.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    raw.extend_from_slice(payload);
-    let crc = CRC.checksum(&raw);
-    raw.extend_from_slice(&crc.to_le_bytes());
     let mut wire = Vec::new();
-    cobs::encode_into(&raw, &mut wire);
+    encode_raw_frame(PROTOCOL_VERSION, ty as u8, seq, payload, &mut wire);
+    wire.pop();
     wire
 }
 
