@@ -58,4 +58,4 @@ pub use emulator::{
     capabilities_of, DeviceSettings, Emulator, EmulatorOptions, EmulatorStats, ToyDevice,
 };
 pub use faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind, FaultSpecError};
-pub use transport::{memory_link, MemoryPort, Transport, UnplugAfter};
+pub use transport::{memory_link, MemoryPort, StallAfter, Transport, UnplugAfter};

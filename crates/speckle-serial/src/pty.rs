@@ -45,6 +45,11 @@ impl PtyLink {
         }
         let (master, device_end) = TTYPort::pair()
             .map_err(|e| Error::with_source(ErrorKind::Io, "cannot create a pseudo-terminal", e))?;
+        // Non-blocking, so that a write to a host that stopped reading waits at most the
+        // port's timeout and the emulator can notice a stop request.
+        crate::transport::set_nonblocking(std::os::unix::io::AsRawFd::as_raw_fd(&master)).map_err(
+            |e| Error::with_source(ErrorKind::Io, "cannot set up the pseudo-terminal", e),
+        )?;
         let device_path =
             PathBuf::from(device_end.name().ok_or_else(|| {
                 Error::new(ErrorKind::Io, "the pseudo-terminal has no device path")
