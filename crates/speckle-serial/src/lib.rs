@@ -52,7 +52,7 @@ mod faults;
 pub mod pty;
 mod transport;
 
-pub use bench::{bench_in_memory, bench_link, bench_serial_port, LinkBenchReport};
+pub use bench::{bench_in_memory, bench_link, LinkBenchReport};
 pub use device::{LinkStats, SerialDevice, SerialOptions};
 pub use emulator::{
     capabilities_of, DeviceSettings, Emulator, EmulatorOptions, EmulatorStats, ToyDevice,

@@ -207,6 +207,19 @@ fn pseudo_terminal_cases_in_sequence() {
     std::fs::remove_file(&link).unwrap();
     let path = path.to_string();
 
+    // A live link is not taken over (nor removed by the refused one); a dangling one, left by
+    // a killed emulator, is replaced.
+    let first = PtyLink::create(&link).unwrap();
+    let err = PtyLink::create(&link).err().unwrap();
+    assert!(err.to_string().contains("is in use"), "{err}");
+    assert_eq!(std::fs::read_link(&link).unwrap(), first.device_path());
+    drop(first);
+    assert!(std::fs::symlink_metadata(&link).is_err(), "removed on drop");
+    std::os::unix::fs::symlink("/dev/pts/999999", &link).unwrap();
+    let second = PtyLink::create(&link).unwrap();
+    assert_eq!(std::fs::read_link(&link).unwrap(), second.device_path());
+    drop(second);
+
     // 5. The device freezes for 8 s after the first bytes of a 261 KB request: the host gives
     //    up at its 1.5 s request bound and says so, instead of blocking in a write until the
     //    device reads again.
