@@ -74,8 +74,8 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
     let result = emulator.serve(link.port(), &stop);
     let stats = emulator.stats();
     eprintln!(
-        "speckle emulate: stopped after {} frames shown, {} requests, {} damaged frames received, faults injected {:?}",
-        stats.frames_shown, stats.frames_received, stats.bad_frames, stats.faults
+        "speckle emulate: stopped after {} frames shown, {} requests, {} damaged frames received, {} answers dropped unread, faults injected {:?}",
+        stats.frames_shown, stats.frames_received, stats.bad_frames, stats.frames_unsent, stats.faults
     );
     drop(link);
     result?;

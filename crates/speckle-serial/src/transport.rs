@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 /// returns an error of kind `TimedOut` or `WouldBlock`; `Ok(0)` means the peer is gone. `write`
 /// likewise waits at most the timeout for room and may write fewer bytes than asked (a serial
 /// port whose peer stopped reading is full): a write that cannot block forever is what lets
-/// every exchange keep its deadline.
+/// every exchange keep its deadline. Bytes written must be on their way without a `flush`,
+/// which the link never calls: on a serial port it waits, with no timeout, until the device has
+/// taken every byte (`tcdrain`), which a stalled device never does.
 pub trait Transport: Read + Write {
     /// Sets how long the next reads and writes wait.
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()>;
@@ -192,6 +194,7 @@ pub(crate) fn write_all_until<T: Transport + ?Sized>(
     stop: Option<&AtomicBool>,
 ) -> io::Result<WriteEnd> {
     let mut written = 0;
+    // No flush: see `Transport`.
     while written < buf.len() {
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             return Ok(WriteEnd::Stopped { written });
@@ -208,10 +211,7 @@ pub(crate) fn write_all_until<T: Transport + ?Sized>(
             Err(e) => return Err(e),
         }
     }
-    match port.flush() {
-        Err(e) if !is_timeout(&e) => Err(e),
-        _ => Ok(WriteEnd::Done),
-    }
+    Ok(WriteEnd::Done)
 }
 
 /// Sleeps for `duration`, in slices of at most `slice`, returning early (`false`) once `stop`
