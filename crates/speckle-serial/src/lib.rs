@@ -52,10 +52,10 @@ mod faults;
 pub mod pty;
 mod transport;
 
-pub use bench::{bench_in_memory, bench_link, bench_serial_port, LinkBenchReport};
+pub use bench::{bench_in_memory, bench_link, LinkBenchReport};
 pub use device::{LinkStats, SerialDevice, SerialOptions};
 pub use emulator::{
     capabilities_of, DeviceSettings, Emulator, EmulatorOptions, EmulatorStats, ToyDevice,
 };
 pub use faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind, FaultSpecError};
-pub use transport::{memory_link, MemoryPort, Transport, UnplugAfter};
+pub use transport::{memory_link, MemoryPort, StallAfter, Transport, UnplugAfter};
