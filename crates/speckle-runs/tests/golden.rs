@@ -5,7 +5,9 @@
 use speckle_runs::{run, RunConfig};
 
 /// (test accuracy, test loss, alignment cosine means per hidden layer, device frames).
-fn short_run(projector: &str) -> (f64, f64, Vec<f64>, u64) {
+type Outcome = (f64, f64, Vec<f64>, u64);
+
+fn short_run(projector: &str) -> Outcome {
     let sets: Vec<String> = [
         "data.train_subset=1000",
         "data.test_subset=200",
@@ -45,7 +47,7 @@ fn print_golden() {
 fn short_dfa_runs_reproduce_their_golden_values() {
     for (projector, want) in &golden() {
         let got = short_run(projector);
-        let bits = |(acc, loss, cos, frames): &(f64, f64, Vec<f64>, u64)| {
+        let bits = |(acc, loss, cos, frames): &Outcome| {
             let mut v = vec![acc.to_bits(), loss.to_bits(), *frames];
             v.extend(cos.iter().map(|c| c.to_bits()));
             v
@@ -56,7 +58,7 @@ fn short_dfa_runs_reproduce_their_golden_values() {
 
 /// Values measured with this code (`cargo test -p speckle-runs --test golden print_golden --
 /// --ignored --nocapture` prints them).
-fn golden() -> Vec<(&'static str, (f64, f64, Vec<f64>, u64))> {
+fn golden() -> Vec<(&'static str, Outcome)> {
     vec![
         (
             "digital",
