@@ -2,8 +2,16 @@
 use std::path::Path;
 use std::process::Command;
 
+/// `speckle`, outside any scheduler (even when the tests run inside a Slurm job).
 fn speckle() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_speckle"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_speckle"));
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("SLURM_") || n == "JOB_COMPLETION_INDEX" || n == "SPECKLE_SHARDS" {
+            c.env_remove(&name);
+        }
+    }
+    c
 }
 
 /// A tiny sweep: 2 camera settings × 2 seeds of a 784-32-10 DFA net on 1,000 MNIST images (2 epochs), through
@@ -160,4 +168,81 @@ fn bad_sweeps_fail_with_one_line_errors_before_running() {
         .unwrap();
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("I < N"));
+    // --shard auto outside a scheduler, or with a bad index.
+    let config = dir.path().join("tiny.toml");
+    let out = dir.path().join("auto-out");
+    for (env, want) in [
+        (None, "neither is set"),
+        (
+            Some(("JOB_COMPLETION_INDEX", "4")),
+            "JOB_COMPLETION_INDEX=4",
+        ),
+        (
+            Some(("SLURM_ARRAY_TASK_ID", "one")),
+            "SLURM_ARRAY_TASK_ID=\"one\"",
+        ),
+    ] {
+        let mut c = speckle();
+        c.args(["sweep", "--shard", "auto", "--shards", "4", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let run = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(want), "{want}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(!out.exists(), "nothing written for {want}");
+    }
+}
+
+#[test]
+fn failed_points_make_the_sweep_exit_1_after_writing_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.toml"), BASE).unwrap();
+    // The second point's data folder does not exist: the config is valid, the run fails.
+    let config = dir.path().join("fails.toml");
+    std::fs::write(
+        &config,
+        r#"
+name = "fails"
+base = "base.toml"
+[set]
+"training.epochs" = 1
+"data.train_subset" = 200
+[[points]]
+"training.seed" = 0
+[[points]]
+"training.seed" = 1
+"data.dir" = "/nonexistent/mnist"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    for attempt in ["first", "again"] {
+        let run = speckle()
+            .args(["sweep", "--jobs", "1", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{attempt}: {stderr}");
+        let last = stderr.trim().lines().last().unwrap();
+        assert!(
+            last.starts_with("error: 1 of 2 points failed (") && last.ends_with("/out"),
+            "{attempt}: {stderr}"
+        );
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        let status: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').rev().nth(1).unwrap())
+            .collect();
+        assert_eq!(status, ["ok", "failed"], "{attempt}: {csv}");
+    }
 }

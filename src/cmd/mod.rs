@@ -4,6 +4,7 @@ pub mod bench_suite;
 pub mod data;
 pub mod emulate;
 pub mod info;
+pub mod scheduler;
 pub mod sweep;
 pub mod train;
 pub mod transform;
