@@ -246,3 +246,90 @@ base = "base.toml"
         assert_eq!(status, ["ok", "failed"], "{attempt}: {csv}");
     }
 }
+
+/// The environment contract of deploy/kubernetes/sweep-job.yaml: pod I of the Indexed Job runs
+/// `speckle sweep --shard auto` with JOB_COMPLETION_INDEX=I and SPECKLE_SHARDS = completions, all
+/// into one folder; merge-job.yaml merges that folder. Every index run at once, then merged,
+/// equals one local run.
+#[test]
+fn kubernetes_indexed_job_shards_merge_to_the_local_sweep() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let job = std::fs::read_to_string(root.join("sweep-job.yaml")).unwrap();
+    let merge_job = std::fs::read_to_string(root.join("merge-job.yaml")).unwrap();
+    let field = |text: &str, key: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in the template"));
+        line.trim_start()[key.len()..]
+            .trim()
+            .trim_matches('"')
+            .to_string()
+    };
+    assert_eq!(field(&job, "completionMode:"), "Indexed");
+    let completions: usize = field(&job, "completions:").parse().unwrap();
+    let after_shards = job.split("- name: SPECKLE_SHARDS").nth(1).unwrap();
+    assert_eq!(field(after_shards, "value:"), completions.to_string());
+    assert!(job.contains(r#""--shard", "auto""#), "{job}");
+    let out_dir = job.split(r#""--out", ""#).nth(1).unwrap();
+    let out_dir = &out_dir[..out_dir.find('"').unwrap()];
+    assert!(
+        merge_job.contains(&format!(r#""sweep", "merge", "{out_dir}""#)),
+        "the merge job merges the sweep's folder {out_dir}: {merge_job}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_tiny(dir.path());
+    let local = dir.path().join("local");
+    let run = speckle()
+        .args(["sweep", "--quick", "--jobs", "2", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&local)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let shared = dir.path().join("shared");
+    let pods: Vec<_> = (0..completions)
+        .map(|i| {
+            speckle()
+                .args([
+                    "sweep", "--quick", "--jobs", "1", "--shard", "auto", "--config",
+                ])
+                .arg(&config)
+                .arg("--out")
+                .arg(&shared)
+                .env("JOB_COMPLETION_INDEX", i.to_string())
+                .env("SPECKLE_SHARDS", completions.to_string())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, pod) in pods.into_iter().enumerate() {
+        let run = pod.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "index {i}: {stderr}");
+        let want = format!(
+            "shard {i}/{completions} (Kubernetes completion index {i} of \
+             SPECKLE_SHARDS={completions})"
+        );
+        assert!(stderr.contains(&want), "{want}: {stderr}");
+    }
+    assert!(!shared.join("results.csv").exists(), "merge writes it");
+    let m = speckle()
+        .args(["sweep", "merge"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    assert_eq!(
+        std::fs::read_to_string(shared.join("results.csv")).unwrap(),
+        std::fs::read_to_string(local.join("results.csv")).unwrap()
+    );
+}
