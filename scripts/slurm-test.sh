@@ -3,15 +3,15 @@
 # started on this machine (munged, slurmctld and slurmd run directly, no systemd), from Debian's
 # packages (installed with apt-get when missing; needs root). It
 #
-#   1. submits the quick noise sweep (configs/noise-sweep.toml --quick) as an array of 3 tasks
-#      sharing one folder plus the merge job (deploy/slurm/submit.sh), and checks that the merged
-#      results.csv equals a local `speckle sweep --quick` row for row, and the logs;
-#   2. submits it again into a fresh folder, cancels task 1 while it trains its first point and
-#      task 2 before it starts, checks that the merge job did not run, resubmits the same array
-#      and checks the resume: the finished points are skipped (the logs say so, their files are
-#      untouched), the others run, and the merged results equal the local run;
-#   3. submits a sweep with one point that fails (its data folder does not exist) as 2 tasks,
-#      each writing its own folder: the task with the failing point fails, the merge never runs.
+#   1. submits the quick noise sweep (configs/noise-sweep.toml --quick) as an array of 3 tasks,
+#      each writing its own folder, plus the merge job (deploy/slurm/submit.sh), and checks that
+#      the merged results.csv equals a local `speckle sweep --quick` row for row, and the logs;
+#   2. submits it again as 3 tasks sharing one folder, cancels task 1 while it trains its first
+#      point and task 2 before it starts, checks that the merge job did not run, resubmits the
+#      same array and checks the resume: the finished points are skipped (the logs say so, their
+#      files are untouched), the others run, and the merged results equal the local run;
+#   3. submits a sweep of two points, one failing (its data folder does not exist), as 2 tasks:
+#      the task with the failing point fails, the merge never runs.
 #
 # Every daemon it starts is stopped by pid, and its folder is removed. The speckle binary is
 # $SPECKLE when set, else target/debug/speckle as `cargo test` builds it (`cargo build --profile
@@ -257,10 +257,11 @@ step "local reference (speckle sweep --quick)"
 points=$(($(wc -l <"$work/local/results.csv") - 1))
 echo "$points points"
 
-step "array of 3 tasks sharing one folder, then the merge job"
-export SPECKLE_OUT=$work/shared SPECKLE_LOGS=$work/logs-shared
-sweep_and_merge "first attempt"
-check "report.md written" test -s "$work/shared/report.md"
+step "array of 3 tasks, each writing its own folder, then the merge job"
+export SPECKLE_OUT=$work/per-task SPECKLE_LOGS=$work/logs-per-task SPECKLE_LAYOUT=per-task
+sweep_and_merge "per-task folders"
+check "report.md written" test -s "$work/per-task/report.md"
+check "task folders task-0 to task-2" equal "$(cd "$work/per-task" && echo task-*)" "task-0 task-1 task-2"
 for i in 0 1 2; do
     log=$SPECKLE_LOGS/sweep-${array}_$i.out
     want=$(awk -F, -v i="$i" 'NR > 1 && (NR - 2) % 3 == i { printf "%s%d %s", sep, NR - 2, $NF; sep = ", " }' \
@@ -270,8 +271,8 @@ for i in 0 1 2; do
 done
 check "merge log" log_has "$SPECKLE_LOGS/merge-$merge.out" "merged $points of $points points"
 
-step "cancel task 1 while it runs and task 2 before it starts, then resubmit the same array"
-export SPECKLE_OUT=$work/resume SPECKLE_LOGS=$work/logs-resume
+step "3 tasks sharing one folder: cancel task 1 while it runs and task 2 before it starts, then resubmit the same array"
+export SPECKLE_OUT=$work/shared SPECKLE_LOGS=$work/logs-shared SPECKLE_LAYOUT=shared
 submit "$config" 3 --hold
 # Task 1 alone first, cancelled as soon as it has started training its first point (point 1,
 # the 2nd row of the local results: a second or more of work left, the cancel takes a fraction
@@ -280,7 +281,7 @@ submit "$config" 3 --hold
 shard1=$(awk -F, 'NR == 3 || NR == 6 { print $NF }' "$work/local/results.csv")
 scontrol release "${array}_1" || die "scontrol release ${array}_1"
 t=$SECONDS
-until [[ -d $work/resume/runs/${shard1%%$'\n'*} ]]; do
+until [[ -d $work/shared/runs/${shard1%%$'\n'*} ]]; do
     ((SECONDS - t < 60)) || die "task 1 did not start training within 60 s"
     sleep 0.05
 done
@@ -290,21 +291,21 @@ wait_idle
 check "task 0 completed, task 1 cancelled while running, task 2 dropped" \
     equal "$(states "$array" 3)" "0=COMPLETED 1=CANCELLED 2=none"
 check "merge job cancelled (afterok not satisfied)" equal "$(states "$merge")" CANCELLED
-check "no results.csv before the merge" no_file "$work/resume/results.csv"
+check "no results.csv before the merge" no_file "$work/shared/results.csv"
 # Shard 1 holds points 1 and 4. A point is finished once its run wrote summary.json (a point
 # cancelled after that, while the sweep recorded it, is recorded by the next attempt).
 finished1=0
 interrupted1=0
 for id in $shard1; do
-    if [[ -e $work/resume/runs/$id/summary.json ]]; then
+    if [[ -e $work/shared/runs/$id/summary.json ]]; then
         finished1=$((finished1 + 1))
-    elif [[ -e $work/resume/runs/$id ]]; then
+    elif [[ -e $work/shared/runs/$id ]]; then
         interrupted1=$((interrupted1 + 1))
     fi
 done
 echo "cancelled task 1 had finished $finished1 of its 2 points, $interrupted1 interrupted"
 check "task 1 was cancelled before finishing its points" test "$finished1" -lt 2
-done_before=$(find "$work/resume/runs" -name result.json | sort)
+done_before=$(find "$work/shared/runs" -name result.json | sort)
 fingerprint() { xargs -r sha256sum <<<"$done_before" && xargs -r stat -c '%n %Y.%y' <<<"$done_before"; }
 fingerprint_before=$(fingerprint)
 sweep_and_merge "resubmitted"
@@ -333,7 +334,7 @@ base = "$root/configs/mnist-dfa.toml"
 "training.seed" = 1
 "data.dir" = "$work/no-such-data"
 EOF
-export SPECKLE_OUT=$work/fails SPECKLE_LOGS=$work/logs-fails SPECKLE_LAYOUT=per-task SPECKLE_ARGS=
+export SPECKLE_OUT=$work/fails SPECKLE_LOGS=$work/logs-fails SPECKLE_ARGS=
 submit "$work/fails.toml" 2
 wait_idle
 check "task 1 (the failing point) failed, task 0 completed" \
@@ -341,6 +342,5 @@ check "task 1 (the failing point) failed, task 0 completed" \
 check "merge job cancelled" equal "$(states "$merge")" CANCELLED
 check "task 1's log names the failure" log_has "$SPECKLE_LOGS/sweep-${array}_1.out" \
     "error: 1 of 1 points of shard 1/2 failed"
-check "task 0 wrote its point into its own folder" \
-    equal "$(find "$work/fails/task-0/runs" -name result.json | wc -l)" 1
-check "nothing merged" no_file "$work/fails/results.csv"
+check "both points recorded, nothing merged" \
+    equal "$(find "$work/fails/runs" -name result.json | wc -l) $(ls "$work/fails" | xargs)" "2 runs sweep.json"

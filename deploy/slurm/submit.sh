@@ -22,6 +22,10 @@ n=$2
 shift 2
 [[ -f $config ]] || fail "sweep file '$config' does not exist"
 [[ $n =~ ^[1-9][0-9]*$ ]] || fail "N (the number of array tasks) must be a whole number ≥ 1, not '$n'"
+case ${SPECKLE_LAYOUT:-shared} in
+    shared | per-task) ;;
+    *) fail "SPECKLE_LAYOUT must be shared or per-task, not '$SPECKLE_LAYOUT'" ;;
+esac
 command -v sbatch >/dev/null || fail "sbatch not found: run this where Slurm's commands are"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
