@@ -6,6 +6,7 @@ pub mod data;
 pub mod emulate;
 pub mod info;
 pub mod npy;
+pub mod scheduler;
 pub mod sweep;
 pub mod train;
 pub mod transform;

@@ -311,11 +311,21 @@ pub struct SweepOutcome {
     pub failed: Vec<(String, String)>,
 }
 
-/// Writes a file atomically (temporary file in the same folder, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
+/// A temporary file next to `path`, named uniquely even among processes of several machines
+/// that share the folder (process id and 64 random bits).
+fn temp_path(path: &Path) -> PathBuf {
+    use std::hash::{BuildHasher, Hasher};
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    dir.join(format!(".tmp-{}-{random:016x}-{name}", std::process::id()))
+}
+
+/// Writes a file atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
+    let tmp = temp_path(path);
     fs::write(&tmp, bytes)
         .and_then(|()| fs::rename(&tmp, path))
         .map_err(|e| {
@@ -352,11 +362,31 @@ fn mkdir(dir: &Path) -> Result<(), SweepError> {
         .map_err(|e| SweepError::Io(format!("cannot create {}: {e}", dir.display())))
 }
 
+/// Writes `path` unless it exists, atomically even when several processes (shards sharing a
+/// folder) try at once: each links its own complete copy into place and only the first
+/// succeeds. Returns whether this call wrote it.
+fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, SweepError> {
+    let tmp = temp_path(path);
+    let cannot =
+        |e: std::io::Error| SweepError::Io(format!("cannot write {}: {e}", path.display()));
+    fs::write(&tmp, bytes).map_err(cannot)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // A file system without hard links: the last writer wins (equal manifests, atomically).
+        Err(_) => write_atomic(path, bytes).map(|()| true),
+    }
+}
+
 /// Checks the folder's manifest against this sweep's (or writes it in a fresh folder).
 fn claim_dir(out: &Path, manifest: &Manifest) -> Result<(), SweepError> {
     mkdir(out)?;
     let path = out.join(MANIFEST_FILE);
-    if path.exists() {
+    let text = serde_json::to_string_pretty(manifest)
+        .map_err(|e| SweepError::Io(format!("cannot encode {}: {e}", path.display())))?;
+    if path.exists() || !create_once(&path, text.as_bytes())? {
         let old = Manifest::read(out)?;
         if &old != manifest {
             let why = if old.quick != manifest.quick {
@@ -371,13 +401,14 @@ fn claim_dir(out: &Path, manifest: &Manifest) -> Result<(), SweepError> {
                 out.display()
             )));
         }
-        return Ok(());
     }
-    write_json(&path, manifest)
+    Ok(())
 }
 
 /// Runs (this shard of) a sweep into `opts.out_dir`, skipping finished points, then writes
-/// `results.csv` and `report.md` for every finished point found there.
+/// `results.csv` and `report.md` for every finished point found there. A shard (`count > 1`)
+/// writes only its points' folders and the manifest, so that shards can share the folder:
+/// [`merge`] writes the results.
 ///
 /// Every point's config is resolved and validated before anything runs. Results do not depend
 /// on `jobs`: each run is computed inside its own rayon pool of `threads_per_run` threads.
@@ -508,7 +539,11 @@ pub fn run_sweep(
     }
     outcome.failed = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     outcome.ran = finished.load(Ordering::SeqCst) - outcome.failed.len();
-    write_outputs(&opts.out_dir, &manifest)?;
+    // A shard leaves results.csv and the report to `merge`: shards may share the folder, and no
+    // two of them write the same file.
+    if opts.shard.count == 1 {
+        write_outputs(&opts.out_dir, &manifest)?;
+    }
     Ok(outcome)
 }
 
