@@ -74,10 +74,18 @@ pub enum DfaError {
     },
     /// The random projector failed.
     #[error("random projector: {0}")]
-    Projector(#[from] speckle_hal::Error),
+    Projector(speckle_hal::Error),
     /// A trainer state does not fit this trainer or its file is corrupt.
     #[error("{0}")]
     State(String),
+}
+
+// By hand rather than `#[from]`, which would also make the projector's error the `source()` of
+// a message that already contains it (printed twice by anyhow's `{:#}`).
+impl From<speckle_hal::Error> for DfaError {
+    fn from(e: speckle_hal::Error) -> Self {
+        DfaError::Projector(e)
+    }
 }
 
 /// What one training batch did (measured in the forward pass, before the update).

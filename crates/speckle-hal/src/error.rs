@@ -45,7 +45,21 @@ impl fmt::Display for ErrorKind {
 }
 
 /// The error of every HAL method: a [`kind`](Error::kind), a one-line message, and an optional
-/// source.
+/// cause.
+///
+/// Its `Display` is the whole story on one line, `message: cause`, and
+/// [`std::error::Error::source`] is `None`: a printer that walks the chain of causes (anyhow's
+/// `{:#}`) then names each clause once. The cause stays reachable with [`Error::cause`].
+///
+/// ```
+/// use speckle_hal::{Error, ErrorKind};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+/// let e = Error::with_source(ErrorKind::Io, "cannot read x.toml", io);
+/// assert_eq!(e.to_string(), "cannot read x.toml: no such file");
+/// assert!(std::error::Error::source(&e).is_none());
+/// assert_eq!(e.cause().unwrap().to_string(), "no such file");
+/// ```
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -81,9 +95,14 @@ impl Error {
         self.kind
     }
 
-    /// The message, without the source.
+    /// The message, without the cause.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The underlying cause, if any (already part of the `Display` text).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
     }
 }
 
@@ -97,13 +116,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
-    }
-}
+/// No `source()`: the cause is already in the `Display` text (see [`Error`]).
+impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {

@@ -44,12 +44,12 @@ pub struct RunState {
 #[non_exhaustive]
 pub enum CheckpointError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (part of the message; not returned by `source()`, so each clause prints once).
+        cause: std::io::Error,
     },
     /// A checkpoint file is corrupt or of another version.
     #[error("{path}: {message}")]
@@ -64,13 +64,21 @@ pub enum CheckpointError {
     Missing(PathBuf),
     /// The trainer state does not fit the run's trainer.
     #[error("trainer state: {0}")]
-    Trainer(#[from] speckle_dfa::DfaError),
+    Trainer(speckle_dfa::DfaError),
+}
+
+// By hand rather than `#[from]`, which would also make the trainer's error the `source()` of a
+// message that already contains it.
+impl From<speckle_dfa::DfaError> for CheckpointError {
+    fn from(e: speckle_dfa::DfaError) -> Self {
+        CheckpointError::Trainer(e)
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
+    move |cause| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -193,7 +201,7 @@ pub fn save_trainer_state(state: &TrainerState, path: &Path) -> Result<(), Check
         })
         .map_err(|e| CheckpointError::Io {
             path: path.to_path_buf(),
-            source: e,
+            cause: e,
         })?;
     }
     let header = FileHeader {

@@ -48,12 +48,12 @@ pub const DEFAULT_CONFIG_TOML: &str = SHIPPED_CONFIGS[3].1;
 #[non_exhaustive]
 pub enum ConfigError {
     /// A config file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (part of the message; not returned by `source()`, so each clause prints once).
+        cause: std::io::Error,
     },
     /// TOML syntax error.
     #[error("config {source_name}: {message}")]
@@ -352,7 +352,7 @@ impl RunConfig {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
                     path: p.to_path_buf(),
-                    source: e,
+                    cause: e,
                 })?;
                 RunConfig::from_toml_with(&text, &p.display().to_string(), overrides)
             }

@@ -69,30 +69,30 @@ pub enum RunError {
     #[error(transparent)]
     Data(#[from] DataError),
     /// The feedback projector could not be built.
-    #[error("feedback projector {spec}: {source}")]
+    #[error("feedback projector {spec}: {cause}")]
     Projector {
         /// The projector SPEC.
         spec: String,
-        /// The cause.
-        source: speckle_hal::Error,
+        /// The cause (part of the message; not returned by `source()`, so each clause prints once).
+        cause: speckle_hal::Error,
     },
     /// The trainer refused the configuration or failed.
     #[error("trainer: {0}")]
-    Trainer(#[from] DfaError),
+    Trainer(DfaError),
     /// The output directory cannot be used.
     #[error("{0}")]
     OutDir(String),
     /// Writing an output file failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (part of the message; not returned by `source()`, so each clause prints once).
+        cause: std::io::Error,
     },
     /// Saving or loading a checkpoint failed.
     #[error("checkpoint: {0}")]
-    Checkpoint(#[from] CheckpointError),
+    Checkpoint(CheckpointError),
     /// The checkpoint belongs to another configuration or projector.
     #[error("cannot resume {dir}: {message}")]
     ResumeMismatch {
@@ -118,6 +118,20 @@ pub enum RunError {
     Plot(#[from] PlotError),
 }
 
+// By hand rather than `#[from]`, which would also make the inner error the `source()` of a
+// message that already contains it (printed twice by a chain printer such as anyhow's `{:#}`).
+impl From<DfaError> for RunError {
+    fn from(e: DfaError) -> Self {
+        RunError::Trainer(e)
+    }
+}
+
+impl From<CheckpointError> for RunError {
+    fn from(e: CheckpointError) -> Self {
+        RunError::Checkpoint(e)
+    }
+}
+
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -132,9 +146,9 @@ pub struct RunOutcome {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io {
+    move |cause| RunError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -330,9 +344,9 @@ pub fn open_feedback(
         .spec()
         .open(classes, config.feedback_width())
         .map(Some)
-        .map_err(|source| RunError::Projector {
+        .map_err(|cause| RunError::Projector {
             spec: config.feedback.projector.to_string(),
-            source,
+            cause,
         })
 }
 

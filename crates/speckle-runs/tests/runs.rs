@@ -381,3 +381,42 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
         ),
     }
 }
+
+/// An error and its causes joined by ": ", as anyhow's `{:#}` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        parts.push(c.to_string());
+        cause = c.source();
+    }
+    parts.join(": ")
+}
+
+#[test]
+fn error_chains_name_each_clause_once() {
+    let e = RunConfig::load(Some(Path::new("/nonexistent/run.toml")), &[]).unwrap_err();
+    let text = chain(&e);
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
+    let e = RunError::from(speckle_dfa::DfaError::InvalidSpec("model.hidden".into()));
+    assert_eq!(chain(&e), "trainer: invalid parameter: model.hidden");
+    let e = RunError::from(checkpoint::CheckpointError::Missing("d".into()));
+    assert_eq!(
+        chain(&e),
+        "checkpoint: d holds no checkpoint (nothing to resume)"
+    );
+    let hal = speckle_hal::Error::with_source(
+        speckle_hal::ErrorKind::Io,
+        "cannot open serial port /dev/x",
+        std::io::Error::other("Not a typewriter"),
+    );
+    let e = speckle_dfa::DfaError::from(hal);
+    assert_eq!(
+        chain(&e),
+        "random projector: cannot open serial port /dev/x: Not a typewriter"
+    );
+}

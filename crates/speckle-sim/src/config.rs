@@ -34,13 +34,12 @@ pub enum ConfigError {
     #[error("unknown device preset `{0}` (known: {known})", known = PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "))]
     UnknownPreset(String),
     /// The file could not be read.
-    #[error("cannot read device config {path}: {source}")]
+    #[error("cannot read device config {path}: {cause}")]
     Io {
         /// The path as given.
         path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The cause (part of the message; not returned by `source()`, so each clause prints once).
+        cause: std::io::Error,
     },
 }
 
@@ -345,9 +344,9 @@ impl DeviceConfig {
     /// Reads, parses and checks a TOML file.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let src = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         Self::from_toml_str(&src).map_err(|e| match e {
             ConfigError::Parse { location, message } => ConfigError::Parse {

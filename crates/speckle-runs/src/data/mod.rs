@@ -20,12 +20,12 @@ pub use idx::{read_idx_images, read_idx_labels};
 #[non_exhaustive]
 pub enum DataError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (part of the message; not returned by `source()`, so each clause prints once).
+        cause: std::io::Error,
     },
     /// A file is not in the expected format (magic number, dimensions, length, labels).
     #[error("{path}: {message}")]
@@ -53,10 +53,10 @@ impl DataError {
             message: message.into(),
         }
     }
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, cause: std::io::Error) -> Self {
         DataError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 }
