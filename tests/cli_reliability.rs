@@ -4,9 +4,10 @@
 //! nothing large.
 mod common;
 
-use common::{arg, speckle};
+use common::{arg, entries, speckle};
 use ndarray::Array2;
 use ndarray_npy::write_npy;
+use std::path::Path;
 
 /// Asserts that no `: `-separated clause of an error line appears twice ("X: X").
 fn each_clause_once(line: &str) {
@@ -82,4 +83,168 @@ fn a_port_that_is_not_a_terminal_is_named_once() {
     ])
     .fails_with("/dev/null");
     each_clause_once(&line);
+}
+
+#[test]
+fn a_npy_header_that_does_not_parse_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.npy");
+    // A header dict that stops in the middle (no closing brace).
+    let mut header = b"{'descr': '|u1', 'fortran_order': False, 'shape': (2, 8), ".to_vec();
+    header.resize(117, b' ');
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&[0u8; 16]);
+    std::fs::write(&p, bytes).unwrap();
+    let line = speckle([
+        "transform",
+        "--input",
+        p.to_str().unwrap(),
+        "--output",
+        &arg(dir.path(), "y.npy"),
+    ])
+    .fails_with("bad.npy is not a valid .npy file");
+    assert!(!line.contains("^---") && !line.contains(" | "), "{line}");
+    assert!(line.contains("expected"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes
+
+#[test]
+fn a_npy_header_claiming_a_trillion_values_is_refused_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.npy");
+    let mut header =
+        b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }".to_vec();
+    header.resize(117, b' ');
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&[0u8; 16]);
+    std::fs::write(&p, bytes).unwrap();
+    let line = speckle([
+        "transform",
+        "--linear",
+        "--device",
+        "digital",
+        "--input",
+        p.to_str().unwrap(),
+        "--output",
+        &arg(dir.path(), "y.npy"),
+    ])
+    .fails_with("1000000000000 values");
+    assert!(line.contains("3.6 TiB"), "{line}");
+    assert_eq!(entries(dir.path()), ["huge.npy"]);
+}
+
+#[test]
+fn an_output_dimension_beyond_memory_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = arg(dir.path(), "x.npy");
+    write_npy(&x, &Array2::<u8>::zeros((8, 16))).unwrap();
+    let y = arg(dir.path(), "y.npy");
+    let line = speckle([
+        "transform",
+        "--input",
+        &x,
+        "--output",
+        &y,
+        "--out-dim",
+        "4000000000000",
+    ])
+    .fails_with("--out-dim 4000000000000");
+    assert!(
+        line.contains("would need 116 TiB (8 × 4000000000000 × 4 bytes)"),
+        "{line}"
+    );
+    assert!(!Path::new(&y).exists());
+}
+
+#[test]
+fn a_bench_batch_beyond_memory_is_refused_at_once() {
+    for mode in ["raw", "linear"] {
+        let line = speckle([
+            "bench",
+            "--device",
+            if mode == "raw" { "sim" } else { "digital" },
+            "--mode",
+            mode,
+            "--in",
+            "16",
+            "--out",
+            "16",
+            "--batch",
+            "1000000000000",
+            "--seconds",
+            "0",
+        ])
+        .fails_with("--batch 1000000000000");
+        assert!(line.contains("TiB"), "{line}");
+    }
+}
+
+#[test]
+fn info_digital_with_absurd_dimensions_is_an_error() {
+    let line = speckle([
+        "info",
+        "--device",
+        "digital",
+        "--in",
+        "1000000000000",
+        "--out",
+        "1000000000000",
+    ])
+    .fails_with("1000000000000");
+    assert!(line.contains("entries"), "{line}");
+}
+
+#[test]
+fn a_matrix_budget_beyond_memory_is_refused_at_once() {
+    let line = speckle([
+        "info",
+        "--device",
+        "sim",
+        "--set",
+        "medium.matrix_budget_mib=100000000",
+    ])
+    .fails_with("medium.matrix_budget_mib = 100000000");
+    assert!(line.contains("memory limit"), "{line}");
+}
+
+#[test]
+fn a_structured_medium_beyond_memory_is_refused_at_once() {
+    // 3815 blocks of 2^20 diagonals: 89 GiB, refused under a limit of 8 GiB (set, so that the
+    // test never allocates on a machine that has the memory).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_speckle"))
+        .args(["info", "--device", "sim:structured", "--out", "4000000000"])
+        .env("SPECKLE_MEMORY_LIMIT", "8G")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("would need 89 GiB") && stderr.contains("8 GiB memory limit"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hidden_layers_beyond_memory_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let line = speckle([
+        "train",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "model.hidden=[1048576, 1048576]",
+    ])
+    .fails_with("model.hidden");
+    assert!(line.contains("4 TiB"), "{line}");
+    assert!(!out.exists());
 }

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle::hal::{
-    pack_bits, DeviceCounters, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector,
+    memory, pack_bits, DeviceCounters, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector,
 };
 use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
 
@@ -226,6 +226,7 @@ fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
             args.seconds
         );
     }
+    check_batch_size(args, output_dim)?;
     if let (DeviceSpec::Serial { path, baud }, BenchMode::Raw) = (&args.dev.device, args.mode) {
         return bench_serial(args, path, *baud, output_dim);
     }
@@ -244,6 +245,27 @@ fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
     } else {
         print_report(&report);
     }
+    Ok(())
+}
+
+/// Refuses, before the device is opened, a batch whose inputs or outputs exceed the memory
+/// limit (raw: one byte per input value, float32 camera values; linear: float32 both ways).
+fn check_batch_size(args: &ProjectionBenchArgs, output_dim: usize) -> anyhow::Result<()> {
+    let subject = format!("--batch {}", args.batch);
+    let input_bytes = match args.mode {
+        BenchMode::Raw => 1,
+        BenchMode::Linear => 4,
+    };
+    memory::Request::new(&subject, "the inputs")
+        .times(args.batch)
+        .times(args.input_dim)
+        .of(input_bytes)
+        .check()?;
+    memory::Request::new(&subject, "the outputs")
+        .times(args.batch)
+        .times(output_dim)
+        .of(4)
+        .check()?;
     Ok(())
 }
 

@@ -36,8 +36,16 @@ fn describe(args: &InfoArgs, overrides: &toml::Table) -> anyhow::Result<serde_js
     let spec = &args.dev.device;
     let spec_text = spec.to_string();
     if spec == &DeviceSpec::Digital {
-        full_dims(spec, overrides)?; // refuses --set: digital has no config
-                                     // The digital projector has no physical size: any dims up to its entry limit.
+        // Refuses --set: digital has no config.
+        full_dims(spec, overrides)?;
+        // No physical size: any dimensions up to its entry limit, checked like a projector's.
+        // A dimension not given counts as 1.
+        if args.input_dim.is_some() || args.output_dim.is_some() {
+            speckle::projection::GaussianProjector::check_dimensions(
+                args.input_dim.unwrap_or(1),
+                args.output_dim.unwrap_or(1),
+            )?;
+        }
         return Ok(serde_json::json!({
             "spec": spec_text,
             "kind": "digital",

@@ -19,6 +19,7 @@
 use anyhow::{bail, Context};
 use ndarray::{Array2, ArrayBase, Data, Ix2};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WritableElement, WriteNpyExt};
+use speckle::hal::memory;
 use std::path::Path;
 
 /// A row-major matrix of 0/1 bytes read from a uint8 or bool `.npy` file.
@@ -78,12 +79,54 @@ impl NpyHeader {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    memory::Request::new(path.display().to_string(), "reading the file")
+        .times(meta.len())
+        .check()?;
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn parse_header(path: &Path, bytes: &[u8]) -> anyhow::Result<NpyHeader> {
-    let header = ndarray_npy::npy::header::Header::from_reader(&mut &bytes[..])
-        .map_err(|e| anyhow::anyhow!("{} is not a valid .npy file ({e})", path.display()))?;
+/// One line from a header parse error: ndarray-npy's syntax errors are a multi-line caret
+/// diagram (` --> 1:119`, the header line, `^---`, `= expected value`); keep the position and
+/// the reason.
+fn header_error_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    if !text.contains('\n') {
+        return text;
+    }
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_end_matches(':');
+    let at = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .map(|p| format!(" at {}", p.trim()));
+    let reason = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("= "))
+        .map(|r| format!(": {}", r.trim()));
+    format!(
+        "{}{}{}",
+        first.split(" --> ").next().unwrap_or(first).trim(),
+        reason.unwrap_or_default(),
+        at.unwrap_or_default()
+    )
+}
+
+/// The header, and the number of bytes after it.
+fn parse_header(path: &Path, bytes: &[u8]) -> anyhow::Result<(NpyHeader, usize)> {
+    let mut rest = bytes;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut rest).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid .npy file ({})",
+            path.display(),
+            header_error_line(&e)
+        )
+    })?;
     let descr = match header.type_descriptor.as_string() {
         Some(s) => s.clone(),
         None => bail!(
@@ -92,10 +135,40 @@ fn parse_header(path: &Path, bytes: &[u8]) -> anyhow::Result<NpyHeader> {
             header.type_descriptor
         ),
     };
-    Ok(NpyHeader {
-        descr,
-        shape: header.shape,
-    })
+    Ok((
+        NpyHeader {
+            descr,
+            shape: header.shape,
+        },
+        rest.len(),
+    ))
+}
+
+/// Checks, before anything is allocated, that the file holds the data its header announces:
+/// a header claiming 10^12 values in a small file is an error naming the size, not an attempt
+/// to allocate it.
+fn check_data_size(
+    path: &Path,
+    header: &NpyHeader,
+    data_len: usize,
+    item_bytes: u64,
+) -> anyhow::Result<()> {
+    let values = header
+        .shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let need = values.and_then(|v| v.checked_mul(item_bytes));
+    match need {
+        Some(n) if n <= data_len as u64 => Ok(()),
+        _ => bail!(
+            "{} is not a valid .npy file: its header announces shape {:?} ({} values, {}) but the file holds {} of data (truncated or corrupt)",
+            path.display(),
+            header.shape,
+            values.map_or_else(|| "more than 2^64".to_string(), |v| v.to_string()),
+            need.map_or_else(|| "more than 16 EiB".to_string(), memory::format_bytes),
+            memory::format_bytes(data_len as u64)
+        ),
+    }
 }
 
 fn check_rank2(path: &Path, header: &NpyHeader) -> anyhow::Result<()> {
@@ -140,10 +213,11 @@ fn into_row_major<A: Clone>(a: Array2<A>) -> Vec<A> {
 /// Reads a 2-D uint8 or bool `.npy` array whose values are all 0 or 1 (raw device input).
 pub fn read_binary_matrix(path: &Path) -> anyhow::Result<BinaryMatrix> {
     let bytes = read_file(path)?;
-    let header = parse_header(path, &bytes)?;
+    let (header, data_len) = parse_header(path, &bytes)?;
     let (rows, cols) = match header.dtype_name().as_str() {
         "uint8" | "bool" => {
             check_rank2(path, &header)?;
+            check_data_size(path, &header, data_len, 1)?;
             (header.shape[0], header.shape[1])
         }
         other => bail!(
@@ -182,9 +256,12 @@ pub fn read_binary_matrix(path: &Path) -> anyhow::Result<BinaryMatrix> {
 /// Reads a 2-D float32 `.npy` array whose values are all finite (linear-mode input).
 pub fn read_float_matrix(path: &Path) -> anyhow::Result<FloatMatrix> {
     let bytes = read_file(path)?;
-    let header = parse_header(path, &bytes)?;
+    let (header, data_len) = parse_header(path, &bytes)?;
     match header.dtype_name().as_str() {
-        "float32" => check_rank2(path, &header)?,
+        "float32" => {
+            check_rank2(path, &header)?;
+            check_data_size(path, &header, data_len, 4)?;
+        }
         other => bail!(
             "{} has dtype {other}; --linear needs float32 values",
             path.display()

@@ -3,7 +3,7 @@ use super::npy;
 use anyhow::{bail, Context};
 use clap::Args;
 use ndarray::Array2;
-use speckle::hal::{pack_bits, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector};
+use speckle::hal::{memory, pack_bits, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector};
 use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
 
 use super::args::DeviceArgs;
@@ -56,6 +56,7 @@ pub fn run(args: TransformArgs) -> anyhow::Result<()> {
 fn run_raw(args: &TransformArgs, overrides: &toml::Table) -> anyhow::Result<()> {
     let x = npy::read_binary_matrix(&args.input)?;
     let out_dim = args.out_dim.unwrap_or(x.cols);
+    check_output_size(args, x.rows, out_dim)?;
     let dev = &args.dev;
     let mut device = open_device(&dev.device, x.cols, out_dim, dev.seed, overrides)
         .with_context(|| format!("cannot open device {}", dev.device))?;
@@ -71,6 +72,21 @@ fn run_raw(args: &TransformArgs, overrides: &toml::Table) -> anyhow::Result<()> 
         }
         Some(bits) => bail!("device reports a {bits}-bit camera; at most 16 bits are supported"),
     }
+    Ok(())
+}
+
+/// Refuses, before the device is opened, an output larger than the memory limit: `rows ×
+/// out_dim` float32 values (the raw frames or projections, before any conversion).
+fn check_output_size(args: &TransformArgs, rows: usize, out_dim: usize) -> anyhow::Result<()> {
+    let subject = match args.out_dim {
+        Some(m) => format!("--out-dim {m}"),
+        None => format!("{} (out dim {out_dim}, its features)", args.input.display()),
+    };
+    memory::Request::new(subject, format!("the output of {rows} rows"))
+        .times(rows)
+        .times(out_dim)
+        .of(4)
+        .check()?;
     Ok(())
 }
 
@@ -115,8 +131,14 @@ fn transform_raw(
         pack_bits(&padded, x.rows, width, &mut packed)?;
     }
     let frames = PackedFrames::new(&packed, x.rows, width)?;
+    let frames_per_call = info.max_batch.min(x.rows.max(1));
+    memory::Request::new(format!("device {}", info.kind), "one call's camera frames")
+        .times(frames_per_call)
+        .times(info.output_dim)
+        .of(4)
+        .check()?;
     let mut out = Array2::<f32>::zeros((x.rows, out_dim));
-    let mut camera = vec![0f32; info.max_batch.min(x.rows.max(1)) * info.output_dim];
+    let mut camera = vec![0f32; frames_per_call * info.output_dim];
     let mut start = 0;
     while start < x.rows {
         let n = info.max_batch.min(x.rows - start);
@@ -159,6 +181,7 @@ fn to_counts<T: TryFrom<u32> + Clone + Default>(
 fn run_linear(args: &TransformArgs, overrides: &toml::Table) -> anyhow::Result<()> {
     let x = npy::read_float_matrix(&args.input)?;
     let out_dim = args.out_dim.unwrap_or(x.cols);
+    check_output_size(args, x.rows, out_dim)?;
     let dev = &args.dev;
     let encoding = args.encoding.unwrap_or_default();
     let mut projector = open_projector(&dev.device, encoding, overrides, x.cols, out_dim, dev.seed)

@@ -48,6 +48,7 @@
 
 mod error;
 mod frames;
+pub mod memory;
 
 pub use error::{Error, ErrorKind};
 pub use frames::{pack_bits, unpack_bits, PackedFrames};

@@ -42,6 +42,26 @@ impl GaussianProjector {
     /// Draws the `input_dim × output_dim` matrix for `seed`. Both dimensions must be at least 1
     /// and the matrix at most [`MAX_GAUSSIAN_ENTRIES`] entries.
     pub fn new(input_dim: usize, output_dim: usize, seed: u64) -> Result<Self, Error> {
+        let entries = Self::check_dimensions(input_dim, output_dim)?;
+        let mut matrix = vec![0.0f32; entries];
+        matrix
+            .par_chunks_mut(output_dim)
+            .enumerate()
+            .for_each(|(i, row)| fill_row(seed, i as u64, row));
+        Ok(Self {
+            seed,
+            input_dim,
+            output_dim,
+            matrix,
+            threads: 0,
+            projected: 0,
+        })
+    }
+
+    /// Checks dimensions without drawing anything: both at least 1, the matrix at most
+    /// [`MAX_GAUSSIAN_ENTRIES`] entries and within the memory limit
+    /// ([`speckle_hal::memory`]). Returns the number of entries.
+    pub fn check_dimensions(input_dim: usize, output_dim: usize) -> Result<usize, Error> {
         if input_dim == 0 || output_dim == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -61,19 +81,15 @@ impl GaussianProjector {
                     ),
                 )
             })?;
-        let mut matrix = vec![0.0f32; entries];
-        matrix
-            .par_chunks_mut(output_dim)
-            .enumerate()
-            .for_each(|(i, row)| fill_row(seed, i as u64, row));
-        Ok(Self {
-            seed,
-            input_dim,
-            output_dim,
-            matrix,
-            threads: 0,
-            projected: 0,
-        })
+        speckle_hal::memory::Request::new(
+            format!("Gaussian projector {input_dim} → {output_dim}"),
+            "its matrix",
+        )
+        .times(input_dim)
+        .times(output_dim)
+        .of(4)
+        .check()?;
+        Ok(entries)
     }
 
     /// Sets the number of GEMM threads (0, the default, uses the whole rayon pool). The result

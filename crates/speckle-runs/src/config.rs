@@ -423,7 +423,43 @@ impl RunConfig {
                 return Err(format!("{key} = 0: leave it out to use the whole split"));
             }
         }
-        Ok(())
+        self.check_model_memory()
+    }
+
+    /// Refuses, before anything is allocated, a network whose largest weight matrix, or whose
+    /// weights and gradients together, exceed the memory limit ([`speckle_hal::memory`]).
+    fn check_model_memory(&self) -> Result<(), String> {
+        let subject = format!("model.hidden = {:?}", self.model.hidden);
+        let mut widths = vec![self.data.dataset.input_dim()];
+        widths.extend(&self.model.hidden);
+        widths.push(self.data.dataset.classes());
+        let (rows, cols) = widths
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .max_by_key(|&(a, b)| a.saturating_mul(b))
+            .unwrap_or((0, 0));
+        speckle_hal::memory::Request::new(
+            &subject,
+            format!("its {rows} × {cols} weight matrix alone"),
+        )
+        .times(rows)
+        .times(cols)
+        .of(4)
+        .check()
+        .map_err(|e| e.to_string())?;
+        let params = widths
+            .windows(2)
+            .map(|w| (w[0] as u64 + 1).saturating_mul(w[1] as u64))
+            .fold(0u64, u64::saturating_add);
+        speckle_hal::memory::Request::new(
+            &subject,
+            format!("its {params} parameters and their gradients"),
+        )
+        .times(params)
+        .times(2u64)
+        .of(4)
+        .check()
+        .map_err(|e| e.to_string())
     }
 
     /// Short default name of the run: `<algorithm>-<dataset>`, or `training.name`.

@@ -165,3 +165,31 @@ fn bundled_mnist_reads_and_standardizes() {
     let (m2, s2) = s.train.pixel_stats();
     assert!(m2.abs() < 1e-4 && (s2 - 1.0).abs() < 1e-4, "{m2} {s2}");
 }
+
+#[test]
+fn images_of_another_shape_are_found_when_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "train-images-idx3-ubyte", &idx_images(4, 28, 28));
+    write(d, "train-labels-idx1-ubyte", &idx_labels(&[1, 2, 3, 4]));
+    let test_images = write(d, "t10k-images-idx3-ubyte", &idx_images(2, 27, 28));
+    write(d, "t10k-labels-idx1-ubyte", &idx_labels(&[4, 5]));
+    let err = data::load(DatasetKind::Mnist, d).unwrap_err();
+    assert_one_line_naming(
+        err,
+        &test_images,
+        "27 × 28 images, but mnist images are 28 × 28",
+    );
+}
+
+#[test]
+fn an_idx_header_beyond_memory_is_refused_without_reading_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2^32 − 1 images of 65535 × 65535 pixels announced, none present.
+    let mut v = vec![0, 0, 8, 3];
+    for d in [u32::MAX, 65_535, 65_535] {
+        v.extend(d.to_be_bytes());
+    }
+    let p = write(dir.path(), "huge-images.gz", &gz(&v));
+    assert_one_line_naming(read_idx_images(&p).unwrap_err(), &p, "memory limit");
+}

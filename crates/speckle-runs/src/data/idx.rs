@@ -53,16 +53,56 @@ fn parse_header(
     if have > total {
         return Err(DataError::format(
             path,
-            format!("{} trailing bytes after the {dims:?} data", have - total),
+            format!("trailing bytes after the {dims:?} data"),
         ));
     }
     Ok((dims, header_len))
 }
 
+/// Reads an IDX file of `ndim` dimensions, decompressing no more than its header announces;
+/// the announced size is checked against the memory limit, counting `bytes_per_value` for the
+/// data and what the caller makes of it.
+fn read_idx(path: &Path, ndim: u8, bytes_per_value: u64) -> Result<Vec<u8>, DataError> {
+    let header_len = 4 + 4 * usize::from(ndim);
+    read_maybe_gz(path, header_len, |header| {
+        if header[..4] != [0, 0, UBYTE, ndim] {
+            // Not an IDX file of this kind: read no data, the caller names the bad magic.
+            return Ok(0);
+        }
+        let dims: Vec<u64> = header[4..]
+            .chunks_exact(4)
+            .map(|d| u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]])))
+            .collect();
+        let request = dims
+            .iter()
+            .fold(
+                speckle_hal::memory::Request::new(
+                    path.display().to_string(),
+                    format!("the {dims:?} values its header announces"),
+                ),
+                |r, &d| r.times(d),
+            )
+            .of(bytes_per_value);
+        request
+            .check()
+            .map_err(|e| DataError::format(path, e.message().to_string()))?;
+        // Within the memory limit, so the product fits 64 bits.
+        Ok(dims.iter().product())
+    })
+}
+
 /// Reads an IDX image file (3 dimensions: count × rows × columns) into a `count × (rows·cols)`
 /// matrix with pixels scaled to `[0, 1]`.
 pub fn read_idx_images(path: &Path) -> Result<Array2<f32>, DataError> {
-    let bytes = read_maybe_gz(path)?;
+    read_idx_images_shaped(path).map(|(images, _)| images)
+}
+
+/// [`read_idx_images`], with the rows and columns of one image.
+pub(crate) fn read_idx_images_shaped(
+    path: &Path,
+) -> Result<(Array2<f32>, (usize, usize)), DataError> {
+    // One byte per pixel read, four for its f32.
+    let bytes = read_idx(path, 3, 5)?;
     let (dims, offset) = parse_header(path, &bytes, 3)?;
     let (n, features) = (dims[0], dims[1] * dims[2]);
     if n == 0 || features == 0 {
@@ -75,13 +115,14 @@ pub fn read_idx_images(path: &Path) -> Result<Array2<f32>, DataError> {
         .iter()
         .map(|&b| f32::from(b) / 255.0)
         .collect();
-    Array2::from_shape_vec((n, features), data)
-        .map_err(|e| DataError::format(path, format!("bad shape: {e}")))
+    let images = Array2::from_shape_vec((n, features), data)
+        .map_err(|e| DataError::format(path, format!("bad shape: {e}")))?;
+    Ok((images, (dims[1], dims[2])))
 }
 
 /// Reads an IDX label file (1 dimension), checking that every label is below `classes`.
 pub fn read_idx_labels(path: &Path, classes: usize) -> Result<Vec<u8>, DataError> {
-    let bytes = read_maybe_gz(path)?;
+    let bytes = read_idx(path, 1, 2)?;
     let (_, offset) = parse_header(path, &bytes, 1)?;
     let labels = bytes[offset..].to_vec();
     if let Some(i) = labels.iter().position(|&l| usize::from(l) >= classes) {

@@ -219,10 +219,27 @@ fn find_file(kind: DatasetKind, dir: &Path, stem: &str) -> Result<PathBuf, DataE
     })
 }
 
+/// Rows and columns of an MNIST or Fashion-MNIST image.
+const IDX_IMAGE_SHAPE: (usize, usize) = (28, 28);
+
 fn load_idx_pair(kind: DatasetKind, dir: &Path, prefix: &str) -> Result<Dataset, DataError> {
     let images_path = find_file(kind, dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find_file(kind, dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let images = read_idx_images(&images_path)?;
+    let (images, shape) = idx::read_idx_images_shaped(&images_path)?;
+    // Checked here, before any training: a network is built for the data set's shape.
+    if shape != IDX_IMAGE_SHAPE {
+        return Err(DataError::format(
+            &images_path,
+            format!(
+                "holds {} × {} images, but {} images are {} × {}",
+                shape.0,
+                shape.1,
+                kind.name(),
+                IDX_IMAGE_SHAPE.0,
+                IDX_IMAGE_SHAPE.1
+            ),
+        ));
+    }
     let labels = read_idx_labels(&labels_path, kind.classes())?;
     if images.nrows() != labels.len() {
         return Err(DataError::format(
@@ -242,19 +259,46 @@ fn load_idx_pair(kind: DatasetKind, dir: &Path, prefix: &str) -> Result<Dataset,
     })
 }
 
-/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    use std::io::Read;
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
-            })?;
-        Ok(out)
+/// Reads a file, gunzipping it when it starts with the gzip magic bytes, and never more than
+/// its header announces: the first `header_len` bytes, then at most `data_len(header)` bytes
+/// and one more (so that trailing data is seen). `data_len` checks the announced size (against
+/// the memory limit); a 9 MB gzip bomb is not inflated to gigabytes. A header shorter than
+/// `header_len` is returned as it is, for the caller to report.
+pub(crate) fn read_maybe_gz(
+    path: &Path,
+    header_len: usize,
+    data_len: impl FnOnce(&[u8]) -> Result<u64, DataError>,
+) -> Result<Vec<u8>, DataError> {
+    use std::io::{BufReader, Read};
+    let mut file = BufReader::new(std::fs::File::open(path).map_err(|e| DataError::io(path, e))?);
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|e| DataError::io(path, e))?;
+    let start = std::io::Cursor::new(magic[..n].to_vec());
+    let gzipped = magic[..n] == [0x1f, 0x8b];
+    let mut reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::MultiGzDecoder::new(start.chain(file)))
     } else {
-        Ok(bytes)
+        Box::new(start.chain(file))
+    };
+    let read_err = |e: std::io::Error| {
+        if gzipped {
+            DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
+        } else {
+            DataError::io(path, e)
+        }
+    };
+    let mut out = Vec::with_capacity(header_len);
+    (&mut reader)
+        .take(header_len as u64)
+        .read_to_end(&mut out)
+        .map_err(read_err)?;
+    if out.len() < header_len {
+        return Ok(out);
     }
+    let want = data_len(&out)?;
+    reader
+        .take(want.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(read_err)?;
+    Ok(out)
 }

@@ -111,6 +111,35 @@ fn draw(
     });
 }
 
+/// Refuses, before allocating it, a matrix (cached whole, or one streamed chunk of at most the
+/// budget) larger than the memory limit: a budget of 10^8 MiB is a promise no machine keeps.
+fn check_memory(p: &DenseParams, whole: u64, budget: u64) -> Result<(), ConfigError> {
+    let (n, m) = (p.input_dim, p.output_dim);
+    let request = if whole <= budget {
+        speckle_hal::memory::Request::new("", format!("caching the whole {m} × {n} matrix"))
+            .times(m)
+            .times(n)
+            .of(8)
+    } else {
+        let rows = (budget / (8 * n as u64).max(1)).min(m as u64);
+        speckle_hal::memory::Request::new(
+            "",
+            format!("one streamed chunk of {rows} rows of the {m} × {n} matrix"),
+        )
+        .times(rows)
+        .times(n)
+        .of(8)
+    };
+    match request.excess(speckle_hal::memory::limit()) {
+        None => Ok(()),
+        Some(reason) => Err(ConfigError::Invalid {
+            key: "medium.matrix_budget_mib",
+            value: p.budget_mib.to_string(),
+            reason,
+        }),
+    }
+}
+
 impl DenseMedium {
     pub(crate) fn new(p: DenseParams) -> Result<Self, ConfigError> {
         let (n, m) = (p.input_dim, p.output_dim);
@@ -119,6 +148,7 @@ impl DenseMedium {
             .checked_mul(n as u64)
             .and_then(|b| b.checked_mul(m as u64))
             .unwrap_or(u64::MAX);
+        check_memory(&p, whole, budget)?;
         let key = rng::derive_key(p.seed, Purpose::Medium, 0);
         let storage = if whole <= budget {
             let mut ri = vec![0f32; 2 * m * n];

@@ -204,6 +204,18 @@ fn draw_blocks(seed: u64, n_pad: usize, n_blocks: usize) -> Vec<Block> {
         .collect()
 }
 
+/// Refuses, before drawing them, diagonals larger than the memory limit.
+fn check_memory(n_in: usize, n_out: usize, n_pad: usize, n_blocks: usize) -> Result<(), Error> {
+    speckle_hal::memory::Request::new(
+        format!("structured medium {n_in} → {n_out}"),
+        format!("its {n_blocks} blocks of three {n_pad}-entry complex diagonals"),
+    )
+    .times(n_blocks)
+    .times(n_pad)
+    .of(24)
+    .check()
+}
+
 impl StructuredMedium {
     /// A medium of `n_in` features and `n_out` outputs with entry variance `E|R_ij|² = 1`.
     /// Zero dimensions and widths beyond [`MAX_PAD`] are errors.
@@ -220,6 +232,7 @@ impl StructuredMedium {
         }
         let n_pad = n_in.max(MIN_PAD).next_power_of_two();
         let n_blocks = n_out.div_ceil(n_pad);
+        check_memory(n_in, n_out, n_pad, n_blocks)?;
         Ok(Self {
             n_in,
             n_out,
