@@ -38,6 +38,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    // Commands that write files remove their temporary files when interrupted (SIGINT, SIGTERM,
+    // SIGHUP) and exit with 128 + the signal; the emulator stops gracefully on its own.
+    if !matches!(cli.command, Command::Emulate(_)) {
+        if let Err(e) = speckle::runs::atomic::install_signal_cleanup() {
+            eprintln!("error: cannot install the signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
         Command::Transform(a) => cmd::transform::run(a),

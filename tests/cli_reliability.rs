@@ -248,3 +248,54 @@ fn hidden_layers_beyond_memory_are_refused_at_once() {
     assert!(line.contains("4 TiB"), "{line}");
     assert!(!out.exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+/// `speckle transform --input X --output Y` (raw, through the default device).
+fn transform(input: &str, output: &Path) -> common::Run {
+    speckle([
+        "transform",
+        "--input",
+        input,
+        "--output",
+        output.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn output_equal_to_the_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = arg(dir.path(), "x.npy");
+    write_npy(&x, &common::binary_pattern(4, 16)).unwrap();
+    let before = std::fs::read(&x).unwrap();
+    speckle(["transform", "--input", &x, "--output", &x]).fails_with("input");
+    // The same file under another name (a symbolic link) too.
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link.npy");
+        std::os::unix::fs::symlink(&x, &link).unwrap();
+        transform(&x, &link).fails_with("input");
+    }
+    assert_eq!(std::fs::read(&x).unwrap(), before);
+}
+
+#[cfg(unix)]
+#[test]
+fn outputs_through_a_link_write_through_and_device_nodes_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = arg(dir.path(), "x.npy");
+    write_npy(&x, &common::binary_pattern(4, 16)).unwrap();
+    let real = dir.path().join("real.npy");
+    std::fs::write(&real, b"old").unwrap();
+    let link = dir.path().join("link.npy");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    transform(&x, &link).ok();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_ne!(std::fs::read(&real).unwrap(), b"old");
+    transform(&x, Path::new("/dev/null")).fails_with("not a regular file");
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+}

@@ -399,7 +399,7 @@ fn print_row(r: &SuiteRow) {
     let _ = std::io::stdout().flush();
 }
 
-/// Writes the CSV through a temporary file in the same directory, then renames it.
+/// Writes the CSV atomically, with the ordinary permissions of a new file.
 fn write_csv(path: &Path, rows: &[SuiteRow]) -> anyhow::Result<()> {
     let mut text = String::from(
         "backend,mode,input_dim,output_dim,batch,setup_s,vectors,wall_s,vectors_per_s,frames_per_s,equiv_ops_per_s,device_time_s,wall_over_device\n",
@@ -423,13 +423,9 @@ fn write_csv(path: &Path, rows: &[SuiteRow]) -> anyhow::Result<()> {
                 .map_or(String::new(), |v| format!("{v:.6}")),
         ));
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    // Not tempfile::NamedTempFile, whose 0600 the rename would give the CSV.
+    speckle_runs::atomic::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Vectors/s against N·M (both log10), one line per backend.
@@ -466,6 +462,21 @@ fn plot(path: &Path, rows: &[SuiteRow]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_csv_gets_the_ordinary_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("suite.csv");
+        write_csv(&csv, &[]).unwrap();
+        // What File::create gives under this process's umask (0644 under 022), not 0600.
+        let probe = dir.path().join("probe");
+        std::fs::File::create(&probe).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&csv), mode(&probe));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 
     #[test]
     fn labels_and_formatting() {

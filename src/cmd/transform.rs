@@ -40,6 +40,7 @@ pub fn run(args: TransformArgs) -> anyhow::Result<()> {
     if args.out_dim == Some(0) {
         bail!("--out-dim must be at least 1");
     }
+    speckle_runs::atomic::refuse_same_file(&args.input, &args.output)?;
     if args.linear {
         run_linear(&args, &overrides)
     } else {

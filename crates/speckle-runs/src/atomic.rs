@@ -3,6 +3,19 @@
 //! is synced to disk, and is renamed over the target, so that a crash or an error leaves either
 //! the old file or the new one, never a half-written one.
 //!
+//! Safety around that rule:
+//!
+//! * a target that exists and is not a regular file (a device node, a FIFO, a folder) is refused,
+//!   never replaced; a symbolic link to a regular file is written through (its target is
+//!   replaced, the link stays);
+//! * [`refuse_same_file`] refuses an output that is one of the command's inputs;
+//! * files get the ordinary permissions (`File::create`: 0666 masked by the umask);
+//! * every temporary path is registered while it lives: [`install_signal_cleanup`] removes them
+//!   on SIGINT, SIGTERM or SIGHUP before exiting with 128 + the signal (130, 143, 129);
+//! * temporary files are named `.tmp-<pid>-...`: those of processes no longer running on this
+//!   machine are removed (when an hour old, since a folder may be shared with other machines;
+//!   at once in the folder of a run that holds its lock).
+//!
 //! ```
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("out.txt");
@@ -19,13 +32,218 @@
 //! assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+/// Prefix of every temporary file name: `.tmp-<pid>-`.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Age after which a temporary file of a process that is not running on this machine is
+/// removed from a folder that is not locked (a folder shared with other machines may hold
+/// their live temporary files, whose pids mean nothing here).
+pub const STALE_AGE: Duration = Duration::from_secs(3600);
+
+/// Temporary paths (files or folders) alive now, removed by the signal handler.
+fn live() -> MutexGuard<'static, Vec<PathBuf>> {
+    static LIVE: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
+    LIVE.get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Registers a temporary path (file or folder) to be removed if the process is interrupted
+/// (see [`install_signal_cleanup`]).
+pub fn register_temp(path: &Path) {
+    live().push(path.to_path_buf());
+}
+
+/// Forgets a path registered with [`register_temp`] (renamed into place, or removed).
+pub fn unregister_temp(path: &Path) {
+    let mut live = live();
+    if let Some(i) = live.iter().rposition(|p| p == path) {
+        live.swap_remove(i);
+    }
+}
+
+/// The temporary paths registered now.
+pub fn registered_temps() -> Vec<PathBuf> {
+    live().clone()
+}
+
+fn remove_path(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Installs (once) a handler of SIGINT, SIGTERM and SIGHUP that removes every registered
+/// temporary path and exits with 128 + the signal number (130, 143, 129). For commands that
+/// write files; a command with its own graceful stop (the emulator) does not install it.
+pub fn install_signal_cleanup() -> io::Result<()> {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    if INSTALLED.get().is_some() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        std::thread::Builder::new()
+            .name("speckle-signal-cleanup".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    // Held until exit: no new temporary file can be registered meanwhile.
+                    let live = live();
+                    for p in live.iter() {
+                        remove_path(p);
+                    }
+                    std::process::exit(128 + sig);
+                }
+            })?;
+    }
+    let _ = INSTALLED.set(());
+    Ok(())
+}
+
+/// The pid in a temporary name `.tmp-<pid>-...` (also `.checkpoint.tmp-<pid>`).
+pub fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix(TEMP_PREFIX)
+        .or_else(|| name.strip_prefix(".checkpoint.tmp-"))?;
+    let digits = rest.split('-').next()?;
+    digits.parse().ok()
+}
+
+/// Whether process `pid` runs on this machine; `true` when that cannot be known (no `/proc`).
+pub fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc_dir = Path::new("/proc");
+    !proc_dir.join("self").exists() || proc_dir.join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files and folders in `dir` (names `.tmp-<pid>-...` and
+/// `.checkpoint.tmp-<pid>`) of processes that are not running on this machine and that are at
+/// least `min_age` old. Returns how many were removed. Errors are ignored: a stale file that
+/// cannot be removed is left, and ignored.
+pub fn remove_stale_temps(dir: &Path, min_age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if process_alive(pid) {
+            continue;
+        }
+        let old_enough = min_age.is_zero()
+            || entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age);
+        if old_enough {
+            remove_path(&entry.path());
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Removes stale temporary files ([`remove_stale_temps`] with [`STALE_AGE`]) in `dir`, once
+/// per folder and process.
+fn sweep_stale_once(dir: &Path) {
+    static SEEN: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    let first = SEEN
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .map(|mut seen| seen.insert(dir.to_path_buf()))
+        .unwrap_or(false);
+    if first {
+        remove_stale_temps(dir, STALE_AGE);
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (same device and inode on Unix).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Refuses an output that is the same file as an input (`speckle transform --input x.npy
+/// --output x.npy`): the input would be replaced by the result.
+pub fn refuse_same_file(input: &Path, output: &Path) -> io::Result<()> {
+    if same_file(input, output) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "output {} is the input file {}; refusing to overwrite an input",
+                output.display(),
+                input.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The file a write to `target` replaces: `target` itself, or the file a symbolic link points
+/// to (written through). Refuses what is not a regular file and dangling links.
+fn resolve_target(target: &Path) -> io::Result<PathBuf> {
+    let refuse = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} {what}; refusing to replace it", target.display()),
+        )
+    };
+    let Ok(link) = std::fs::symlink_metadata(target) else {
+        return Ok(target.to_path_buf());
+    };
+    if !link.file_type().is_symlink() {
+        return if link.is_file() {
+            Ok(target.to_path_buf())
+        } else {
+            Err(refuse("exists and is not a regular file"))
+        };
+    }
+    match std::fs::metadata(target) {
+        Ok(m) if m.is_file() => std::fs::canonicalize(target),
+        Ok(_) => Err(refuse("exists and is not a regular file")),
+        Err(_) => Err(refuse("is a symbolic link to nothing")),
+    }
+}
 
 /// A temporary file next to its target that replaces the target on [`AtomicFile::commit`] and
-/// is removed if dropped uncommitted. Its name ends with the target's name, so that writers
+/// is removed if dropped uncommitted (or if the process is interrupted, once
+/// [`install_signal_cleanup`] ran). Its name ends with the target's name, so that writers
 /// that pick a format from the extension (the PNG encoder) see the same extension.
 #[derive(Debug)]
 pub struct AtomicFile {
@@ -36,20 +254,11 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     /// Prepares a temporary path for `target`. Refuses a target that exists and is not a
-    /// regular file (a device node, a FIFO, a folder), which a rename would replace.
+    /// regular file (a device node, a FIFO, a folder), which a rename would replace; a symbolic
+    /// link to a regular file is written through.
     pub fn new(target: &Path) -> io::Result<AtomicFile> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        if let Ok(meta) = std::fs::metadata(target) {
-            if !meta.is_file() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} exists and is not a regular file; refusing to replace it",
-                        target.display()
-                    ),
-                ));
-            }
-        }
+        let target = resolve_target(target)?;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -60,15 +269,25 @@ impl AtomicFile {
                 format!("output path {} names no file", target.display()),
             )
         })?;
+        sweep_stale_once(dir);
+        // The pid (for stale-file removal) and 64 random bits: unique even among processes of
+        // several machines that share the folder.
+        let random = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            h.finish()
+        };
         let mut tmp_name = std::ffi::OsString::from(format!(
-            ".tmp-{}-{}-",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
+            "{TEMP_PREFIX}{}-{random:016x}-",
+            std::process::id()
         ));
         tmp_name.push(name);
+        let tmp = dir.join(tmp_name);
+        register_temp(&tmp);
         Ok(AtomicFile {
-            tmp: dir.join(tmp_name),
-            target: target.to_path_buf(),
+            tmp,
+            target,
             committed: false,
         })
     }
@@ -83,6 +302,7 @@ impl AtomicFile {
         File::open(&self.tmp)?.sync_all()?;
         std::fs::rename(&self.tmp, &self.target)?;
         self.committed = true;
+        unregister_temp(&self.tmp);
         Ok(())
     }
 }
@@ -91,6 +311,7 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
+            unregister_temp(&self.tmp);
         }
     }
 }
@@ -128,6 +349,87 @@ mod tests {
             assert!(e.to_string().contains("not a regular file"), "{e}");
             assert!(!std::fs::metadata(null).unwrap().is_file());
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_written_through_and_dangling_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.txt");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        let dangling = dir.path().join("dangling.txt");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        let e = write_atomic(&dangling, b"x").unwrap_err();
+        assert!(e.to_string().contains("symbolic link to nothing"), "{e}");
+        assert!(std::fs::symlink_metadata(&dangling).is_ok());
+        assert!(!dir.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn the_same_file_is_recognised_under_another_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.npy");
+        std::fs::write(&a, b"x").unwrap();
+        let e = refuse_same_file(&a, &dir.path().join(".").join("a.npy")).unwrap_err();
+        assert!(
+            e.to_string().contains("refusing to overwrite an input"),
+            "{e}"
+        );
+        refuse_same_file(&a, &dir.path().join("b.npy")).unwrap();
+    }
+
+    #[test]
+    fn temporary_files_are_registered_while_they_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = AtomicFile::new(&dir.path().join("t.txt")).unwrap();
+        let tmp = file.path().to_path_buf();
+        assert!(registered_temps().contains(&tmp));
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_owner(name), Some(std::process::id()));
+        drop(file);
+        assert!(!registered_temps().contains(&tmp));
+    }
+
+    #[test]
+    fn stale_temporary_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Pids stop at 2^22 on Linux: this one never runs.
+        let dead = dir.path().join(".tmp-999999999-0123456789abcdef-out.npy");
+        let dead_dir = dir.path().join(".checkpoint.tmp-999999999");
+        let mine = dir
+            .path()
+            .join(format!(".tmp-{}-0-out.npy", std::process::id()));
+        let other = dir.path().join(".tmpfoo");
+        std::fs::write(&dead, b"x").unwrap();
+        std::fs::create_dir(&dead_dir).unwrap();
+        std::fs::write(dead_dir.join("run.json"), b"{}").unwrap();
+        std::fs::write(&mine, b"x").unwrap();
+        std::fs::write(&other, b"x").unwrap();
+        // Fresh: kept in a folder others may share.
+        assert_eq!(remove_stale_temps(dir.path(), STALE_AGE), 0);
+        if Path::new("/proc/self").exists() {
+            // An hour old: removed; in a locked folder (no age), at once.
+            let old = std::time::SystemTime::now() - 2 * STALE_AGE;
+            File::options()
+                .write(true)
+                .open(&dead)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            assert_eq!(remove_stale_temps(dir.path(), STALE_AGE), 1);
+            assert!(!dead.exists());
+            assert_eq!(remove_stale_temps(dir.path(), Duration::ZERO), 1);
+            assert!(!dead_dir.exists());
+        }
+        assert!(mine.exists() && other.exists());
     }
 
     #[test]

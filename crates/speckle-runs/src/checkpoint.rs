@@ -97,6 +97,7 @@ pub fn save(run_dir: &Path, run: &RunState, trainer: &TrainerState) -> Result<()
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
+    crate::atomic::register_temp(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let json = serde_json::to_vec_pretty(run).map_err(|e| CheckpointError::Corrupt {
         path: tmp.join("run.json"),
@@ -114,6 +115,7 @@ pub fn save(run_dir: &Path, run: &RunState, trainer: &TrainerState) -> Result<()
         std::fs::rename(&current, &old).map_err(io(&current))?;
     }
     std::fs::rename(&tmp, &current).map_err(io(&current))?;
+    crate::atomic::unregister_temp(&tmp);
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }

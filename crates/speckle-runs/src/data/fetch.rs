@@ -3,6 +3,7 @@
 //! failed or corrupted download never leaves a file that looks complete.
 
 use super::{DataError, DatasetKind};
+use crate::atomic::AtomicFile;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -171,31 +172,12 @@ fn file_digest(path: &Path, checksum: &Checksum) -> Result<String, DataError> {
     Ok(h.hex())
 }
 
-/// A temporary file in `dir` that is removed unless [`TempFile::persist`] renames it.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl TempFile {
-    fn create(dir: &Path, name: &str) -> Result<(Self, std::fs::File), DataError> {
-        let path = dir.join(format!(".{name}.part-{}", std::process::id()));
-        let f = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
-        Ok((Self { path, keep: false }, f))
-    }
-    fn persist(mut self, to: &Path) -> Result<(), DataError> {
-        std::fs::rename(&self.path, to).map_err(|e| DataError::io(to, e))?;
-        self.keep = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+/// A temporary file for `dest` ([`AtomicFile`]: removed unless committed, also on SIGINT or
+/// SIGTERM), and the file open for writing.
+fn temp_file(dest: &Path) -> Result<(AtomicFile, std::fs::File), DataError> {
+    let tmp = AtomicFile::new(dest).map_err(|e| DataError::io(dest, e))?;
+    let f = std::fs::File::create(tmp.path()).map_err(|e| DataError::io(tmp.path(), e))?;
+    Ok((tmp, f))
 }
 
 /// Downloads `url` into `dest` (atomically), verifying the checksum on the way.
@@ -205,13 +187,12 @@ fn download(
     file: &RemoteFile,
     dest: &Path,
 ) -> Result<(), DataError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
     let response = agent
         .get(url)
         .call()
         .map_err(|e| DataError::Fetch(format!("downloading {url}: {e}")))?;
     let mut reader = response.into_body().into_reader();
-    let (tmp, mut out) = TempFile::create(dir, &file.name)?;
+    let (tmp, mut out) = temp_file(dest)?;
     let mut hasher = file.checksum.hasher();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -223,9 +204,9 @@ fn download(
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(|e| DataError::io(&tmp.path, e))?;
+            .map_err(|e| DataError::io(tmp.path(), e))?;
     }
-    out.sync_all().map_err(|e| DataError::io(&tmp.path, e))?;
+    out.sync_all().map_err(|e| DataError::io(tmp.path(), e))?;
     drop(out);
     let got = hasher.hex();
     if got != file.checksum.expected() {
@@ -235,7 +216,7 @@ fn download(
             file.checksum.expected()
         )));
     }
-    tmp.persist(dest)
+    tmp.commit().map_err(|e| DataError::io(dest, e))
 }
 
 /// Unpacks the `.bin` batches of the CIFAR-10 binary archive into `dir`.
@@ -254,12 +235,12 @@ fn unpack_cifar(archive: &Path, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         if !name.ends_with(".bin") {
             continue;
         }
-        let (tmp, mut out) = TempFile::create(dir, &name)?;
-        std::io::copy(&mut entry, &mut out).map_err(bad)?;
-        out.sync_all().map_err(|e| DataError::io(&tmp.path, e))?;
-        drop(out);
         let dest = dir.join(&name);
-        tmp.persist(&dest)?;
+        let (tmp, mut out) = temp_file(&dest)?;
+        std::io::copy(&mut entry, &mut out).map_err(bad)?;
+        out.sync_all().map_err(|e| DataError::io(tmp.path(), e))?;
+        drop(out);
+        tmp.commit().map_err(|e| DataError::io(&dest, e))?;
         written.push(dest);
     }
     if written.is_empty() {

@@ -311,27 +311,11 @@ pub struct SweepOutcome {
     pub failed: Vec<(String, String)>,
 }
 
-/// A temporary file next to `path`, named uniquely even among processes of several machines
-/// that share the folder (process id and 64 random bits).
-fn temp_path(path: &Path) -> PathBuf {
-    use std::hash::{BuildHasher, Hasher};
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    dir.join(format!(".tmp-{}-{random:016x}-{name}", std::process::id()))
-}
-
-/// Writes a file atomically (temporary file in the same folder, then rename).
+/// Writes a file atomically ([`crate::atomic::write_atomic`]: a temporary file in the same
+/// folder, named uniquely even among machines that share it, then a rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    let tmp = temp_path(path);
-    fs::write(&tmp, bytes)
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            SweepError::Io(format!("cannot write {}: {e}", path.display()))
-        })
+    crate::atomic::write_atomic(path, bytes)
+        .map_err(|e| SweepError::Io(format!("cannot write {}: {e}", path.display())))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SweepError> {
@@ -366,12 +350,12 @@ fn mkdir(dir: &Path) -> Result<(), SweepError> {
 /// folder) try at once: each links its own complete copy into place and only the first
 /// succeeds. Returns whether this call wrote it.
 fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, SweepError> {
-    let tmp = temp_path(path);
     let cannot =
         |e: std::io::Error| SweepError::Io(format!("cannot write {}: {e}", path.display()));
-    fs::write(&tmp, bytes).map_err(cannot)?;
-    let linked = fs::hard_link(&tmp, path);
-    let _ = fs::remove_file(&tmp);
+    let tmp = crate::atomic::AtomicFile::new(path).map_err(cannot)?;
+    fs::write(tmp.path(), bytes).map_err(cannot)?;
+    let linked = fs::hard_link(tmp.path(), path);
+    drop(tmp); // removes the temporary file
     match linked {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
