@@ -299,3 +299,60 @@ fn outputs_through_a_link_write_through_and_device_nodes_are_kept() {
     transform(&x, Path::new("/dev/null")).fails_with("not a regular file");
     assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+#[cfg(target_os = "linux")]
+#[test]
+fn two_trainings_into_one_folder_cannot_both_proceed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_arg = out.to_str().unwrap();
+    let args = [
+        "train",
+        "--quiet",
+        "--config",
+        "configs/mnist-dfa.toml",
+        "--out",
+        out_arg,
+        "--set",
+        "data.train_subset=500",
+        "--set",
+        "data.test_subset=100",
+        "--set",
+        "model.hidden=[16]",
+        "--set",
+        "training.epochs=10000",
+    ];
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_speckle"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first holds the lock once it has written its config.
+    let started = std::time::Instant::now();
+    while !out.join("config.toml").exists() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = speckle(args).fails_with("in use by another speckle process");
+    assert!(second.contains(&format!("pid {}", first.id())), "{second}");
+    speckle(["train", "--quiet", "--resume", out_arg]).fails_with("in use");
+    // SIGTERM: the first stops with 143 and leaves no temporary file.
+    std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(first.wait().unwrap().code(), Some(143));
+    let leftovers: Vec<String> = entries(&out)
+        .into_iter()
+        .filter(|n| n.starts_with(".tmp-") || n.starts_with(".checkpoint.tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -152,6 +152,57 @@ pub fn load(run_dir: &Path) -> Result<(RunState, TrainerState), CheckpointError>
     let trainer = load_trainer_state(&dir.join("trainer.state"))?;
     Ok((run, trainer))
 }
+/// Checks that the two halves of a checkpoint agree with each other and with the run (so that
+/// an edited `epochs_done` is an error, not skipped or repeated epochs): `epochs_done` is at
+/// most `epochs`, `metrics` has one row per epoch done, the trainer has taken
+/// `epochs_done × steps_per_epoch` optimizer steps, and both name the same projector.
+pub fn check_consistent(
+    run_dir: &Path,
+    run: &RunState,
+    trainer: &TrainerState,
+    steps_per_epoch: u64,
+    epochs: usize,
+) -> Result<(), CheckpointError> {
+    let bad = |message: String| CheckpointError::Corrupt {
+        path: checkpoint_dir(run_dir).join("run.json"),
+        message,
+    };
+    let done = run.epochs_done;
+    if done > epochs {
+        return Err(bad(format!(
+            "epochs_done = {done} but the run has {epochs} epochs"
+        )));
+    }
+    let numbered = run
+        .metrics
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.epoch == i + 1);
+    if run.metrics.len() != done || !numbered {
+        return Err(bad(format!(
+            "epochs_done = {done} but metrics holds {} rows numbered {:?}; run.json is corrupt or edited",
+            run.metrics.len(),
+            run.metrics.iter().map(|m| m.epoch).collect::<Vec<_>>()
+        )));
+    }
+    let want = (done as u64).checked_mul(steps_per_epoch);
+    if want != Some(trainer.meta.step) {
+        return Err(bad(format!(
+            "epochs_done = {done} ({} steps of {steps_per_epoch} per epoch) but trainer.state has taken {} steps; run.json and trainer.state disagree",
+            want.map_or_else(|| "too many".to_string(), |w| w.to_string()),
+            trainer.meta.step
+        )));
+    }
+    if trainer.meta.projector_identity != run.projector_identity {
+        return Err(bad(format!(
+            "run.json names the projector {:?} but trainer.state {:?}",
+            run.projector_identity.as_deref().unwrap_or("none"),
+            trainer.meta.projector_identity.as_deref().unwrap_or("none")
+        )));
+    }
+    Ok(())
+}
+
 /// Calls `f` with the little-endian bytes of `values`, 64 KiB at a time.
 fn for_le_chunks(
     values: &[f32],

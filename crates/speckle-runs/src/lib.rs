@@ -30,6 +30,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod lock;
 pub mod metrics;
 pub mod perf;
 pub mod plot;

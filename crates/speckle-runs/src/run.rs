@@ -290,9 +290,11 @@ impl Reporter {
     }
 }
 
-/// Checks that an output directory may be used: absent or empty for a new run, holding a
-/// checkpoint for a resumed one.
-fn prepare_out_dir(dir: &Path, resume: bool) -> Result<(), RunError> {
+/// Checks that an output directory may be used, and returns whether the run continues from
+/// its checkpoint: a new run needs it absent or empty (but for what a run killed before its
+/// first checkpoint leaves: [`EARLY_FILES`], its lock, temporary files); a resumed one needs a
+/// checkpoint, or the `config.toml` (equal to this run's) of a run killed before its first.
+fn prepare_out_dir(dir: &Path, resume: bool, config_toml: &str) -> Result<bool, RunError> {
     if resume {
         if !dir.is_dir() {
             return Err(RunError::OutDir(format!(
@@ -300,19 +302,29 @@ fn prepare_out_dir(dir: &Path, resume: bool) -> Result<(), RunError> {
                 dir.display()
             )));
         }
-        if !checkpoint::exists(dir) {
+        if checkpoint::exists(dir) {
+            return Ok(true);
+        }
+        let config_path = dir.join("config.toml");
+        let others = kept_entries(dir)?;
+        if !config_path.is_file() || !others.is_empty() {
             return Err(RunError::OutDir(format!(
                 "cannot resume: {} holds no checkpoint",
                 dir.display()
             )));
         }
-        return Ok(());
+        let written = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
+        if written != config_toml {
+            return Err(RunError::ResumeMismatch {
+                dir: dir.to_path_buf(),
+                message: "the configuration differs from its config.toml".into(),
+            });
+        }
+        // Killed before its first checkpoint: nothing to continue, start from scratch.
+        return Ok(false);
     }
     if dir.exists() {
-        let non_empty = std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .next()
-            .is_some();
+        let non_empty = checkpoint::exists(dir) || !kept_entries(dir)?.is_empty();
         if non_empty {
             return Err(RunError::OutDir(format!(
                 "output directory {} exists and is not empty (choose another --out, or --resume it)",
@@ -320,7 +332,61 @@ fn prepare_out_dir(dir: &Path, resume: bool) -> Result<(), RunError> {
             )));
         }
     }
-    std::fs::create_dir_all(dir).map_err(io_err(dir))
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    Ok(false)
+}
+
+/// Files a run writes before its first checkpoint: a folder that holds only these (besides
+/// its lock and temporary files) has nothing to keep, and a new run may start in it.
+const EARLY_FILES: [&str; 2] = ["config.toml", "metrics.csv"];
+
+/// The entries of `dir` other than its lock, temporary files and [`EARLY_FILES`].
+fn kept_entries(dir: &Path) -> Result<Vec<String>, RunError> {
+    let mut kept = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if name == crate::lock::LOCK_FILE
+            || crate::atomic::temp_owner(&name).is_some()
+            || EARLY_FILES.contains(&name.as_ref())
+        {
+            continue;
+        }
+        kept.push(name.into_owned());
+    }
+    Ok(kept)
+}
+
+/// Opens a run folder: locks it for this process (a second `speckle train` into it is refused
+/// at once), checks it ([`prepare_out_dir`]) and removes temporary files left by a killed run.
+/// Returns the lock and whether the run continues from a checkpoint; a run killed before its
+/// first checkpoint starts again from scratch, whether given as `--out` or `--resume`.
+fn open_out_dir(
+    dir: &Path,
+    resume: bool,
+    config_toml: &str,
+) -> Result<(crate::lock::DirLock, bool), RunError> {
+    if !dir.exists() {
+        // Creates it for a new run; refuses a resume.
+        prepare_out_dir(dir, resume, config_toml)?;
+    }
+    let lock_path = dir.join(crate::lock::LOCK_FILE);
+    let lock_existed = lock_path.exists();
+    let lock = crate::lock::DirLock::acquire(dir)
+        .map_err(|e| RunError::OutDir(format!("cannot use {}: {e}", dir.display())))?;
+    match prepare_out_dir(dir, resume, config_toml) {
+        Ok(from_checkpoint) => {
+            crate::atomic::remove_stale_temps(dir, std::time::Duration::ZERO);
+            Ok((lock, from_checkpoint))
+        }
+        Err(e) => {
+            // A folder that is refused keeps no lock file of ours.
+            if !lock_existed {
+                let _ = std::fs::remove_file(&lock_path);
+            }
+            Err(e)
+        }
+    }
 }
 
 fn add_counters(a: DeviceCounters, frames: u64, time_s: f64) -> DeviceCounters {
@@ -405,9 +471,16 @@ pub fn train_with_projector(
     let total_steps = (epochs * steps_per_epoch) as u64;
     let config_toml = config.to_toml();
 
-    prepare_out_dir(out_dir, options.resume)?;
-    let (mut run_state, mut trainer) = if options.resume {
+    let (_lock, from_checkpoint) = open_out_dir(out_dir, options.resume, &config_toml)?;
+    let (mut run_state, mut trainer) = if from_checkpoint {
         let (run_state, trainer_state) = checkpoint::load(out_dir)?;
+        checkpoint::check_consistent(
+            out_dir,
+            &run_state,
+            &trainer_state,
+            steps_per_epoch as u64,
+            epochs,
+        )?;
         let mismatch = |message: String| RunError::ResumeMismatch {
             dir: out_dir.to_path_buf(),
             message,

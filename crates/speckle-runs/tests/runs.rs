@@ -420,3 +420,105 @@ fn error_chains_name_each_clause_once() {
         "random projector: cannot open serial port /dev/x: Not a typewriter"
     );
 }
+
+fn resume() -> RunOptions {
+    RunOptions {
+        resume: true,
+        ..quiet()
+    }
+}
+
+#[test]
+fn a_second_run_into_a_folder_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    std::fs::create_dir(&out).unwrap();
+    // What a `speckle train` running in `out` holds.
+    let held = speckle_runs::lock::DirLock::acquire(&out).unwrap();
+    let config = small(&["training.epochs=1"]);
+    for options in [quiet(), resume()] {
+        let err = train_with_projector(&config, &out, fake(&config), &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("in use by another speckle process") && !err.contains('\n'),
+            "{err}"
+        );
+    }
+    drop(held);
+    train_with_projector(&config, &out, fake(&config), &quiet()).unwrap();
+}
+
+#[test]
+fn a_run_killed_before_its_first_checkpoint_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small(&["training.epochs=1"]);
+    // What a run killed in its first epoch leaves: its config, maybe metrics, a temporary file
+    // of the dead process.
+    let killed = |name: &str| {
+        let out = dir.path().join(name);
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("config.toml"), config.to_toml()).unwrap();
+        std::fs::write(out.join(".tmp-999999999-0123456789abcdef-metrics.csv"), "x").unwrap();
+        out
+    };
+    for (name, options) in [("again", quiet()), ("resumed", resume())] {
+        let out = killed(name);
+        let outcome = train_with_projector(&config, &out, fake(&config), &options).unwrap();
+        assert!(outcome.completed, "{name}");
+        assert!(out.join("summary.json").is_file());
+        assert!(!out
+            .join(".tmp-999999999-0123456789abcdef-metrics.csv")
+            .exists());
+    }
+    // Resuming with another configuration is still refused; a folder with other files too.
+    let out = killed("other");
+    let other = small(&["training.epochs=1", "training.seed=9"]);
+    let err = train_with_projector(&other, &out, fake(&other), &resume())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("configuration differs"), "{err}");
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let err = train_with_projector(&config, &out, fake(&config), &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!out.join(speckle_runs::lock::LOCK_FILE).exists());
+}
+
+#[test]
+fn an_edited_epochs_done_is_an_error_not_skipped_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let config = small(&["training.epochs=3"]);
+    let stop = RunOptions {
+        stop_after_epochs: Some(1),
+        ..quiet()
+    };
+    train_with_projector(&config, &out, fake(&config), &stop).unwrap();
+    let run_json = checkpoint::checkpoint_dir(&out).join("run.json");
+    let text = std::fs::read_to_string(&run_json).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["epochs_done"] = 2.into();
+    std::fs::write(&run_json, value.to_string()).unwrap();
+    let err = train_with_projector(&config, &out, fake(&config), &resume())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("epochs_done = 2") && err.contains("run.json") && !err.contains('\n'),
+        "{err}"
+    );
+    // With the metrics edited to match, the trainer's step count still disagrees.
+    let mut row = value["metrics"][0].clone();
+    row["epoch"] = 2.into();
+    value["metrics"].as_array_mut().unwrap().push(row);
+    std::fs::write(&run_json, value.to_string()).unwrap();
+    let err = train_with_projector(&config, &out, fake(&config), &resume())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("trainer.state has taken 32 steps"), "{err}");
+}
