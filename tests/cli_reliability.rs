@@ -356,3 +356,80 @@ fn two_trainings_into_one_folder_cannot_both_proceed() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// No silent nonsense
+
+/// `speckle transform --linear` of the demo batch to 8 outputs, with one `--set`.
+fn linear_demo(device: &str, set: &str, output: &str) -> common::Run {
+    speckle([
+        "transform",
+        "--linear",
+        "--device",
+        device,
+        "--set",
+        set,
+        "--input",
+        "data/demo/signed-8x64.npy",
+        "--out-dim",
+        "8",
+        "--output",
+        output,
+    ])
+}
+
+#[test]
+fn a_calibration_that_finds_no_light_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = arg(dir.path(), "y.npy");
+    linear_demo("sim", "camera.photon_rate_per_us=0", &y).fails_with("calibration finds no signal");
+    assert!(!Path::new(&y).exists());
+}
+
+#[test]
+fn finite_inputs_that_overflow_float32_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = arg(dir.path(), "x.npy");
+    let mut values = common::float_pattern(4, 16);
+    values.row_mut(2).fill(3e38);
+    write_npy(&x, &values).unwrap();
+    let y = arg(dir.path(), "y.npy");
+    for device in ["digital", "sim"] {
+        speckle([
+            "transform",
+            "--linear",
+            "--device",
+            device,
+            "--input",
+            &x,
+            "--output",
+            &y,
+        ])
+        .fails_with("row 2 of the batch overflows float32");
+        assert!(!Path::new(&y).exists());
+    }
+}
+
+#[test]
+fn overrides_of_keys_no_device_has_are_errors_even_for_digital() {
+    let dir = tempfile::tempdir().unwrap();
+    let y = arg(dir.path(), "y.npy");
+    linear_demo("digital", "camera.bitz=8", &y)
+        .fails_with("no config keys to override (got 'camera')");
+    speckle(["info", "--device", "digital", "--set", "camera.bitz=8"]).fails_with("no config keys");
+    // In a run config the digital projector applies no [feedback.device] keys (a sweep may cross
+    // them with a digital baseline), but a key no device has is still an error, before training.
+    let out = dir.path().join("run");
+    speckle([
+        "train",
+        "--quiet",
+        "--config",
+        "configs/mnist-dfa.toml",
+        "--set",
+        "feedback.device.camera.bitz=8",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .fails_with("unknown field `bitz`");
+    assert!(!out.exists());
+}

@@ -56,6 +56,10 @@ impl FeedbackSpec {
         input_dim: usize,
         output_dim: usize,
     ) -> Result<Box<dyn RandomProjector + Send>, Error> {
+        if self.projector == DeviceSpec::Digital {
+            // Its overrides are not applied, but a misspelt key is still an error.
+            self.check()?;
+        }
         open_projector(
             &self.projector,
             self.encoding,
@@ -78,12 +82,26 @@ impl FeedbackSpec {
     }
 
     /// Checks what can be checked without opening the device: a simulated device's config with
-    /// its overrides (unknown keys and bad values are errors naming the key).
+    /// its overrides (unknown keys and bad values are errors naming the key). For `digital`,
+    /// which applies no overrides, they must still be valid keys and values of a simulated
+    /// device (checked against the default preset): `camera.bitz = 8` is an error.
     pub fn check(&self) -> Result<(), Error> {
         match &self.projector {
             DeviceSpec::Sim(source) => sim_config(source, &self.device)
                 .map(|_| ())
                 .map_err(|e| Error::new(e.kind(), format!("feedback.device: {e}"))),
+            DeviceSpec::Digital if !self.device.is_empty() => {
+                sim_config(&SimSource::Preset(DEFAULT_PRESET.into()), &self.device)
+                    .map(|_| ())
+                    .map_err(|e| {
+                        Error::new(
+                            e.kind(),
+                            format!(
+                                "feedback.device (not applied to digital, but checked as keys of a simulated device): {e}"
+                            ),
+                        )
+                    })
+            }
             _ => Ok(()),
         }
     }

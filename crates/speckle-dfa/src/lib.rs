@@ -43,4 +43,6 @@ pub use spec::{
     Activation, AlgorithmKind, AlgorithmSpec, Init, ModelSpec, OptimizerKind, OptimizerSpec,
     Schedule,
 };
-pub use trainer::{DfaError, EvalStats, StateMeta, StepStats, Trainer, TrainerState};
+pub use trainer::{
+    DfaError, EvalStats, StateMeta, StepStats, Trainer, TrainerState, EXPLODED_LOSS_PER_SAMPLE,
+};

@@ -64,7 +64,8 @@ pub enum DfaError {
     /// Input data or a projector does not fit the network.
     #[error("{0}")]
     Mismatch(String),
-    /// The loss became NaN or infinite; the parameters were left as they were before the step.
+    /// The loss became NaN or infinite, or exploded (a mean above
+    /// [`EXPLODED_LOSS_PER_SAMPLE`]); the parameters were left as they were before the step.
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged {
         /// Optimizer step (0-based) whose loss was not finite.
@@ -86,6 +87,16 @@ impl From<speckle_hal::Error> for DfaError {
     fn from(e: speckle_hal::Error) -> Self {
         DfaError::Projector(e)
     }
+}
+
+/// A mean cross-entropy per sample above which training has exploded (as with a learning rate
+/// of 10^30, where the weights reach 10^30 and the loss stays finite but astronomical): a
+/// uniform guess over 10 classes costs 2.3, and no model that learns gets near 10^4.
+pub const EXPLODED_LOSS_PER_SAMPLE: f64 = 1e4;
+
+/// Whether a batch's summed loss is NaN, infinite, or exploded.
+fn loss_exploded(loss_sum: f64, batch: usize) -> bool {
+    !loss_sum.is_finite() || loss_sum > EXPLODED_LOSS_PER_SAMPLE * batch as f64
 }
 
 /// What one training batch did (measured in the forward pass, before the update).
@@ -638,7 +649,7 @@ impl Trainer {
         self.net
             .forward(&mut self.train_buf, n, Mode::Train, &mut self.dropout_rng);
         let (loss_sum, correct) = self.net.loss(&mut self.train_buf, n, labels);
-        if !loss_sum.is_finite() {
+        if loss_exploded(loss_sum, n) {
             return Err(DfaError::Diverged {
                 step: self.step,
                 loss: loss_sum,

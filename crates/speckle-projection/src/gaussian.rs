@@ -161,7 +161,7 @@ impl RandomProjector for GaussianProjector {
         let y = MatMut::from_row_major_slice_mut(output, batch, self.output_dim);
         matmul(y, Accum::Replace, x, p, 1.0f32, self.par(batch));
         self.projected += batch as u64;
-        Ok(())
+        crate::output::check_finite(output, self.output_dim)
     }
 
     fn counters(&self) -> DeviceCounters {

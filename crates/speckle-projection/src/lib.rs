@@ -65,6 +65,7 @@
 mod encoding;
 mod gaussian;
 mod optical;
+mod output;
 
 pub use encoding::{
     Encoding, EncodingError, TernaryScale, DEFAULT_TERNARY_THRESHOLD, MAX_BITPLANE_BITS,

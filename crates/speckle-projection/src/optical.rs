@@ -336,6 +336,9 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         // device call at a time.
         let mut sum_ref = vec![0.0f64; pixels_all];
         let mut sum_dark = vec![0.0f64; pixels_all];
+        // Sums of squares, for the camera noise (see `check_signal`).
+        let mut squares_ref = vec![0.0f64; pixels_all];
+        let mut squares_dark = vec![0.0f64; pixels_all];
         let chunk = self.chunk_frames();
         let mut start = 0;
         while start < total {
@@ -349,13 +352,19 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             }
             let camera = self.show(0, count)?;
             for t in 0..count {
-                let target = if start + t < frames {
-                    &mut sum_ref
+                let (target, squares) = if start + t < frames {
+                    (&mut sum_ref, &mut squares_ref)
                 } else {
-                    &mut sum_dark
+                    (&mut sum_dark, &mut squares_dark)
                 };
-                for (s, &v) in target.iter_mut().zip(&camera[t * pixels_all..]) {
-                    *s += f64::from(v);
+                for ((s, q), &v) in target
+                    .iter_mut()
+                    .zip(squares.iter_mut())
+                    .zip(&camera[t * pixels_all..])
+                {
+                    let v = f64::from(v);
+                    *s += v;
+                    *q += v * v;
                 }
             }
             start += count;
@@ -377,6 +386,7 @@ impl<D: OpticalDevice> OpticalProjector<D> {
                 ),
             ));
         }
+        check_signal([&sum_ref, &sum_dark], [&squares_ref, &squares_dark], frames)?;
         let reference_on = self
             .reference_bytes
             .iter()
@@ -688,6 +698,41 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     }
 }
 
+/// Standard errors by which the reference's mean intensity must exceed zero.
+const SIGNAL_SIGMAS: f64 = 5.0;
+
+/// Checks that the reference pattern's light stands out of the camera noise. Per pixel, the
+/// mean of `I(a) − I(0)` over the calibration frames has the variance `(σ²_a + σ²_0) / frames`
+/// (each σ² from that pixel's frames); their mean over the pixels must exceed
+/// [`SIGNAL_SIGMAS`] standard errors. Without light (a photon rate of 0) only noise remains,
+/// whose clipped differences would otherwise pass for a faint signal and give noise as
+/// projections. Skipped with a single calibration frame (no noise estimate).
+fn check_signal(sums: [&[f64]; 2], squares: [&[f64]; 2], frames: usize) -> Result<(), Error> {
+    if frames < 2 || sums[0].is_empty() {
+        return Ok(());
+    }
+    let f = frames as f64;
+    let variance = |sum: f64, sq: f64| ((sq - sum * sum / f) / (f - 1.0)).max(0.0);
+    let (mut difference, mut variance_sum) = (0.0f64, 0.0f64);
+    for p in 0..sums[0].len() {
+        difference += (sums[0][p] - sums[1][p]) / f;
+        variance_sum +=
+            (variance(sums[0][p], squares[0][p]) + variance(sums[1][p], squares[1][p])) / f;
+    }
+    let pixels = sums[0].len() as f64;
+    let mean = difference / pixels;
+    let standard_error = variance_sum.sqrt() / pixels;
+    if mean > SIGNAL_SIGMAS * standard_error {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Calibration,
+        format!(
+            "calibration finds no signal: the reference pattern's mean intensity I(a) − I(0) = {mean:.3} counts is within the camera noise (standard error {standard_error:.3} over {frames} frames); is the light off (photon rate, exposure or quantum efficiency 0)?"
+        ),
+    ))
+}
+
 impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
     fn info(&self) -> ProjectorInfo {
         let c = &self.config;
@@ -734,7 +779,7 @@ impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
             }
             self.measure(rows, k, y_block)?;
         }
-        Ok(())
+        crate::output::check_finite(output, m)
     }
 
     fn counters(&self) -> DeviceCounters {

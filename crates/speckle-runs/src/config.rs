@@ -423,7 +423,23 @@ impl RunConfig {
                 return Err(format!("{key} = 0: leave it out to use the whole split"));
             }
         }
+        self.check_linear_model()?;
         self.check_model_memory()
+    }
+
+    /// `hidden = []` is a linear model (softmax regression on the pixels), which the true
+    /// gradient trains: fine with `bp`, refused with `fa` and `dfa`, which have no hidden layer
+    /// to send a random feedback to.
+    fn check_linear_model(&self) -> Result<(), String> {
+        let algorithm = self.training.algorithm;
+        if self.model.hidden.is_empty() && algorithm != AlgorithmKind::Bp {
+            return Err(format!(
+                "model.hidden = [] is a linear model, which {algorithm} would train exactly as bp \
+                 (its only layer gets the true gradient): use training.algorithm = \"bp\", or give \
+                 hidden layers"
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses, before anything is allocated, a network whose largest weight matrix, or whose

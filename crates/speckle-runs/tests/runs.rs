@@ -522,3 +522,42 @@ fn an_edited_epochs_done_is_an_error_not_skipped_epochs() {
         .to_string();
     assert!(err.contains("trainer.state has taken 32 steps"), "{err}");
 }
+
+#[test]
+fn an_exploding_loss_stops_the_run_as_divergence_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // Adam's steps are bounded by the rate: the weights reach 1e30 and the loss stays finite.
+    let config = small(&["optimizer.lr=1e30"]);
+    let err = train_with_projector(&config, &dir.path().join("run"), fake(&config), &quiet())
+        .unwrap_err();
+    assert!(matches!(err, RunError::Diverged { epoch: 1, .. }), "{err}");
+}
+
+#[test]
+fn no_hidden_layers_is_a_linear_model_trained_with_bp_only() {
+    for algorithm in ["dfa", "fa"] {
+        let err = RunConfig::load(
+            None,
+            &[
+                "model.hidden=[]".into(),
+                format!("training.algorithm=\"{algorithm}\""),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("model.hidden = [] is a linear model"), "{err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = small(&[
+        "model.hidden=[]",
+        "training.algorithm=\"bp\"",
+        "training.epochs=1",
+    ]);
+    let outcome =
+        train_with_projector(&config, &dir.path().join("linear"), None, &quiet()).unwrap();
+    assert!(
+        outcome.summary.test_accuracy > 0.5,
+        "{}",
+        outcome.summary.test_accuracy
+    );
+}
