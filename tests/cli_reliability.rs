@@ -110,6 +110,31 @@ fn a_npy_header_that_does_not_parse_is_one_line() {
     assert!(line.contains("expected"), "{line}");
 }
 
+#[test]
+fn sweep_without_config_is_a_usage_error() {
+    let run = speckle(["sweep"]);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("--config"), "{}", run.stderr);
+}
+
+#[test]
+fn a_sweep_name_cannot_leave_the_sweeps_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["../escape", "a/b", "..", "/abs"] {
+        let config = dir.path().join("s.toml");
+        std::fs::write(
+            &config,
+            format!("name = {name:?}\n[grid]\n\"training.seed\" = [1]\n"),
+        )
+        .unwrap();
+        let run = speckle(["sweep", "--config", config.to_str().unwrap(), "--quick"]);
+        run.fails_with("must be a plain folder name");
+    }
+    assert!(!Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("escape")
+        .exists());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sizes
 

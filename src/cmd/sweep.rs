@@ -16,12 +16,13 @@ use super::scheduler::{resolve_jobs, resolve_shard, ShardArg};
 /// `speckle sweep merge D` (or `merge D0 D1 D2 D3 --out D`) writes results.csv and report.md.
 /// Exits 1 when a point of the sweep (or shard) failed, after writing what finished.
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SweepArgs {
     #[command(subcommand)]
     command: Option<SweepCommand>,
     /// The sweep file (TOML: a base run config plus [grid], [[points]] or [[groups]]).
-    #[arg(long, value_name = "FILE")]
+    /// Required unless merging.
+    #[arg(long, value_name = "FILE", required = true)]
     config: Option<PathBuf>,
     /// Output folder (default: sweeps/<name>, or sweeps/<name>-quick with --quick).
     #[arg(long, value_name = "DIR")]

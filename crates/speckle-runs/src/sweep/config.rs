@@ -203,6 +203,23 @@ impl SweepPoint {
     }
 }
 
+/// A sweep's name names its default output folder, `sweeps/<name>`: it must stay a single
+/// folder name there (no `/`, `\`, leading `.` as in `..`, no control characters).
+fn check_name(name: String) -> Result<String, SweepError> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\') || c.is_control());
+    if plain {
+        Ok(name)
+    } else {
+        Err(SweepError::Config(format!(
+            "name = {name:?} must be a plain folder name (no '/', '\\', leading '.'): the sweep writes into sweeps/<name>"
+        )))
+    }
+}
+
 impl SweepConfig {
     /// Reads and parses a sweep file; a relative `base` path is resolved against its folder.
     pub fn load(path: &Path) -> Result<Self, SweepError> {
@@ -321,7 +338,7 @@ impl SweepConfig {
             }
         };
         Ok(Self {
-            name: raw.name.unwrap_or_else(|| default_name.to_string()),
+            name: check_name(raw.name.unwrap_or_else(|| default_name.to_string()))?,
             description: raw.description.unwrap_or_default(),
             base,
             labels: raw.labels,

@@ -314,12 +314,9 @@ const PALETTE: [RGBColor; 8] = [
 fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), SweepError> {
     crate::plot::register_font();
     let err = |e: String| SweepError::Io(format!("plotting {}: {e}", path.display()));
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("fig.png");
-    let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
+    // Removed if drawing fails (or the process is interrupted); renamed into place at the end.
+    let file = crate::atomic::AtomicFile::new(path).map_err(|e| err(e.to_string()))?;
+    let tmp = file.path().to_path_buf();
     {
         let n = study.values.len() as i32;
         let labels = study.values.clone();
@@ -475,10 +472,7 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
         }
         root.present().map_err(|e| err(e.to_string()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e.to_string())
-    })
+    file.commit().map_err(|e| err(e.to_string()))
 }
 
 /// Tick labels written downwards from just below the x axis (plotters centres rotated tick
