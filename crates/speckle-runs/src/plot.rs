@@ -48,13 +48,10 @@ pub fn line_chart(
         path: path.display().to_string(),
         message: m,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("plot.png");
-    // The backend picks the encoder from the extension: keep `.png` on the temporary name.
-    let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
+    // The backend picks the encoder from the extension, which the temporary name keeps; it is
+    // removed if drawing fails (or the process is interrupted).
+    let file = crate::atomic::AtomicFile::new(path).map_err(|e| err(e.to_string()))?;
+    let tmp = file.path().to_path_buf();
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
@@ -138,10 +135,7 @@ pub fn line_chart(
             .map_err(|e| err(e.to_string()))?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e.to_string())
-    })
+    file.commit().map_err(|e| err(e.to_string()))
 }
 
 /// Writes `accuracy.png` (train and test accuracy) and `alignment.png` (per-layer mean cosine)
@@ -185,4 +179,38 @@ pub fn plot_run(dir: &Path, rows: &[EpochMetrics], label: &str) -> Result<(), Pl
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plot_never_replaces_what_is_not_a_regular_file_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let series = [Series {
+            label: "a".into(),
+            points: vec![(0.0, 0.0), (1.0, 1.0)],
+        }];
+        // A FIFO, which a rename would replace (a folder where mkfifo is missing).
+        let taken = dir.path().join("taken.png");
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(&taken)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !fifo {
+            std::fs::create_dir(&taken).unwrap();
+        }
+        let e = line_chart(&taken, "t", "x", "y", None, &series).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(!std::fs::metadata(&taken).unwrap().is_file());
+        let png = dir.path().join("ok.png");
+        line_chart(&png, "t", "x", "y", None, &series).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ok.png", "taken.png"]);
+    }
 }
