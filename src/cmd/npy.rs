@@ -95,26 +95,19 @@ fn header_error_line(e: &dyn std::fmt::Display) -> String {
     if !text.contains('\n') {
         return text;
     }
-    let first = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .trim_end_matches(':');
-    let at = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("--> "))
-        .map(|p| format!(" at {}", p.trim()));
+    // "...: syntax error:  --> 1:119", then the diagram, then "= expected value".
+    let first = text.lines().next().unwrap_or("");
+    let (what, at) = match first.split_once("-->") {
+        Some((what, at)) => (what, format!(" at {}", at.trim())),
+        None => (first, String::new()),
+    };
+    let what = what.trim().trim_end_matches(':').trim_end();
     let reason = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("= "))
-        .map(|r| format!(": {}", r.trim()));
-    format!(
-        "{}{}{}",
-        first.split(" --> ").next().unwrap_or(first).trim(),
-        reason.unwrap_or_default(),
-        at.unwrap_or_default()
-    )
+        .map(|r| format!(": {}", r.trim()))
+        .unwrap_or_default();
+    format!("{what}{at}{reason}")
 }
 
 /// The header, and the number of bytes after it.
