@@ -372,8 +372,7 @@ fn open_out_dir(
     }
     let lock_path = dir.join(crate::lock::LOCK_FILE);
     let lock_existed = lock_path.exists();
-    let lock = crate::lock::DirLock::acquire(dir)
-        .map_err(|e| RunError::OutDir(format!("cannot use {}: {e}", dir.display())))?;
+    let lock = crate::lock::DirLock::acquire(dir).map_err(|e| RunError::OutDir(e.to_string()))?;
     match prepare_out_dir(dir, resume, config_toml) {
         Ok(from_checkpoint) => {
             crate::atomic::remove_stale_temps(dir, std::time::Duration::ZERO);
