@@ -130,8 +130,9 @@ fn a_sweep_name_cannot_leave_the_sweeps_folder() {
         let run = speckle(["sweep", "--config", config.to_str().unwrap(), "--quick"]);
         run.fails_with("must be a plain folder name");
     }
+    // What `sweeps/../escape-quick` would have been.
     assert!(!Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("escape")
+        .join("escape-quick")
         .exists());
 }
 
