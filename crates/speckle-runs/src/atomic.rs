@@ -48,6 +48,12 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 /// their live temporary files, whose pids mean nothing here).
 pub const STALE_AGE: Duration = Duration::from_secs(3600);
 
+/// Passes of the signal handler over the registered paths, and the pause between them.
+#[cfg(unix)]
+const CLEANUP_PASSES: usize = 3;
+#[cfg(unix)]
+const CLEANUP_PAUSE: Duration = Duration::from_millis(25);
+
 /// Temporary paths (files or folders) alive now, removed by the signal handler.
 fn live() -> MutexGuard<'static, Vec<PathBuf>> {
     static LIVE: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
@@ -105,8 +111,17 @@ pub fn install_signal_cleanup() -> io::Result<()> {
                 if let Some(sig) = signals.forever().next() {
                     // Held until exit: no new temporary file can be registered meanwhile.
                     let live = live();
-                    for p in live.iter() {
-                        remove_path(p);
+                    // Other threads keep running until the exit: a file registered but not yet
+                    // created, or written into a temporary folder being removed, may appear
+                    // after a pass. Later registrations first (files inside a folder before
+                    // it), and again after a pause.
+                    for pass in 0..CLEANUP_PASSES {
+                        if pass > 0 {
+                            std::thread::sleep(CLEANUP_PAUSE);
+                        }
+                        for p in live.iter().rev() {
+                            remove_path(p);
+                        }
                     }
                     std::process::exit(128 + sig);
                 }
