@@ -1,7 +1,8 @@
 //! Exclusive use of a folder by one process: `DIR/.lock`, locked with `flock(2)` for as long as
 //! the [`DirLock`] lives. The kernel releases the lock when the process ends, however it ends
 //! (`kill -9` included), so a lock is never stale; the file itself stays (empty but for the pid
-//! of the last holder) and is ignored by every check of a folder's contents.
+//! of the last holder) and is ignored by every check of a folder's contents. On a file system
+//! without locks (`ENOLCK`, some network file systems) the folder is used unlocked.
 //!
 //! ```
 //! use speckle_runs::lock::DirLock;
@@ -74,9 +75,13 @@ impl DirLock {
 #[cfg(unix)]
 fn try_lock(file: &File) -> io::Result<bool> {
     use rustix::fs::{flock, FlockOperation};
+    use rustix::io::Errno;
     match flock(file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(true),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) if e == Errno::WOULDBLOCK => Ok(false),
+        // A file system without locks (some network file systems): the folder is used unlocked,
+        // as before locks existed, rather than refused.
+        Err(e) if e == Errno::NOLCK || e == Errno::OPNOTSUPP || e == Errno::NOSYS => Ok(true),
         Err(e) => Err(io::Error::from(e)),
     }
 }
