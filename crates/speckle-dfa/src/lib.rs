@@ -33,14 +33,16 @@
 
 pub mod activation;
 pub mod alignment;
+mod error;
 mod linalg;
 mod model;
 pub mod optim;
 pub mod spec;
 pub mod trainer;
 pub use alignment::LayerAlignment;
+pub use error::DfaError;
 pub use spec::{
     Activation, AlgorithmKind, AlgorithmSpec, Init, ModelSpec, OptimizerKind, OptimizerSpec,
     Schedule,
 };
-pub use trainer::{DfaError, EvalStats, StateMeta, StepStats, Trainer, TrainerState};
+pub use trainer::{EvalStats, StateMeta, StepStats, Trainer, TrainerState};

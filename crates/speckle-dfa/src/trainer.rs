@@ -50,35 +50,10 @@ use serde::{Deserialize, Serialize};
 use speckle_hal::{DeviceCounters, ProjectorInfo, RandomProjector};
 
 use crate::alignment::{self, LayerAlignment};
+pub use crate::error::DfaError;
 use crate::model::{fa_matrices, stream_rng, Buffers, Capture, Feedback, Mode, Network};
 use crate::optim::{Param, StepScalars};
 use crate::spec::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
-
-/// Errors of the trainer. Messages are one line.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DfaError {
-    /// A parameter struct is out of range (names the key).
-    #[error("invalid parameter: {0}")]
-    InvalidSpec(String),
-    /// Input data or a projector does not fit the network.
-    #[error("{0}")]
-    Mismatch(String),
-    /// The loss became NaN or infinite; the parameters were left as they were before the step.
-    #[error("training diverged at step {step}: loss is {loss}")]
-    Diverged {
-        /// Optimizer step (0-based) whose loss was not finite.
-        step: u64,
-        /// The batch's summed loss.
-        loss: f64,
-    },
-    /// The random projector failed.
-    #[error("random projector: {0}")]
-    Projector(#[from] speckle_hal::Error),
-    /// A trainer state does not fit this trainer or its file is corrupt.
-    #[error("{0}")]
-    State(String),
-}
 
 /// What one training batch did (measured in the forward pass, before the update).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
