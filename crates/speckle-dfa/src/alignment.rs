@@ -8,6 +8,7 @@
 
 use crate::linalg::cosine;
 use crate::model::Capture;
+use crate::stats::{mean_std, Spread};
 use serde::{Deserialize, Serialize};
 
 /// Alignment of one hidden layer between the algorithm's signal and the true backprop gradient.
@@ -37,7 +38,8 @@ pub(crate) fn compare(bp: &Capture, alg: &Capture, n: usize) -> Vec<LayerAlignme
                 .zip(a.chunks_exact(d.max(1)))
                 .map(|(x, y)| cosine(x, y))
                 .collect();
-            let (mean, std) = mean_std(&cos);
+            let (mean, std) =
+                mean_std(cos.iter().copied(), Spread::Population).unwrap_or((0.0, 0.0));
             let weight_cosine = cosine(wb, wa);
             LayerAlignment {
                 cosine_mean: mean,
@@ -47,17 +49,6 @@ pub(crate) fn compare(bp: &Capture, alg: &Capture, n: usize) -> Vec<LayerAlignme
             }
         })
         .collect()
-}
-
-/// Mean and population standard deviation.
-pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-    (mean, var.sqrt())
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ mod linalg;
 mod model;
 pub mod optim;
 pub mod spec;
+pub mod stats;
 pub mod trainer;
 pub use alignment::LayerAlignment;
 pub use error::DfaError;

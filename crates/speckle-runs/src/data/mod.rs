@@ -10,6 +10,7 @@ mod idx;
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
+use speckle_dfa::stats::{mean_std, Spread};
 use std::path::{Path, PathBuf};
 
 pub use cifar::read_cifar_batch;
@@ -146,15 +147,9 @@ impl Dataset {
 
     /// Mean and standard deviation over all pixels of all images.
     pub fn pixel_stats(&self) -> (f32, f32) {
-        let n = self.images.len().max(1) as f64;
-        let mean = self.images.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = self
-            .images
-            .iter()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        (mean as f32, var.sqrt().max(1e-12) as f32)
+        let pixels = self.images.iter().map(|&v| f64::from(v));
+        let (mean, std) = mean_std(pixels, Spread::Population).unwrap_or((0.0, 0.0));
+        (mean as f32, std.max(1e-12) as f32)
     }
 
     /// Applies `(x − mean) / std` to every pixel.

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use speckle_dfa::stats::{mean_std, Spread};
 use toml::Value;
 
 use super::config::{canonical, cell};
@@ -22,19 +23,9 @@ pub fn is_seed_key(key: &str) -> bool {
 }
 
 /// Mean and sample standard deviation (0 for a single value) of the finite values.
-pub fn mean_std(values: &[f64]) -> Option<(f64, f64, usize)> {
-    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = if v.len() > 1 {
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    Some((mean, std, v.len()))
+fn finite_mean_std(values: &[f64]) -> Option<(f64, f64)> {
+    let finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    mean_std(finite, Spread::Sample)
 }
 
 /// Statistics of one (series, parameter value) cell.
@@ -165,14 +156,14 @@ pub fn study_param(
                                 .iter()
                                 .filter_map(|r| r.alignment.get(l).map(|a| a.0))
                                 .collect();
-                            mean_std(&c).map(|(m, s, _)| (m, s))
+                            finite_mean_std(&c)
                         })
                         .collect();
                     Some(Cell {
                         runs: rs.len(),
-                        accuracy: mean_std(&acc).map(|(m, s, _)| (m, s)),
+                        accuracy: finite_mean_std(&acc),
                         cosine,
-                        snr_db: mean_std(&snr).map(|(m, _, _)| m),
+                        snr_db: finite_mean_std(&snr).map(|(m, _)| m),
                     })
                 })
                 .collect();
