@@ -2,7 +2,9 @@
 //! bitmap backend and a bundled font (DejaVu Sans, see `assets/DejaVuSans-LICENSE.txt`), so no
 //! system font or fontconfig is involved.
 
+use crate::atomic::AtomicFile;
 use crate::metrics::EpochMetrics;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -34,7 +36,33 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Draws line series into a PNG at `path` (written to a temporary file, then renamed).
+/// The drawing area of a PNG being drawn by [`draw_png`].
+pub type PngArea<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// Draws a PNG of `size` pixels at `path`: `draw` gets the white drawing area of a bitmap on a
+/// temporary file next to `path`, which replaces `path` once drawn ([`AtomicFile`]). Errors of
+/// `draw` are the backend's messages.
+pub fn draw_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&PngArea<'_>) -> Result<(), String>,
+) -> Result<(), PlotError> {
+    register_font();
+    let err = |message: String| PlotError {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = AtomicFile::new(path).map_err(|e| err(e.to_string()))?;
+    {
+        let root = BitMapBackend::new(file.path(), size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        draw(&root).map_err(err)?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    file.commit().map_err(|e| err(e.to_string()))
+}
+
+/// Draws line series into a PNG at `path` (atomically, see [`draw_png`]).
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -43,18 +71,59 @@ pub fn line_chart(
     y_range: Option<(f64, f64)>,
     series: &[Series],
 ) -> Result<(), PlotError> {
-    register_font();
-    let err = |m: String| PlotError {
-        path: path.display().to_string(),
-        message: m,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("plot.png");
-    // The backend picks the encoder from the extension: keep `.png` on the temporary name.
-    let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
+    let (x_range, y_range) = chart_ranges(series, y_range);
+    draw_png(path, (800, 500), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x_range, y_range)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// The axes' ranges of a line chart: x from the smaller of 1 and the least x to the largest x
+/// (at least 1 wide), y as given or the finite values' range padded by 5 %.
+fn chart_ranges(
+    series: &[Series],
+    y_range: Option<(f64, f64)>,
+) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
@@ -92,56 +161,7 @@ pub fn line_chart(
         }
     });
     let xmax = if xmax > xmin { xmax } else { xmin + 1.0 };
-    {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xmin..xmax, ymin..ymax)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        for (i, s) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> = s
-                .points
-                .iter()
-                .copied()
-                .filter(|p| finite(p.0) && finite(p.1))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| err(e.to_string()))?;
-        }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e.to_string())
-    })
+    (xmin..xmax, ymin..ymax)
 }
 
 /// Writes `accuracy.png` (train and test accuracy) and `alignment.png` (per-layer mean cosine)
