@@ -12,8 +12,9 @@ use speckle_dfa::stats::{mean_std, Spread};
 use toml::Value;
 
 use super::config::{canonical, cell};
-use super::runner::{layer_count, write_atomic, Manifest, ManifestPoint, PointResult};
-use super::SweepError;
+use super::error::SweepError;
+use super::folder::{layer_count, mkdir, write_file, Manifest, ManifestPoint, PointResult};
+use crate::plot::{draw_png, PngArea};
 
 /// Whether a column is a seed (averaged over, never plotted against).
 pub fn is_seed_key(key: &str) -> bool {
@@ -241,8 +242,7 @@ pub fn write_report(
             continue;
         };
         let _ = writeln!(md, "## Against `{param}`\n");
-        std::fs::create_dir_all(&fig_dir)
-            .map_err(|e| SweepError::Io(format!("cannot create {}: {e}", fig_dir.display())))?;
+        mkdir(&fig_dir)?;
         let name = format!("{}.png", slug(param));
         plot_study(&fig_dir.join(&name), &study, layers)?;
         let _ = writeln!(md, "![{param}](figures/{name})\n");
@@ -286,7 +286,7 @@ pub fn write_report(
         }
         md.push('\n');
     }
-    write_atomic(&dir.join("report.md"), md.as_bytes())
+    write_file(&dir.join("report.md"), md.as_bytes())
 }
 
 const PALETTE: [RGBColor; 8] = [
@@ -303,17 +303,28 @@ const PALETTE: [RGBColor; 8] = [
 /// Two panels: accuracy, and alignment per layer, against the parameter's values (evenly
 /// spaced categories, so that log-spaced and non-numeric values read alike).
 fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), SweepError> {
-    crate::plot::register_font();
-    let err = |e: String| SweepError::Io(format!("plotting {}: {e}", path.display()));
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("fig.png");
-    let tmp = dir.join(format!(".tmp-{}-{stem}", std::process::id()));
-    {
-        let n = study.values.len() as i32;
-        let labels = study.values.clone();
+    let axis = Categories::new(&study.values);
+    draw_png(path, (1400, 470 + axis.label_area), |root| {
+        let (left, right) = root.split_horizontally(680);
+        let tick_style = axis.tick_style(root);
+        accuracy_panel(&left, study, &axis, &tick_style)?;
+        alignment_panel(&right, study, layers, &axis, &tick_style)
+    })?;
+    Ok(())
+}
+
+/// The x axis of a study's figure: one evenly spaced category per value of the parameter.
+struct Categories<'a> {
+    labels: &'a [String],
+    /// Whether the tick labels are drawn vertically (they are wider than their slots).
+    vertical: bool,
+    /// Height of the area below the x axis, in pixels.
+    label_area: u32,
+}
+
+impl<'a> Categories<'a> {
+    fn new(labels: &'a [String]) -> Self {
+        let n = labels.len() as i32;
         // Labels wider than their slot (about 7 px a character at 14 px) are drawn vertically,
         // with room below the axis (and a taller figure) for the longest one.
         let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
@@ -323,153 +334,173 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
         } else {
             50
         };
-        let root = BitMapBackend::new(&tmp, (1400, 470 + label_area)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let (left, right) = root.split_horizontally(680);
-        let tick_labels = labels.clone();
-        let fmt = move |v: &SegmentValue<i32>| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if !vertical => {
-                tick_labels.get(*i as usize).cloned().unwrap_or_default()
-            }
-            _ => String::new(),
-        };
-        let tick_style = if vertical {
+        Self {
+            labels,
+            vertical,
+            label_area,
+        }
+    }
+
+    fn tick_style(&self, root: &PngArea<'_>) -> TextStyle<'static> {
+        if self.vertical {
             ("sans-serif", 14)
-                .into_text_style(&root)
+                .into_text_style(root)
                 .transform(FontTransform::Rotate90)
                 .pos(plotters::style::text_anchor::Pos::new(
                     plotters::style::text_anchor::HPos::Left,
                     plotters::style::text_anchor::VPos::Center,
                 ))
         } else {
-            ("sans-serif", 14).into_text_style(&root)
-        };
-
-        // Accuracy panel.
-        let accs: Vec<(f64, f64)> = study
-            .series
-            .iter()
-            .flat_map(|(_, cs)| cs.iter().flatten().filter_map(|c| c.accuracy))
-            .collect();
-        let lo = accs
-            .iter()
-            .map(|a| 100.0 * (a.0 - a.1))
-            .fold(f64::INFINITY, f64::min);
-        let hi = accs
-            .iter()
-            .map(|a| 100.0 * (a.0 + a.1))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if lo.is_finite() && hi.is_finite() {
-            let pad = ((hi - lo) * 0.1).max(0.5);
-            ((lo - pad).max(0.0), (hi + pad).min(100.0))
-        } else {
-            (0.0, 100.0)
-        };
-        let mut chart = ChartBuilder::on(&left)
-            .caption("test accuracy", ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(label_area)
-            .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), lo..hi)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(study.param.as_str())
-            .y_desc("test accuracy (%)")
-            .x_labels(study.values.len() + 1)
-            .x_label_formatter(&fmt)
-            .label_style(("sans-serif", 14))
-            .x_label_style(tick_style.clone())
-            .axis_desc_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        if vertical {
-            draw_vertical_labels(&chart, &labels, &tick_style).map_err(err)?;
+            ("sans-serif", 14).into_text_style(root)
         }
-        for (si, (label, cells)) in study.series.iter().enumerate() {
-            let color = PALETTE[si % PALETTE.len()];
-            let pts: Vec<(SegmentValue<i32>, f64, f64)> = cells
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    let (m, s) = c.as_ref()?.accuracy?;
-                    Some((SegmentValue::CenterOf(i as i32), 100.0 * m, 100.0 * s))
-                })
-                .collect();
-            draw_series(&mut chart, &pts, color, label).map_err(err)?;
-        }
-        if study.series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-        }
-        // Alignment panel.
-        let mut chart = ChartBuilder::on(&right)
-            .caption(
-                "alignment (cosine, DFA signal vs backprop)",
-                ("sans-serif", 22),
-            )
-            .margin(12)
-            .x_label_area_size(label_area)
-            .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), -0.1f64..1.0)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(study.param.as_str())
-            .y_desc("cosine")
-            .x_labels(study.values.len() + 1)
-            .x_label_formatter(&fmt)
-            .label_style(("sans-serif", 14))
-            .x_label_style(tick_style.clone())
-            .axis_desc_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        if vertical {
-            draw_vertical_labels(&chart, &labels, &tick_style).map_err(err)?;
-        }
-        let mut k = 0;
-        for (label, cells) in &study.series {
-            for l in 0..layers {
-                let color = PALETTE[k % PALETTE.len()];
-                k += 1;
-                let pts: Vec<(SegmentValue<i32>, f64, f64)> = cells
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, c)| {
-                        let (m, s) = c.as_ref()?.cosine.get(l).copied().flatten()?;
-                        Some((SegmentValue::CenterOf(i as i32), m, s))
-                    })
-                    .collect();
-                let name = if study.series.len() > 1 {
-                    format!("{label}: layer {}", l + 1)
-                } else {
-                    format!("layer {}", l + 1)
-                };
-                draw_series(&mut chart, &pts, color, &name).map_err(err)?;
-            }
-        }
-        if k > 0 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-        }
-        root.present().map_err(|e| err(e.to_string()))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e.to_string())
-    })
+}
+
+/// A panel with the categories on x and `y_range` on y: caption, mesh and tick labels drawn.
+fn panel<'a, 'b>(
+    area: &'a PngArea<'b>,
+    caption: &str,
+    (param, y_desc): (&str, &str),
+    y_range: std::ops::Range<f64>,
+    axis: &Categories<'_>,
+    tick_style: &TextStyle<'static>,
+) -> Result<Chart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(axis.label_area)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0..axis.labels.len() as i32).into_segmented(), y_range)
+        .map_err(|e| e.to_string())?;
+    let fmt = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if !axis.vertical => {
+            axis.labels.get(*i as usize).cloned().unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .x_desc(param)
+        .y_desc(y_desc)
+        .x_labels(axis.labels.len() + 1)
+        .x_label_formatter(&fmt)
+        .label_style(("sans-serif", 14))
+        .x_label_style(tick_style.clone())
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    if axis.vertical {
+        draw_vertical_labels(&chart, axis.labels, tick_style)?;
+    }
+    Ok(chart)
+}
+
+/// Test accuracy (%) of each series, its axis fitted to mean ± std with a margin.
+fn accuracy_panel(
+    area: &PngArea<'_>,
+    study: &ParamStudy,
+    axis: &Categories<'_>,
+    tick_style: &TextStyle<'static>,
+) -> Result<(), String> {
+    let accs: Vec<(f64, f64)> = study
+        .series
+        .iter()
+        .flat_map(|(_, cs)| cs.iter().flatten().filter_map(|c| c.accuracy))
+        .collect();
+    let lo = accs
+        .iter()
+        .map(|a| 100.0 * (a.0 - a.1))
+        .fold(f64::INFINITY, f64::min);
+    let hi = accs
+        .iter()
+        .map(|a| 100.0 * (a.0 + a.1))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        let pad = ((hi - lo) * 0.1).max(0.5);
+        ((lo - pad).max(0.0), (hi + pad).min(100.0))
+    } else {
+        (0.0, 100.0)
+    };
+    let mut chart = panel(
+        area,
+        "test accuracy",
+        (&study.param, "test accuracy (%)"),
+        lo..hi,
+        axis,
+        tick_style,
+    )?;
+    for (si, (label, cells)) in study.series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let pts = points(cells, |c| c.accuracy.map(|(m, s)| (100.0 * m, 100.0 * s)));
+        draw_series(&mut chart, &pts, color, label)?;
+    }
+    if study.series.len() > 1 {
+        draw_legend(&mut chart)?;
+    }
+    Ok(())
+}
+
+/// The alignment cosine of each hidden layer of each series.
+fn alignment_panel(
+    area: &PngArea<'_>,
+    study: &ParamStudy,
+    layers: usize,
+    axis: &Categories<'_>,
+    tick_style: &TextStyle<'static>,
+) -> Result<(), String> {
+    let mut chart = panel(
+        area,
+        "alignment (cosine, DFA signal vs backprop)",
+        (&study.param, "cosine"),
+        -0.1f64..1.0,
+        axis,
+        tick_style,
+    )?;
+    let mut k = 0;
+    for (label, cells) in &study.series {
+        for l in 0..layers {
+            let color = PALETTE[k % PALETTE.len()];
+            k += 1;
+            let pts = points(cells, |c| c.cosine.get(l).copied().flatten());
+            let name = if study.series.len() > 1 {
+                format!("{label}: layer {}", l + 1)
+            } else {
+                format!("layer {}", l + 1)
+            };
+            draw_series(&mut chart, &pts, color, &name)?;
+        }
+    }
+    if k > 0 {
+        draw_legend(&mut chart)?;
+    }
+    Ok(())
+}
+
+/// (category, mean, std) of the cells that have a `value`.
+fn points(
+    cells: &[Option<Cell>],
+    value: impl Fn(&Cell) -> Option<(f64, f64)>,
+) -> Vec<(SegmentValue<i32>, f64, f64)> {
+    cells
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let (m, s) = value(c.as_ref()?)?;
+            Some((SegmentValue::CenterOf(i as i32), m, s))
+        })
+        .collect()
+}
+
+/// The series' legend, in the lower right corner.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Tick labels written downwards from just below the x axis (plotters centres rotated tick
