@@ -65,16 +65,50 @@ pub fn study_param(
         .iter()
         .filter(|(mp, r)| r.is_ok() && mp.point.get(param).is_some())
         .collect();
-    // Values: numeric ones sorted, others in point order.
+    let vals = param_values(&with, param)?;
+    let keys: Vec<String> = vals.iter().map(canonical).collect();
+    let splitting = splitting_keys(manifest, &with, param);
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<(String, usize), Vec<&PointResult>> = BTreeMap::new();
+    for (mp, r) in &with {
+        let s = series_label(manifest, &splitting, mp);
+        if !order.contains(&s) {
+            order.push(s.clone());
+        }
+        let x = canonical(param_value(mp, param));
+        let xi = keys.iter().position(|k| *k == x).unwrap_or(0);
+        groups.entry((s, xi)).or_default().push(r);
+    }
+    let series = order
+        .into_iter()
+        .map(|s| {
+            let cells = (0..vals.len())
+                .map(|xi| Some(Cell::of(groups.get(&(s.clone(), xi))?, layers)))
+                .collect();
+            (s, cells)
+        })
+        .collect();
+    Some(ParamStudy {
+        param: param.to_string(),
+        values: vals.iter().map(cell).collect(),
+        series,
+    })
+}
+
+/// A point's value of the parameter (`false` where it has none, which the callers exclude).
+fn param_value<'a>(mp: &'a ManifestPoint, param: &str) -> &'a Value {
+    const NONE: &Value = &Value::Boolean(false);
+    mp.point.get(param).unwrap_or(NONE)
+}
+
+/// The distinct values of the parameter, numeric ones sorted, others in point order; `None`
+/// when there are fewer than two.
+fn param_values(with: &[&(ManifestPoint, PointResult)], param: &str) -> Option<Vec<Value>> {
     let mut vals: Vec<Value> = Vec::new();
-    for (mp, _) in &with {
-        let v = mp
-            .point
-            .get(param)
-            .cloned()
-            .unwrap_or(Value::Boolean(false));
-        if !vals.iter().any(|x| canonical(x) == canonical(&v)) {
-            vals.push(v);
+    for (mp, _) in with {
+        let v = param_value(mp, param);
+        if !vals.iter().any(|x| canonical(x) == canonical(v)) {
+            vals.push(v.clone());
         }
     }
     if vals.len() < 2 {
@@ -93,13 +127,20 @@ pub fn study_param(
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
     }
-    let keys: Vec<String> = vals.iter().map(canonical).collect();
-    // Keys that split series: other non-seed columns taking several values at one (group,
-    // parameter value).
+    Some(vals)
+}
+
+/// Keys that split series: the other non-seed columns taking several values at one (group,
+/// parameter value).
+fn splitting_keys(
+    manifest: &Manifest,
+    with: &[&(ManifestPoint, PointResult)],
+    param: &str,
+) -> BTreeSet<String> {
     let mut spread: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
-    for (mp, _) in &with {
+    for (mp, _) in with {
         let g = mp.point.group.clone().unwrap_or_default();
-        let x = canonical(mp.point.get(param).unwrap_or(&Value::Boolean(false)));
+        let x = canonical(param_value(mp, param));
         for c in &manifest.columns {
             if c == param || is_seed_key(c) {
                 continue;
@@ -111,71 +152,52 @@ pub fn study_param(
                 .insert(v);
         }
     }
-    let splitting: BTreeSet<String> = spread
+    spread
         .iter()
         .filter(|(_, s)| s.len() > 1)
         .map(|((c, _, _), _)| c.clone())
-        .collect();
-    let series_label = |mp: &ManifestPoint| -> String {
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(g) = &mp.point.group {
-            parts.push(g.clone());
-        }
-        for c in manifest.columns.iter().filter(|c| splitting.contains(*c)) {
-            if let Some(v) = mp.point.get(c) {
-                parts.push(format!("{c}={}", cell(v)));
-            }
-        }
-        if parts.is_empty() {
-            "all".into()
-        } else {
-            parts.join(", ")
-        }
-    };
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<(String, usize), Vec<&PointResult>> = BTreeMap::new();
-    for (mp, r) in &with {
-        let s = series_label(mp);
-        if !order.contains(&s) {
-            order.push(s.clone());
-        }
-        let x = canonical(mp.point.get(param).unwrap_or(&Value::Boolean(false)));
-        let xi = keys.iter().position(|k| *k == x).unwrap_or(0);
-        groups.entry((s, xi)).or_default().push(r);
+        .collect()
+}
+
+/// The series of a point: its group and its values of the splitting keys (`all` when none).
+fn series_label(manifest: &Manifest, splitting: &BTreeSet<String>, mp: &ManifestPoint) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(g) = &mp.point.group {
+        parts.push(g.clone());
     }
-    let series = order
-        .into_iter()
-        .map(|s| {
-            let cells = (0..vals.len())
-                .map(|xi| {
-                    let rs = groups.get(&(s.clone(), xi))?;
-                    let acc: Vec<f64> = rs.iter().filter_map(|r| r.test_accuracy).collect();
-                    let snr: Vec<f64> = rs.iter().filter_map(|r| r.snr_db).collect();
-                    let cosine = (0..layers)
-                        .map(|l| {
-                            let c: Vec<f64> = rs
-                                .iter()
-                                .filter_map(|r| r.alignment.get(l).map(|a| a.0))
-                                .collect();
-                            finite_mean_std(&c)
-                        })
-                        .collect();
-                    Some(Cell {
-                        runs: rs.len(),
-                        accuracy: finite_mean_std(&acc),
-                        cosine,
-                        snr_db: finite_mean_std(&snr).map(|(m, _)| m),
-                    })
-                })
-                .collect();
-            (s, cells)
-        })
-        .collect();
-    Some(ParamStudy {
-        param: param.to_string(),
-        values: vals.iter().map(cell).collect(),
-        series,
-    })
+    for c in manifest.columns.iter().filter(|c| splitting.contains(*c)) {
+        if let Some(v) = mp.point.get(c) {
+            parts.push(format!("{c}={}", cell(v)));
+        }
+    }
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl Cell {
+    /// The statistics of the runs `rs` of one cell, with `layers` alignment columns.
+    fn of(rs: &[&PointResult], layers: usize) -> Cell {
+        let acc: Vec<f64> = rs.iter().filter_map(|r| r.test_accuracy).collect();
+        let snr: Vec<f64> = rs.iter().filter_map(|r| r.snr_db).collect();
+        let cosine = (0..layers)
+            .map(|l| {
+                let c: Vec<f64> = rs
+                    .iter()
+                    .filter_map(|r| r.alignment.get(l).map(|a| a.0))
+                    .collect();
+                finite_mean_std(&c)
+            })
+            .collect();
+        Cell {
+            runs: rs.len(),
+            accuracy: finite_mean_std(&acc),
+            cosine,
+            snr_db: finite_mean_std(&snr).map(|(m, _)| m),
+        }
+    }
 }
 
 fn slug(s: &str) -> String {
