@@ -10,7 +10,7 @@ use toml::Table;
 
 use super::point::{PointError, PointRunner};
 use crate::checkpoint;
-use crate::config::RunConfig;
+use crate::config::{CheckedRunConfig, RunConfig};
 use crate::run::{self, Progress};
 use speckle_dfa::AlgorithmKind;
 
@@ -28,7 +28,7 @@ impl TrainRunner {
     }
 }
 
-fn parse(config: &Table) -> Result<RunConfig, PointError> {
+fn parse(config: &Table) -> Result<CheckedRunConfig, PointError> {
     Ok(RunConfig::from_table(config.clone(), "sweep point")?)
 }
 
