@@ -1,10 +1,14 @@
 //! `speckle data fetch`: downloads a data set from its usual public mirrors, verifies each file's
-//! checksum and writes it atomically (temporary file in the same directory, then rename), so a
-//! failed or corrupted download never leaves a file that looks complete.
+//! checksum and writes it atomically ([`crate::atomic`]: temporary file in the same directory,
+//! synced, then renamed), so a failed or corrupted download never leaves a file that looks
+//! complete.
 
-use super::{DataError, DatasetKind};
+use super::dataset::DatasetKind;
+use super::error::DataError;
+use crate::atomic::AtomicFile;
 use md5::Md5;
 use sha2::{Digest, Sha256};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -171,31 +175,18 @@ fn file_digest(path: &Path, checksum: &Checksum) -> Result<String, DataError> {
     Ok(h.hex())
 }
 
-/// A temporary file in `dir` that is removed unless [`TempFile::persist`] renames it.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
+/// A temporary file for `dest` ([`AtomicFile`], removed unless committed) and the file opened
+/// on it for writing.
+fn temp_file(dest: &Path) -> Result<(AtomicFile, File), DataError> {
+    let tmp = AtomicFile::new(dest).map_err(|e| DataError::io(dest, e))?;
+    let f = File::create(tmp.path()).map_err(|e| DataError::io(tmp.path(), e))?;
+    Ok((tmp, f))
 }
 
-impl TempFile {
-    fn create(dir: &Path, name: &str) -> Result<(Self, std::fs::File), DataError> {
-        let path = dir.join(format!(".{name}.part-{}", std::process::id()));
-        let f = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
-        Ok((Self { path, keep: false }, f))
-    }
-    fn persist(mut self, to: &Path) -> Result<(), DataError> {
-        std::fs::rename(&self.path, to).map_err(|e| DataError::io(to, e))?;
-        self.keep = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+/// Closes `out`, then syncs its temporary file and renames it over `dest`.
+fn commit(tmp: AtomicFile, out: File, dest: &Path) -> Result<(), DataError> {
+    drop(out);
+    tmp.commit().map_err(|e| DataError::io(dest, e))
 }
 
 /// Downloads `url` into `dest` (atomically), verifying the checksum on the way.
@@ -205,13 +196,12 @@ fn download(
     file: &RemoteFile,
     dest: &Path,
 ) -> Result<(), DataError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
     let response = agent
         .get(url)
         .call()
         .map_err(|e| DataError::Fetch(format!("downloading {url}: {e}")))?;
     let mut reader = response.into_body().into_reader();
-    let (tmp, mut out) = TempFile::create(dir, &file.name)?;
+    let (tmp, mut out) = temp_file(dest)?;
     let mut hasher = file.checksum.hasher();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -223,10 +213,8 @@ fn download(
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
-            .map_err(|e| DataError::io(&tmp.path, e))?;
+            .map_err(|e| DataError::io(tmp.path(), e))?;
     }
-    out.sync_all().map_err(|e| DataError::io(&tmp.path, e))?;
-    drop(out);
     let got = hasher.hex();
     if got != file.checksum.expected() {
         return Err(DataError::Fetch(format!(
@@ -235,7 +223,7 @@ fn download(
             file.checksum.expected()
         )));
     }
-    tmp.persist(dest)
+    commit(tmp, out, dest)
 }
 
 /// Unpacks the `.bin` batches of the CIFAR-10 binary archive into `dir`.
@@ -254,12 +242,10 @@ fn unpack_cifar(archive: &Path, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         if !name.ends_with(".bin") {
             continue;
         }
-        let (tmp, mut out) = TempFile::create(dir, &name)?;
-        std::io::copy(&mut entry, &mut out).map_err(bad)?;
-        out.sync_all().map_err(|e| DataError::io(&tmp.path, e))?;
-        drop(out);
         let dest = dir.join(&name);
-        tmp.persist(&dest)?;
+        let (tmp, mut out) = temp_file(&dest)?;
+        std::io::copy(&mut entry, &mut out).map_err(bad)?;
+        commit(tmp, out, &dest)?;
         written.push(dest);
     }
     if written.is_empty() {

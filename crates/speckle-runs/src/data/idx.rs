@@ -1,7 +1,7 @@
 //! IDX files (the MNIST and Fashion-MNIST format): a big-endian header (magic `0x0000_08NN`
 //! where NN is the number of dimensions, then one u32 per dimension) followed by unsigned bytes.
 
-use super::{read_maybe_gz, DataError};
+use super::error::DataError;
 use ndarray::Array2;
 use std::path::Path;
 
@@ -94,4 +94,21 @@ pub fn read_idx_labels(path: &Path, classes: usize) -> Result<Vec<u8>, DataError
         ));
     }
     Ok(labels)
+}
+
+/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(bytes.len() * 4);
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
+            })?;
+        Ok(out)
+    } else {
+        Ok(bytes)
+    }
 }
