@@ -5,6 +5,25 @@
 //! (population) standard deviation over the evaluation batch. Added: the cosine, and the angle in
 //! degrees, between the flattened weight updates. [`crate::Trainer::alignment`] runs the passes;
 //! this module only compares them.
+//!
+//! ```
+//! use ndarray::Array2;
+//! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec, Trainer};
+//!
+//! // Backprop is aligned with itself: cosine 1 at every hidden layer, for the signal and the
+//! // weight update alike.
+//! let model = ModelSpec { hidden: vec![8, 8], ..ModelSpec::default() };
+//! let bp = AlgorithmSpec { kind: AlgorithmKind::Bp, ..AlgorithmSpec::default() };
+//! let mut t = Trainer::new(4, 3, &model, &bp, &OptimizerSpec::default(), 6, 10, 1, None)?;
+//! let x = Array2::from_shape_fn((6, 4), |(i, j)| ((i * 4 + j) as f32 * 0.37).sin());
+//! let alignment = t.alignment(x.view(), &[0, 1, 2, 0, 1, 2])?;
+//! assert_eq!(alignment.len(), 2);
+//! for layer in &alignment {
+//!     assert!((layer.cosine_mean - 1.0).abs() < 1e-6 && layer.cosine_std < 1e-6);
+//!     assert!((layer.weight_cosine - 1.0).abs() < 1e-9);
+//! }
+//! # Ok::<(), speckle_dfa::DfaError>(())
+//! ```
 
 use crate::linalg::cosine;
 use crate::model::Capture;

@@ -1,6 +1,19 @@
 //! PNG plots of a run (accuracy and per-layer alignment against epochs), drawn with plotters'
 //! bitmap backend and a bundled font (DejaVu Sans, see `assets/DejaVuSans-LICENSE.txt`), so no
 //! system font or fontconfig is involved.
+//!
+//! ```
+//! use speckle_runs::plot::{line_chart, Series};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("curve.png");
+//! let series = [Series { label: "test".into(), points: vec![(1.0, 80.0), (2.0, 90.0)] }];
+//! line_chart(&path, "accuracy", "epoch", "accuracy (%)", None, &series)?;
+//! assert_eq!(&std::fs::read(&path)?[..8], b"\x89PNG\r\n\x1a\n");
+//! // Drawn through a temporary file, renamed when complete: nothing else is left.
+//! assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::atomic::AtomicFile;
 use crate::metrics::EpochMetrics;

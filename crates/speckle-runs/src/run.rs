@@ -4,6 +4,30 @@
 //! The feedback projector is opened from `[feedback]` through `speckle-devices` ([`train_with`]),
 //! or handed in by the caller ([`train_with_projector`]: a device of one's own, or a test fake).
 //! It is built once per run: the optical path is one matrix for the whole run, as on hardware.
+//!
+//! ```
+//! use speckle_runs::run::{train_with, RunOptions};
+//! use speckle_runs::RunConfig;
+//!
+//! let config = RunConfig::load(
+//!     Some(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/mnist-bp.toml"))),
+//!     &[
+//!         "data.train_subset=500".into(),
+//!         "data.test_subset=100".into(),
+//!         "model.hidden=[16]".into(),
+//!         "training.epochs=2".into(),
+//!     ],
+//! )?;
+//! let out = tempfile::tempdir()?;
+//! let dir = out.path().join("run");
+//! // Stop after the first epoch (its checkpoint is kept), then resume to the end.
+//! let first = train_with(&config, &dir, &RunOptions { stop_after_epochs: Some(1), ..RunOptions::default() })?;
+//! assert!(!first.completed && first.metrics.len() == 1);
+//! let all = train_with(&config, &dir, &RunOptions { resume: true, ..RunOptions::default() })?;
+//! assert!(all.completed && all.metrics.len() == 2);
+//! assert!(dir.join("summary.json").is_file() && dir.join("metrics.csv").is_file());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::atomic::write_atomic;
 use crate::checkpoint::{self, CheckpointError, RunState, RUN_STATE_VERSION};

@@ -2,6 +2,26 @@
 //! checksum and writes it atomically ([`crate::atomic`]: temporary file in the same directory,
 //! synced, then renamed), so a failed or corrupted download never leaves a file that looks
 //! complete.
+//!
+//! ```
+//! use speckle_runs::data::fetch::{fetch, plan, sha256_hex, Checksum, FetchPlan, RemoteFile};
+//! use speckle_runs::data::DatasetKind;
+//!
+//! assert_eq!(plan(DatasetKind::Mnist).files.len(), 4);
+//! // A file already present with the right checksum is kept: nothing is downloaded.
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("a.bin"), b"data")?;
+//! let mine = FetchPlan {
+//!     mirrors: vec!["http://127.0.0.1:9/".into()],
+//!     files: vec![RemoteFile { name: "a.bin".into(), checksum: Checksum::Sha256(sha256_hex(b"data")) }],
+//!     unpack_cifar: false,
+//! };
+//! let mut log = Vec::new();
+//! let files = fetch(&mine, dir.path(), None, &mut |line| log.push(line.to_string()))?;
+//! assert_eq!(files, [dir.path().join("a.bin")]);
+//! assert!(log[0].ends_with("present, checksum ok"), "{log:?}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use super::dataset::DatasetKind;
 use super::error::DataError;

@@ -3,6 +3,20 @@
 //!
 //! Every reader checks what it reads (magic number, dimensions, counts of images against labels,
 //! file length, label range) and reports a problem as a [`DataError`] naming the file.
+//!
+//! ```
+//! use speckle_runs::data::{load, DatasetKind};
+//! use std::path::Path;
+//!
+//! let bundled = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist"));
+//! let splits = load(DatasetKind::Mnist, bundled)?;
+//! assert_eq!((splits.train.len(), splits.test.len()), (60_000, 10_000));
+//! assert_eq!(splits.train.input_dim(), DatasetKind::Mnist.input_dim());
+//! // A missing directory is an error that says how to get the data.
+//! let e = load(DatasetKind::Cifar10, Path::new("/nonexistent")).unwrap_err();
+//! assert!(e.to_string().contains("speckle data fetch"), "{e}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod cifar;
 mod dataset;

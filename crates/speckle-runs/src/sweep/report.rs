@@ -1,6 +1,53 @@
 //! `report.md` and its figures: accuracy and per-layer alignment against each swept parameter,
 //! mean ± standard deviation over the points that differ only in seeds (or in other keys that
 //! do not vary at a fixed value of the parameter).
+//!
+//! ```
+//! use speckle_runs::sweep::report::study_param;
+//! use speckle_runs::sweep::{Manifest, ManifestPoint, PointResult, SweepConfig};
+//!
+//! // Two widths × two seeds: the study averages the seeds at each width.
+//! let text = "[grid]\n\"model.hidden\" = [[8], [16]]\n\"training.seed\" = [0, 1]\n";
+//! let sweep = SweepConfig::parse(text, std::path::Path::new("."), "demo")?;
+//! let points = sweep.expand(false)?;
+//! let manifest = Manifest {
+//!     format: 1,
+//!     name: sweep.name.clone(),
+//!     description: String::new(),
+//!     quick: false,
+//!     base_hash: sweep.base_hash(),
+//!     grouped: false,
+//!     labels: Vec::new(),
+//!     columns: sweep.swept_keys(&points),
+//!     report_params: None,
+//!     points: Vec::new(),
+//! };
+//! // Accuracies 0.5 and 0.6 at [8], 0.7 and 0.8 at [16] (the last key varies fastest).
+//! let rows: Vec<(ManifestPoint, PointResult)> = points
+//!     .into_iter()
+//!     .enumerate()
+//!     .map(|(i, point)| {
+//!         let result = PointResult {
+//!             status: "ok".into(),
+//!             error: None,
+//!             test_accuracy: Some(0.5 + 0.1 * i as f64),
+//!             alignment: vec![(0.3, 0.1)],
+//!             snr_db: None,
+//!             device_frames: None,
+//!             device_time_s: None,
+//!             wall_s: None,
+//!         };
+//!         (ManifestPoint { point, values: Default::default() }, result)
+//!     })
+//!     .collect();
+//! let study = study_param(&manifest, &rows, "model.hidden").expect("two values");
+//! assert_eq!(study.values, ["[8]", "[16]"]);
+//! let (series, cells) = &study.series[0];
+//! assert_eq!(series, "all");
+//! let (mean, std) = cells[1].as_ref().unwrap().accuracy.unwrap();
+//! assert!((mean - 0.75).abs() < 1e-12 && (std - 0.005f64.sqrt()).abs() < 1e-12);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
