@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A small convolutional network on MNIST trained with DFA through a speckle projector and with
 backprop, from the same initial weights, reporting test accuracy and the per-layer alignment of
-both (the seed paper argues that convolutional layers are alignment bottlenecks).
+both (the seed paper argues that convolutional layers are alignment bottlenecks). Optionally a
+third run, DFA with the convolutional layers frozen at their initial weights, shows what the
+convolutional layers' DFA updates contribute.
 
 Network (tanh; a DFALayer at the output of every hidden block, after pooling):
 
@@ -17,6 +19,7 @@ networks: for the backprop-trained network it is the alignment DFA's signal woul
 
     python examples/python/cnn_dfa.py --epochs 5                       # through sim
     python examples/python/cnn_dfa.py --projector torch --epochs 3 --train-subset 10000
+    python examples/python/cnn_dfa.py --projector torch --algorithm bp,dfa,dfa-frozen-conv
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from mnist_dfa import (  # noqa: E402  (shared data loading and training loop)
     make_projector, projector_description, train_epoch)
 
 from speckle.torch import DFA, DFALayer, alignment  # noqa: E402
+
+
+ALGORITHMS = ("bp", "dfa", "dfa-frozen-conv")
 
 
 class ConvNet(nn.Module):
@@ -65,15 +71,22 @@ class ConvNet(nn.Module):
 
 def parse_args(argv: Optional[Sequence[str]] = None):
     p = common_parser(__doc__, epochs=5)
-    p.add_argument("--algorithm", choices=["both", "dfa", "bp"], default="both")
-    return p.parse_args(argv)
+    p.add_argument("--algorithm", type=lambda v: v.split(","), default=["bp", "dfa"],
+                   help="comma-separated runs, in order: bp, dfa, dfa-frozen-conv (DFA with the "
+                        "convolutional layers left at their initial weights: a baseline for what "
+                        "their DFA updates contribute)")
+    args = p.parse_args(argv)
+    bad = [a for a in args.algorithm if a not in ALGORITHMS]
+    if bad:
+        p.error(f"--algorithm: unknown {', '.join(bad)} (expected {', '.join(ALGORITHMS)})")
+    return args
 
 
 def run(args) -> Dict:
     torch.set_num_threads(args.threads)
     x, y, xt, yt = load_mnist(args.data_dir, args.train_subset, args.test_subset)
     width = ConvNet.feedback_width()
-    algorithms = ["bp", "dfa"] if args.algorithm == "both" else [args.algorithm]
+    algorithms = args.algorithm
     steps = args.epochs * math.ceil(len(x) / args.batch_size)
     ax, ay = xt[:args.alignment_batch], yt[:args.alignment_batch]
     runs: Dict[str, Dict] = {}
@@ -85,7 +98,11 @@ def run(args) -> Dict:
         info = projector_description(projector)
         torch.manual_seed(args.seed)  # the same initial weights for BP and DFA
         model = ConvNet(projector, no_training=alg == "bp")
-        opt, sched = make_optimizer(model, args.lr, steps)
+        if alg == "dfa-frozen-conv":
+            for p in (*model.conv1.parameters(), *model.conv2.parameters()):
+                p.requires_grad_(False)
+        opt, sched = make_optimizer([p for p in model.parameters() if p.requires_grad],
+                                    args.lr, steps)
         history = []
         for epoch in range(args.epochs):
             t0 = time.perf_counter()

@@ -121,8 +121,11 @@ def cosine_lambda(total_steps: int):
     return lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, total - 1) / total))
 
 
-def make_optimizer(model: nn.Module, lr: float, total_steps: int):
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+def make_optimizer(model, lr: float, total_steps: int):
+    """Adam (speckle's defaults) with the cosine schedule stepped every batch; ``model`` is a
+    module or an iterable of parameters."""
+    params = model.parameters() if isinstance(model, nn.Module) else model
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total_steps))
 
 
@@ -132,10 +135,13 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def train_epoch(model: nn.Module, opt, sched, x: torch.Tensor, y: torch.Tensor, batch: int,
-                order: torch.Tensor) -> Tuple[float, float]:
-    """One pass in ``order``; returns (mean loss, accuracy) measured in the forward passes."""
+                order: torch.Tensor, step_times: Optional[List[float]] = None
+                ) -> Tuple[float, float]:
+    """One pass in ``order``; returns (mean loss, accuracy) measured in the forward passes.
+    ``step_times`` collects each step's wall time."""
     model.train()
     loss_sum, correct = 0.0, 0
+    t = time.perf_counter()
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         xb, yb = x[idx], y[idx]
@@ -147,6 +153,10 @@ def train_epoch(model: nn.Module, opt, sched, x: torch.Tensor, y: torch.Tensor, 
         sched.step()
         loss_sum += loss.item() * len(idx)
         correct += int((logits.argmax(1) == yb).sum())
+        if step_times is not None:
+            now = time.perf_counter()
+            step_times.append(now - t)
+            t = now
     return loss_sum / len(order), correct / len(order)
 
 
@@ -247,8 +257,10 @@ class NumpyOnly:
 
 
 def bench(args, x: torch.Tensor, y: torch.Tensor) -> Dict:
-    """Median epoch time of speckle.torch (the given projector, plus the numpy interface of the
-    torch projector) against the plain PyTorch DFA step; the epochs are interleaved."""
+    """Median epoch time (wall and process CPU) and median step time of speckle.torch (the given projector, plus the
+    torch projector through its numpy interface) against the plain PyTorch DFA step, from the
+    same initial weights, on the same batches; the variants' epochs are interleaved, in an order
+    rotated every epoch."""
     sizes = [x.shape[1]] + args.hidden + [10]
     width = max(args.hidden)
     steps = args.bench * math.ceil(len(x) / args.batch_size)
@@ -265,17 +277,16 @@ def bench(args, x: torch.Tensor, y: torch.Tensor) -> Dict:
     plain = PlainDFA(plain_model, DigitalProjector(10, width, seed=args.feedback_seed).matrix)
     opts = {k: make_optimizer(m, args.lr, steps) for k, m in variants.items()}
     plain_opt, plain_sched = make_optimizer(plain_model, args.lr, steps)
-    times: Dict[str, List[float]] = {k: [] for k in variants}
-    times["plain PyTorch DFA"] = []
-    for epoch in range(args.bench):
-        order = epoch_order(len(x), args.seed, epoch)
-        for name, model in variants.items():
-            t0 = time.perf_counter()
-            train_epoch(model, *opts[name], x, y, args.batch_size, order)
-            times[name].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+    names = list(variants) + ["plain PyTorch DFA"]
+    times: Dict[str, List[float]] = {k: [] for k in names}
+    cpu: Dict[str, List[float]] = {k: [] for k in names}
+
+    steps_s: Dict[str, List[float]] = {k: [] for k in names}
+
+    def plain_epoch(order, step_times):
         plain_model.train()
         loss_sum, correct = 0.0, 0
+        t = time.perf_counter()
         for start in range(0, len(order), args.batch_size):
             idx = order[start:start + args.batch_size]
             xb, yb = x[idx], y[idx]
@@ -283,21 +294,47 @@ def bench(args, x: torch.Tensor, y: torch.Tensor) -> Dict:
             plain_sched.step()
             loss_sum += loss.item() * len(idx)  # the same bookkeeping as train_epoch
             correct += int((logits.argmax(1) == yb).sum())
-        times["plain PyTorch DFA"].append(time.perf_counter() - t0)
+            now = time.perf_counter()
+            step_times.append(now - t)
+            t = now
+
+    for epoch in range(args.bench):
+        order = epoch_order(len(x), args.seed, epoch)
+        k = epoch % len(names)  # rotate the order so that no variant always runs first
+        for name in names[k:] + names[:k]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            if name in variants:
+                train_epoch(variants[name], *opts[name], x, y, args.batch_size, order,
+                            steps_s[name])
+            else:
+                plain_epoch(order, steps_s[name])
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
         log("bench epoch {}: ".format(epoch + 1)
-            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+            + ", ".join(f"{k} {times[k][-1]:.2f} s (cpu {cpu[k][-1]:.2f} s)" for k in names))
     medians = {k: statistics.median(v) for k, v in times.items()}
-    base = medians["plain PyTorch DFA"]
+    cpu_medians = {k: statistics.median(v) for k, v in cpu.items()}
+    step_medians = {k: statistics.median(v) for k, v in steps_s.items()}
+    base, cpu_base = medians["plain PyTorch DFA"], cpu_medians["plain PyTorch DFA"]
+    step_base = step_medians["plain PyTorch DFA"]
     result = {
         "bench_epochs": args.bench,
         "train_samples": len(x),
         "machine": machine(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "epoch_seconds": times,
+        "epoch_cpu_seconds": cpu,
         "median_seconds": medians,
+        "median_cpu_seconds": cpu_medians,
         "ratio_to_plain": {k: v / base for k, v in medians.items()},
+        "cpu_ratio_to_plain": {k: v / cpu_base for k, v in cpu_medians.items()},
+        "median_step_seconds": step_medians,
+        "step_ratio_to_plain": {k: v / step_base for k, v in step_medians.items()},
     }
-    for k, v in medians.items():
-        log(f"median epoch: {k}: {v:.3f} s ({v / base:.3f}× plain)")
+    for k in names:
+        log(f"median epoch: {k}: {medians[k]:.3f} s wall ({medians[k] / base:.3f}× plain), "
+            f"{cpu_medians[k]:.3f} s cpu ({cpu_medians[k] / cpu_base:.3f}× plain); median step "
+            f"{1e3 * step_medians[k]:.2f} ms ({step_medians[k] / step_base:.3f}× plain)")
     return result
 
 

@@ -445,6 +445,21 @@ def test_alignment_in_eval_mode_and_forward_order():
     assert all(-1 <= a.cosine_mean <= 1 for a in a1)
 
 
+def test_alignment_of_a_frozen_block():
+    """A block whose parameters are frozen gets no DFA signal in training, but its alignment is
+    still measured (the gradient at its output exists)."""
+    torch.manual_seed(14)
+    model = TwoHidden(DigitalProjector(3, 6))
+    for p in model.fc1.parameters():
+        p.requires_grad_(False)
+    x, y = data(8, 5, 3)
+    F.cross_entropy(model(x), y).backward()
+    assert model.fc1.weight.grad is None and model.fc2.weight.grad is not None
+    a = alignment(model, model.dfa, x, y)
+    assert [p.name for p in a] == ["a", "b"] and all(-1 <= p.cosine_mean <= 1 for p in a)
+    assert a[0].cosine_std > 0
+
+
 # -- the examples at tiny size ----------------------------------------------------------------
 def load_example(name):
     if str(EXAMPLES) not in sys.path:
@@ -522,9 +537,10 @@ def test_mnist_bench_runs_at_tiny_size(capsys):
 def test_cnn_example_runs_at_tiny_size(capsys):
     mod = load_example("cnn_dfa")
     mod.main(["--projector", "torch", "--epochs", "1", "--train-subset", "256",
-              "--test-subset", "128", "--threads", "1", "--json"])
+              "--test-subset", "128", "--threads", "1", "--algorithm", "bp,dfa,dfa-frozen-conv",
+              "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert set(out["runs"]) == {"bp", "dfa"}
+    assert list(out["runs"]) == ["bp", "dfa", "dfa-frozen-conv"]
     for run in out["runs"].values():
         assert [a["name"] for a in run["alignment"]] == ["conv1", "conv2", "fc"]
         assert [a["width"] for a in run["alignment"]] == [3136, 1568, 256]

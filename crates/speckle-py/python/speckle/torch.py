@@ -290,6 +290,9 @@ class DFA(nn.Module):
             self._widths[i] = w
             self._checked = False
         if self._capture is not None:
+            if not x.requires_grad:
+                # A frozen block: make its output a leaf so that the gradient there is measured.
+                x = x.detach().requires_grad_(True)
             self._capture.append((layer, x))
             return x
         if self.no_training or not (torch.is_grad_enabled() and x.requires_grad):
@@ -464,10 +467,13 @@ def alignment(model: nn.Module, dfa: DFA, x: torch.Tensor, target: torch.Tensor,
             output = model(x)
             if not capture:
                 raise RuntimeError("alignment: the forward pass visited no DFALayer of this DFA")
-            if not output.requires_grad or not all(h.requires_grad for _, h in capture):
-                raise RuntimeError("alignment: the feedback points do not require grad")
+            if not output.requires_grad:
+                raise RuntimeError("alignment: the output does not depend on the feedback points")
             loss = loss_fn(output, target)
-            grads = torch.autograd.grad(loss, [output] + [h for _, h in capture])
+            grads = torch.autograd.grad(loss, [output] + [h for _, h in capture],
+                                        allow_unused=True)
+            grads = [torch.zeros_like(h) if g is None else g
+                     for g, h in zip(grads, [output] + [h for _, h in capture])]
     finally:
         dfa._capture = None
         dfa._pending = []
