@@ -257,10 +257,10 @@ class NumpyOnly:
 
 
 def bench(args, x: torch.Tensor, y: torch.Tensor) -> Dict:
-    """Median epoch time (wall and process CPU) and median step time of speckle.torch (the given projector, plus the
-    torch projector through its numpy interface) against the plain PyTorch DFA step, from the
-    same initial weights, on the same batches; the variants' epochs are interleaved, in an order
-    rotated every epoch."""
+    """Median epoch time (wall and process CPU) and median step time of speckle.torch (the
+    given projector, and with ``--projector torch`` the same projector through its numpy
+    interface) against the plain PyTorch DFA step, from the same initial weights, on the same
+    batches; the variants' epochs are interleaved, in an order rotated every epoch."""
     sizes = [x.shape[1]] + args.hidden + [10]
     width = max(args.hidden)
     steps = args.bench * math.ceil(len(x) / args.batch_size)

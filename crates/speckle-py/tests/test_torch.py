@@ -18,7 +18,6 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import speckle  # noqa: E402
-import speckle.torch as st  # noqa: E402
 from speckle.torch import DFA, DFALayer, DigitalProjector, alignment  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -301,6 +300,22 @@ def test_no_training_is_plain_backprop_and_eval_records_nothing():
     with torch.no_grad():
         ref(x)
     assert ref.dfa._pending == [] and ref.dfa.projections == 0
+
+
+def test_a_deep_copy_trains_on_its_own():
+    import copy
+
+    torch.manual_seed(15)
+    model = TwoHidden(DigitalProjector(3, 6))
+    x, y = data(8, 5, 3)
+    g = dfa_grads(model, x, y)
+    model.h = []  # the test model keeps its activations (non-leaf tensors)
+    twin = copy.deepcopy(model)
+    assert twin.p1._dfa is twin.dfa and twin.dfa.dfa_layers == [twin.p1, twin.p2]
+    twin_g = dfa_grads(twin, x, y)
+    for k in g:
+        torch.testing.assert_close(twin_g[k], g[k])
+    assert twin.dfa.projections == 2 and model.dfa.projections == 1
 
 
 def test_batch_mismatch_is_an_error():

@@ -11,9 +11,10 @@ in a :class:`DFA` that knows those layers, and train as usual::
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc1, self.fc2, self.out = nn.Linear(784, 800), nn.Linear(800, 800), nn.Linear(800, 10)
+            self.fc1, self.fc2 = nn.Linear(784, 800), nn.Linear(800, 800)
+            self.out = nn.Linear(800, 10)
             self.dfa1, self.dfa2 = DFALayer(), DFALayer()
-            self.dfa = DFA([self.dfa1, self.dfa2], projector="sim")    # or any object with project(e)
+            self.dfa = DFA([self.dfa1, self.dfa2], projector="sim")  # or an object with project(e)
 
         def forward(self, x):
             x = self.dfa1(torch.tanh(self.fc1(x)))
@@ -94,7 +95,8 @@ class DigitalProjector:
     def __init__(self, input_dim: int, output_dim: int, seed: int = 0,
                  dtype: torch.dtype = torch.float32):
         if input_dim < 1 or output_dim < 1:
-            raise ValueError(f"DigitalProjector: dimensions {input_dim} × {output_dim} must be ≥ 1")
+            raise ValueError(
+                f"DigitalProjector: dimensions {input_dim} × {output_dim} must be ≥ 1")
         gen = torch.Generator().manual_seed(int(seed))
         self.matrix = torch.randn(input_dim, output_dim, generator=gen, dtype=dtype)
         self.seed = int(seed)
@@ -136,7 +138,8 @@ class DigitalProjector:
     def _check(self, shape) -> None:
         if len(shape) != 2 or shape[1] != self.matrix.shape[0]:
             raise ValueError(
-                f"DigitalProjector: input of shape {tuple(shape)}, expected (batch, {self.matrix.shape[0]})")
+                f"DigitalProjector: input of shape {tuple(shape)}, expected "
+                f"(batch, {self.matrix.shape[0]})")
 
     def __repr__(self) -> str:
         return (f"DigitalProjector({self.matrix.shape[0]}, {self.matrix.shape[1]}, "
@@ -188,6 +191,7 @@ class DFALayer(nn.Module):
         self.name = name
         # A plain reference (not a submodule: the DFA wrapper lives in the same module tree).
         self.__dict__["_dfa"] = None
+        self.__dict__["_dfa_index"] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dfa = self.__dict__["_dfa"]
@@ -251,13 +255,14 @@ class DFA(nn.Module):
             raise TypeError("DFA expects a list of DFALayer modules")
         if len(set(map(id, layers))) != len(layers):
             raise ValueError("DFA: a DFALayer is listed twice")
-        for layer in layers:
+        for i, layer in enumerate(layers):
             if layer.__dict__["_dfa"] is not None and layer.__dict__["_dfa"] is not self:
                 raise ValueError("DFALayer is already attached to another DFA")
+            # Kept on the layer (not keyed by id) so that copy.deepcopy of a model keeps working.
             layer.__dict__["_dfa"] = self
+            layer.__dict__["_dfa_index"] = i
         # Plain list (not ModuleList): the layers belong to the user's module tree already.
         self.__dict__["dfa_layers"] = layers
-        self._index = {id(l): i for i, l in enumerate(layers)}
         self.spec = projector if isinstance(projector, str) else None
         self._projector = None if isinstance(projector, str) else projector
         if self._projector is not None and not (hasattr(projector, "project")
@@ -280,7 +285,7 @@ class DFA(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
     def _visit(self, layer: DFALayer, x: torch.Tensor) -> torch.Tensor:
-        i = self._index[id(layer)]
+        i = layer.__dict__["_dfa_index"]
         w = _width(x.shape)
         if self._widths[i] != w:
             if self._widths[i] is not None and self.per_layer:
@@ -405,8 +410,7 @@ class DFA(nn.Module):
             d = _width(shape)
             off = 0
             if self.per_layer:
-                i = self._index[id(layer)]
-                off = sum(self._widths[:i])
+                off = sum(self._widths[:layer.__dict__["_dfa_index"]])
             key = (off, d)
             s = cache.get(key)
             if s is None:
@@ -487,7 +491,7 @@ def alignment(model: nn.Module, dfa: DFA, x: torch.Tensor, target: torch.Tensor,
     for (layer, h), bp, sig in zip(capture, grads[1:], signals):
         cos = _row_cosines(sig, bp)
         result.append(LayerAlignment(
-            index=dfa._index[id(layer)],
+            index=layer.__dict__["_dfa_index"],
             name=layer.name,
             width=_width(h.shape),
             cosine_mean=float(cos.mean()),
