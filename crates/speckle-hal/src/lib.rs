@@ -44,7 +44,6 @@
 //! assert_eq!(err.kind(), ErrorKind::InvalidInput);
 //! ```
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod error;
 mod frames;

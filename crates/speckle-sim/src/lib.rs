@@ -77,7 +77,6 @@
 //! `ln`/`exp` from the platform's libm, so a libm that rounds differently could change an
 //! occasional count.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod camera;
 mod config;
