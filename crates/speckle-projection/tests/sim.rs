@@ -133,3 +133,42 @@ fn lighton_sim_correlates_with_ideal() {
         );
     }
 }
+
+/// Identities and device info are stored in checkpoints and `summary.json`: their text must
+/// not change.
+#[test]
+fn identities_and_device_info_are_stable() {
+    use speckle_hal::OpticalDevice;
+    use speckle_projection::GaussianProjector;
+    let digital = GaussianProjector::new(10, 800, 42).unwrap();
+    assert_eq!(
+        digital.info().identity,
+        "gaussian(seed=42, in=10, out=800, entries=N(0,1), rng=chacha8-stream-per-row)"
+    );
+    let mut config = OpticalConfig::new(10, 40).with_encoding("bitplane:3".parse().unwrap());
+    config.device_label = "seed=7".into();
+    let opu = sim("lighton", &config, 7);
+    let description = "lighton: LightOn-like OPU: 912x1140 DMD, dense Gaussian medium, 8-bit camera with shot and read noise";
+    assert_eq!(
+        opu.info(),
+        speckle_hal::DeviceInfo {
+            kind: "simulated-opu".into(),
+            description: description.into(),
+            input_dim: 26,
+            output_dim: 82,
+            bit_depth: Some(8),
+            frame_time_us: 500.0,
+            exposure_us: 400.0,
+            max_batch: 65536,
+        }
+    );
+    let optical = OpticalProjector::new(opu, config).unwrap();
+    let mut want = speckle_hal::ProjectorInfo::new(
+        format!("optical(device=simulated-opu [{description}] 26x82 seed=7, in=10, out=40, reference=16@seed0, encoding=bitplane:3)"),
+        10,
+        40,
+        1.0,
+    );
+    want.frames_per_vector = 12.0;
+    assert_eq!(optical.info(), want);
+}
