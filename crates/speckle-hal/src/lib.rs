@@ -16,15 +16,15 @@
 //! ```
 //! use speckle_hal::{DeviceCounters, Error, ErrorKind, ProjectorInfo, RandomProjector};
 //!
-//! /// A toy projector: y = x · P with a fixed 2 × 3 matrix P.
-//! struct Toy { p: [[f32; 3]; 2], counters: DeviceCounters }
+//! /// A toy projector: y = x · P with a fixed 2 × 3 matrix P, its info computed once.
+//! struct Toy { p: [[f32; 3]; 2], info: ProjectorInfo, counters: DeviceCounters }
 //!
 //! impl RandomProjector for Toy {
 //!     fn info(&self) -> ProjectorInfo {
-//!         ProjectorInfo::new("toy", 2, 3, 1.0)
+//!         self.info.clone()
 //!     }
 //!     fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-//!         speckle_hal::check_projection_buffers(&self.info(), input, batch, output)?;
+//!         speckle_hal::check_projection_buffers(&self.info, input, batch, output)?;
 //!         for b in 0..batch {
 //!             for j in 0..3 {
 //!                 output[b * 3 + j] = (0..2).map(|i| input[b * 2 + i] * self.p[i][j]).sum();
@@ -35,7 +35,11 @@
 //!     fn counters(&self) -> DeviceCounters { self.counters }
 //! }
 //!
-//! let mut toy = Toy { p: [[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]], counters: DeviceCounters::default() };
+//! let mut toy = Toy {
+//!     p: [[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]],
+//!     info: ProjectorInfo::new("toy", 2, 3, 1.0),
+//!     counters: DeviceCounters::default(),
+//! };
 //! let mut y = [0.0f32; 3];
 //! toy.project(&[1.0, 2.0], 1, &mut y).unwrap();
 //! assert_eq!(y, [1.0, 2.0, 0.0]);
@@ -106,7 +110,8 @@ pub struct DeviceCounters {
 /// Implementations must validate their inputs (frame width, batch size, buffer length) and
 /// return [`ErrorKind::InvalidInput`] or [`ErrorKind::DimensionMismatch`] rather than panic.
 pub trait OpticalDevice {
-    /// Dimensions, bit depth and timing of the device.
+    /// Dimensions, bit depth and timing of the device. Callers may ask often: compute it once
+    /// (it does not change over the device's life) and return a clone.
     fn info(&self) -> DeviceInfo;
 
     /// Shows the frames and records the camera's response into `output`
@@ -172,7 +177,8 @@ impl ProjectorInfo {
 /// The same projector must apply the same matrix P for its whole life (up to device noise and
 /// drift): that is what makes it a *fixed* feedback matrix for DFA.
 pub trait RandomProjector {
-    /// Dimensions, identity and cost of the projection.
+    /// Dimensions, identity and cost of the projection. Callers may ask often: compute it once
+    /// (it does not change over the projector's life) and return a clone.
     fn info(&self) -> ProjectorInfo;
 
     /// Projects a batch into the caller's buffer.

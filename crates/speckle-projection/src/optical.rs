@@ -227,6 +227,8 @@ pub struct Calibration {
 pub struct OpticalProjector<D: OpticalDevice> {
     device: D,
     device_info: DeviceInfo,
+    /// What [`RandomProjector::info`] reports, computed once.
+    info: ProjectorInfo,
     config: OpticalConfig,
     calibration: Calibration,
     /// Per output: `output_scale / (2 |r_j|)`.
@@ -295,6 +297,7 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         }
         let mut projector = Self {
             device,
+            info: projector_info(&config, &device_info),
             device_info,
             calibration: Calibration {
                 frames: 0,
@@ -688,33 +691,38 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     }
 }
 
-impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
-    fn info(&self) -> ProjectorInfo {
-        let c = &self.config;
-        let mut info = ProjectorInfo::new(
-            format!(
-                "optical(device={} [{}] {}x{} {}, in={}, out={}, reference={}@seed{}, encoding={})",
-                self.device_info.kind,
-                self.device_info.description,
-                self.device_info.input_dim,
-                self.device_info.output_dim,
-                c.device_label,
-                c.input_dim,
-                c.output_dim,
-                c.reference_features,
-                c.reference_seed,
-                c.encoding.canonical()
-            ),
+/// The projector's info: dimensions, cost, and an identity naming the device, its label, the
+/// reference pattern and the encoding. The identity's text is stored in checkpoints: keep it.
+fn projector_info(c: &OpticalConfig, device: &DeviceInfo) -> ProjectorInfo {
+    let mut info = ProjectorInfo::new(
+        format!(
+            "optical(device={} [{}] {}x{} {}, in={}, out={}, reference={}@seed{}, encoding={})",
+            device.kind,
+            device.description,
+            device.input_dim,
+            device.output_dim,
+            c.device_label,
             c.input_dim,
             c.output_dim,
-            1.0,
-        );
-        info.frames_per_vector = c.frames_per_vector() as f64;
-        info
+            c.reference_features,
+            c.reference_seed,
+            c.encoding.canonical()
+        ),
+        c.input_dim,
+        c.output_dim,
+        1.0,
+    );
+    info.frames_per_vector = c.frames_per_vector() as f64;
+    info
+}
+
+impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
+    fn info(&self) -> ProjectorInfo {
+        self.info.clone()
     }
 
     fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-        check_projection_buffers(&self.info(), input, batch, output)?;
+        check_projection_buffers(&self.info, input, batch, output)?;
         let n = self.config.input_dim;
         let m = self.config.output_dim;
         let k = self.config.encoding.binary_frames();

@@ -114,6 +114,8 @@ pub struct SimulatedOpu {
     frame_index: u64,
     frames_shown: u64,
     x: Vec<f32>,
+    /// What [`OpticalDevice::info`] reports, computed once.
+    info: DeviceInfo,
 }
 
 impl std::fmt::Debug for SimulatedOpu {
@@ -170,6 +172,21 @@ impl SimulatedOpu {
         };
         let raw_var = medium.raw_entry_variance();
         let entry_variance = macro_pixel as f64 / config.mirrors() as f64;
+        let camera = camera::Camera::new(&config.camera, seed);
+        let info = DeviceInfo {
+            kind: "simulated-opu".to_owned(),
+            description: if config.description.is_empty() {
+                config.name.clone()
+            } else {
+                format!("{}: {}", config.name, config.description)
+            },
+            input_dim,
+            output_dim,
+            bit_depth: (!camera.is_ideal()).then_some(config.camera.bits),
+            frame_time_us: config.camera.frame_time_us,
+            exposure_us: config.camera.exposure_us,
+            max_batch: MAX_BATCH,
+        };
         Ok(Self {
             config: config.clone(),
             input_dim,
@@ -178,10 +195,11 @@ impl SimulatedOpu {
             macro_pixel,
             field_scale: (entry_variance / raw_var).sqrt(),
             medium,
-            camera: camera::Camera::new(&config.camera, seed),
+            camera,
             frame_index: 0,
             frames_shown: 0,
             x: Vec::new(),
+            info,
         })
     }
 
@@ -347,24 +365,11 @@ impl SimulatedOpu {
 
 impl OpticalDevice for SimulatedOpu {
     fn info(&self) -> DeviceInfo {
-        DeviceInfo {
-            kind: "simulated-opu".to_owned(),
-            description: if self.config.description.is_empty() {
-                self.config.name.clone()
-            } else {
-                format!("{}: {}", self.config.name, self.config.description)
-            },
-            input_dim: self.input_dim,
-            output_dim: self.output_dim,
-            bit_depth: (!self.camera.is_ideal()).then_some(self.config.camera.bits),
-            frame_time_us: self.config.camera.frame_time_us,
-            exposure_us: self.config.camera.exposure_us,
-            max_batch: MAX_BATCH,
-        }
+        self.info.clone()
     }
 
     fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
-        speckle_hal::check_device_buffers(&self.info(), input, output)?;
+        speckle_hal::check_device_buffers(&self.info, input, output)?;
         let m = self.output_dim;
         let total = input.frames();
         let mut start = 0;
