@@ -85,6 +85,7 @@ mod rng;
 
 pub use config::{
     CameraConfig, ConfigError, DeviceConfig, DmdConfig, DriftConfig, MacroPixel, MediumConfig,
+    MediumKind,
 };
 
 use medium::dense::{DenseMedium, DenseParams};
@@ -154,21 +155,22 @@ impl SimulatedOpu {
             }
         }
         let macro_pixel = config.macro_pixel_for(input_dim)?;
-        let medium: Box<dyn Medium> = if config.medium.kind == "structured" {
-            let mut structured = StructuredMedium::new(input_dim, output_dim, seed)?
-                .with_budget_mib(config.medium.matrix_budget_mib);
-            if config.drift.rate > 0.0 {
-                structured = structured.with_drift(config.drift.rate)?;
+        let medium: Box<dyn Medium> = match config.medium.kind {
+            MediumKind::Structured => {
+                let mut structured = StructuredMedium::new(input_dim, output_dim, seed)?
+                    .with_budget_mib(config.medium.matrix_budget_mib);
+                if config.drift.rate > 0.0 {
+                    structured = structured.with_drift(config.drift.rate)?;
+                }
+                Box::new(structured)
             }
-            Box::new(structured)
-        } else {
-            Box::new(DenseMedium::new(DenseParams {
+            MediumKind::Dense => Box::new(DenseMedium::new(DenseParams {
                 input_dim,
                 output_dim,
                 seed,
                 budget_mib: config.medium.matrix_budget_mib,
                 drift_rate: config.drift.rate,
-            })?)
+            })?),
         };
         let raw_var = medium.raw_entry_variance();
         let entry_variance = macro_pixel as f64 / config.mirrors() as f64;

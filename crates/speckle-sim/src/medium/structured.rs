@@ -1150,9 +1150,10 @@ mod tests {
     /// convention (mean intensity `‖x‖²·k/M`), and rejects a drift rate of 1.
     #[test]
     fn simulated_opu_with_the_structured_preset() {
+        use crate::MediumKind;
         use speckle_hal::OpticalDevice;
         let mut config = crate::DeviceConfig::preset("structured").unwrap();
-        assert_eq!(config.medium.kind, "structured");
+        assert_eq!(config.medium.kind, MediumKind::Structured);
         config.camera.ideal = true;
         let (n, m) = (3000, 8192);
         let packed = random_bits(n, 1, 0.5, 61);
@@ -1161,8 +1162,8 @@ mod tests {
             .iter()
             .filter(|&&b| b == 1)
             .count() as f64;
-        let mut mean = |kind: &str| {
-            config.medium.kind = kind.into();
+        let mut mean = |kind: MediumKind| {
+            config.medium.kind = kind;
             let mut opu = crate::SimulatedOpu::new(&config, n, m, 5).unwrap();
             let mut out = vec![0f32; m];
             opu.transform(&pf, &mut out).unwrap();
@@ -1170,19 +1171,19 @@ mod tests {
             out.iter().map(|&v| f64::from(v)).sum::<f64>() / m as f64 / want
         };
         // Structured: exact energy conservation per full block, so the mean is 1 to rounding.
-        let structured = mean("structured");
+        let structured = mean(MediumKind::Structured);
         assert!(
             (structured - 1.0).abs() < 1e-3,
             "structured mean ratio {structured}"
         );
         // Dense: the mean of 8192 exponentials, within 4 standard errors.
-        let dense = mean("dense");
+        let dense = mean(MediumKind::Dense);
         assert!(
             (dense - 1.0).abs() < 4.0 / (m as f64).sqrt(),
             "dense mean ratio {dense}"
         );
 
-        config.medium.kind = "structured".into();
+        config.medium.kind = MediumKind::Structured;
         config.drift.rate = 1.0;
         let err = crate::SimulatedOpu::new(&config, n, m, 5).unwrap_err();
         assert!(err.to_string().contains("drift.rate"), "{err}");
