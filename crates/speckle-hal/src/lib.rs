@@ -252,16 +252,7 @@ pub fn check_device_buffers(
     input: &PackedFrames<'_>,
     output: &[f32],
 ) -> Result<(), Error> {
-    if input.width() != info.input_dim {
-        return Err(Error::new(
-            ErrorKind::DimensionMismatch,
-            format!(
-                "frames are {} features wide but the device takes {}",
-                input.width(),
-                info.input_dim
-            ),
-        ));
-    }
+    input.expect_width(info.input_dim, "device")?;
     if input.frames() > info.max_batch {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -287,62 +278,54 @@ pub fn check_device_buffers(
     Ok(())
 }
 
-impl<T: OpticalDevice + ?Sized> OpticalDevice for &mut T {
-    fn info(&self) -> DeviceInfo {
-        (**self).info()
-    }
-    fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
-        (**self).transform(input, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
+/// Forwards every method of [`OpticalDevice`] through a pointer type (`&mut T`, `Box<T>`).
+macro_rules! forward_optical_device {
+    ($($pointer:ty),+) => {$(
+        impl<T: OpticalDevice + ?Sized> OpticalDevice for $pointer {
+            fn info(&self) -> DeviceInfo {
+                (**self).info()
+            }
+            fn transform(
+                &mut self,
+                input: &PackedFrames<'_>,
+                output: &mut [f32],
+            ) -> Result<(), Error> {
+                (**self).transform(input, output)
+            }
+            fn counters(&self) -> DeviceCounters {
+                (**self).counters()
+            }
+            fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+                (**self).seek_frame(index)
+            }
+        }
+    )+};
 }
 
-impl<T: OpticalDevice + ?Sized> OpticalDevice for Box<T> {
-    fn info(&self) -> DeviceInfo {
-        (**self).info()
-    }
-    fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
-        (**self).transform(input, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
+/// Forwards every method of [`RandomProjector`] through a pointer type (`&mut T`, `Box<T>`).
+macro_rules! forward_random_projector {
+    ($($pointer:ty),+) => {$(
+        impl<T: RandomProjector + ?Sized> RandomProjector for $pointer {
+            fn info(&self) -> ProjectorInfo {
+                (**self).info()
+            }
+            fn project(
+                &mut self,
+                input: &[f32],
+                batch: usize,
+                output: &mut [f32],
+            ) -> Result<(), Error> {
+                (**self).project(input, batch, output)
+            }
+            fn counters(&self) -> DeviceCounters {
+                (**self).counters()
+            }
+            fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+                (**self).seek_frame(index)
+            }
+        }
+    )+};
 }
 
-impl<T: RandomProjector + ?Sized> RandomProjector for &mut T {
-    fn info(&self) -> ProjectorInfo {
-        (**self).info()
-    }
-    fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-        (**self).project(input, batch, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
-}
-
-impl<T: RandomProjector + ?Sized> RandomProjector for Box<T> {
-    fn info(&self) -> ProjectorInfo {
-        (**self).info()
-    }
-    fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-        (**self).project(input, batch, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
-}
+forward_optical_device!(&mut T, Box<T>);
+forward_random_projector!(&mut T, Box<T>);

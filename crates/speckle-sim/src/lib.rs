@@ -273,20 +273,6 @@ impl SimulatedOpu {
         self.medium.matrix_bytes()
     }
 
-    fn check_frames(&self, frames: &PackedFrames<'_>) -> Result<(), Error> {
-        if frames.width() != self.input_dim {
-            return Err(Error::new(
-                ErrorKind::DimensionMismatch,
-                format!(
-                    "frames are {} features wide but the device takes {}",
-                    frames.width(),
-                    self.input_dim
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Unpacks frames into 0/1 floats, frame after frame.
     fn unpack(&mut self, frames: &PackedFrames<'_>) {
         let n = self.input_dim;
@@ -312,7 +298,7 @@ impl SimulatedOpu {
         out_re: &mut [f32],
         out_im: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_frames(frames)?;
+        frames.expect_width(self.input_dim, "device")?;
         let m = self.output_dim;
         let want = frames.frames().checked_mul(m);
         if want != Some(out_re.len()) || want != Some(out_im.len()) {

@@ -313,16 +313,7 @@ impl StructuredMedium {
         out_re: &mut [f32],
         out_im: &mut [f32],
     ) -> Result<(), Error> {
-        if frames.width() != self.n_in {
-            return Err(Error::new(
-                ErrorKind::DimensionMismatch,
-                format!(
-                    "frames are {} features wide but the medium takes {}",
-                    frames.width(),
-                    self.n_in
-                ),
-            ));
-        }
+        frames.expect_width(self.n_in, "medium")?;
         self.check_out(frames.frames(), out_re.len(), out_im.len())?;
         let n = self.n_in;
         self.apply_with(
