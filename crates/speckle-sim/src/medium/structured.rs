@@ -2,12 +2,13 @@
 //! See [`StructuredMedium`].
 
 use num_complex::Complex32;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use speckle_hal::{Error, ErrorKind, PackedFrames};
 
 use super::{FieldSink, Medium};
+use crate::rng::{self, Purpose};
 
 /// Smallest padded width. Narrow inputs (10 error classes, say) are padded to this width so that
 /// each output mixes enough random phases to be Gaussian.
@@ -16,25 +17,8 @@ pub const MIN_PAD: usize = 256;
 /// Largest padded width accepted (2^26 features): beyond it the `f32` transform loses accuracy.
 pub const MAX_PAD: usize = 1 << 26;
 
-/// ChaCha stream of `ChaCha8Rng::seed_from_u64(seed)` that block keys are read from
-/// (distinct from the streams the dense medium, its drift and the camera use).
-const PURPOSE_STRUCTURED: u64 = 4;
-/// Stream the keys of the phase drift steps are read from.
-const PURPOSE_STRUCTURED_DRIFT: u64 = 5;
-
 /// Elements per cache chunk of the Walsh–Hadamard transform (128 KiB of `f32`: fits in L2).
 const WHT_CHUNK: usize = 1 << 15;
-
-/// A 256-bit key: words `8·index .. 8·index + 8` of stream `purpose` of
-/// `ChaCha8Rng::seed_from_u64(seed)`.
-fn derive_key(seed: u64, purpose: u64, index: u64) -> [u8; 32] {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(purpose);
-    rng.set_word_pos(u128::from(index) * 8);
-    let mut key = [0u8; 32];
-    rng.fill_bytes(&mut key);
-    key
-}
 
 /// A point uniform on the unit circle, by rejection from the square (no trigonometry, so the
 /// value is bit-identical on every platform: only IEEE-exact operations are used).
@@ -72,8 +56,7 @@ struct Diagonal {
 
 impl Diagonal {
     fn draw(key: &[u8; 32], stream: u64, n: usize) -> Self {
-        let mut rng = ChaCha8Rng::from_seed(*key);
-        rng.set_stream(stream);
+        let mut rng = rng::stream_rng(key, stream);
         let (re, im) = (0..n)
             .map(|_| {
                 let c = unit_phase(&mut rng);
@@ -194,7 +177,7 @@ fn draw_blocks(seed: u64, n_pad: usize, n_blocks: usize) -> Vec<Block> {
     (0..n_blocks)
         .into_par_iter()
         .map(|b| {
-            let key = derive_key(seed, PURPOSE_STRUCTURED, b as u64);
+            let key = rng::derive_key(seed, Purpose::Structured, b as u64);
             Block {
                 d1: Diagonal::draw(&key, 1, n_pad),
                 d2: Diagonal::draw(&key, 2, n_pad),
@@ -435,13 +418,12 @@ impl StructuredMedium {
         }
         let sigma = (-libm::log(1.0 - self.drift_rho) / 3.0).sqrt();
         for s in self.drift_step..step {
-            let key = derive_key(self.seed, PURPOSE_STRUCTURED_DRIFT, s);
+            let key = rng::derive_key(self.seed, Purpose::StructuredDrift, s);
             self.blocks
                 .par_iter_mut()
                 .enumerate()
                 .for_each(|(b, block)| {
-                    let mut rng = ChaCha8Rng::from_seed(key);
-                    rng.set_stream(b as u64);
+                    let mut rng = rng::stream_rng(&key, b as u64);
                     for d in [&mut block.d1, &mut block.d2, &mut block.d3] {
                         for (re, im) in d.re.iter_mut().zip(d.im.iter_mut()) {
                             let delta = sigma * standard_normal(&mut rng);
@@ -692,7 +674,7 @@ fn wht(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
+    use rand::SeedableRng;
 
     /// Standard normal CDF via the complementary error function (Numerical Recipes erfcc,
     /// fractional error < 1.2e-7 everywhere).
