@@ -2,12 +2,13 @@
 
 mod common;
 
-use common::{common_pixels, correlation, ks_normal, random_bits, rel_err};
-use rand::{Rng, SeedableRng};
+use common::{common_pixels, correlation, rel_err};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::{pack_bits, PackedFrames, RandomProjector};
 use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
 use speckle_sim::{DeviceConfig, SimulatedOpu};
+use speckle_testkit::{ks_normal, random_bits, signed_vector};
 
 fn sim(preset: &str, config: &OpticalConfig, seed: u64) -> SimulatedOpu {
     let device = DeviceConfig::preset(preset).unwrap();
@@ -100,11 +101,8 @@ fn lighton_sim_correlates_with_ideal() {
     // (same matrix). Stated levels: correlation ≥ 0.95 with bit-plane 6, ≥ 0.9 with ternary
     // (measured against the ideal device's own ternary projection).
     let (n, m) = (10, 400);
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
     let batch = 32;
-    let x: Vec<f32> = (0..batch * n)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let x = signed_vector(batch * n, 3);
     for (enc, level) in [("bitplane:6", 0.95), ("ternary", 0.9)] {
         let encoding: Encoding = enc.parse().unwrap();
         let config = OpticalConfig::new(n, m).with_encoding(encoding);

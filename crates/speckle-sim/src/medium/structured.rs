@@ -675,55 +675,7 @@ fn wht(x: &mut [f32]) {
 mod tests {
     use super::*;
     use rand::SeedableRng;
-
-    /// Standard normal CDF via the complementary error function (Numerical Recipes erfcc,
-    /// fractional error < 1.2e-7 everywhere).
-    fn normal_cdf(x: f64) -> f64 {
-        let z = x.abs() / std::f64::consts::SQRT_2;
-        let t = 1.0 / (1.0 + 0.5 * z);
-        let poly = -z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-        let erfc = t * poly.exp();
-        if x >= 0.0 {
-            1.0 - 0.5 * erfc
-        } else {
-            0.5 * erfc
-        }
-    }
-
-    /// Kolmogorov–Smirnov statistic of `samples` against `cdf`.
-    fn ks_statistic(mut samples: Vec<f64>, cdf: impl Fn(f64) -> f64) -> f64 {
-        samples.sort_by(|a, b| a.total_cmp(b));
-        let n = samples.len() as f64;
-        samples
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| {
-                let f = cdf(x);
-                (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
-            })
-            .fold(0.0, f64::max)
-    }
-
-    /// KS critical value at significance 0.001 (c(α) = 1.95).
-    fn ks_critical(n: usize) -> f64 {
-        1.95 / (n as f64).sqrt()
-    }
-
-    fn random_bits(n: usize, frames: usize, p: f64, seed: u64) -> Vec<u8> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let values: Vec<u8> = (0..n * frames).map(|_| rng.random_bool(p) as u8).collect();
-        let mut packed = Vec::new();
-        speckle_hal::pack_bits(&values, frames, n, &mut packed).unwrap();
-        packed
-    }
+    use speckle_testkit::{ks_critical, ks_exponential, ks_normal, random_frames_with_density};
 
     fn zip_complex(re: &[f32], im: &[f32]) -> Vec<Complex32> {
         re.iter()
@@ -786,7 +738,7 @@ mod tests {
         assert_eq!((m.padded_dim(), m.block_count()), (512, 2));
         let d = m.blocks[1].d2.get(5);
         assert_eq!((d.re.to_bits(), d.im.to_bits()), GOLDEN_PHASE, "{d:?}");
-        let packed = random_bits(300, 1, 0.5, 9);
+        let packed = random_frames_with_density(1, 300, 0.5, 9);
         let y = fields(&m, &packed, 1);
         let got: Vec<(u32, u32)> = [0, 511, 512, 699]
             .iter()
@@ -805,7 +757,7 @@ mod tests {
     #[test]
     fn identical_across_thread_counts_and_batch_splits() {
         let m = StructuredMedium::new(1000, 5000, 3).unwrap();
-        let packed = random_bits(1000, 6, 0.3, 4);
+        let packed = random_frames_with_density(6, 1000, 0.3, 4);
         let run = |threads: usize| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -830,7 +782,7 @@ mod tests {
             .unwrap()
             .with_entry_variance(0.25)
             .unwrap();
-        let packed = random_bits(n, 2, 0.5, 6);
+        let packed = random_frames_with_density(2, n, 0.5, 6);
         let from_bits = fields(&m, &packed, 2);
         let pf = PackedFrames::new(&packed, 2, n).unwrap();
         let real: Vec<f32> = speckle_hal::unpack_bits(&pf)
@@ -935,8 +887,8 @@ mod tests {
         let re: Vec<f64> = y.iter().map(|c| f64::from(c.re) / half).collect();
         let im: Vec<f64> = y.iter().map(|c| f64::from(c.im) / half).collect();
         let crit = ks_critical(m_out);
-        let ks_re = ks_statistic(re.clone(), normal_cdf);
-        let ks_im = ks_statistic(im.clone(), normal_cdf);
+        let ks_re = ks_normal(&re, 1.0);
+        let ks_im = ks_normal(&im, 1.0);
         assert!(
             ks_re < crit && ks_im < crit,
             "KS re {ks_re} im {ks_im} crit {crit}"
@@ -955,7 +907,7 @@ mod tests {
         // Intensities exponential with mean v·‖x‖².
         let mean_i = v * norm2;
         let intens: Vec<f64> = y.iter().map(|c| f64::from(c.norm_sqr()) / mean_i).collect();
-        let ks_exp = ks_statistic(intens, |t| 1.0 - (-t.max(0.0)).exp());
+        let ks_exp = ks_exponential(&intens, 1.0);
         assert!(ks_exp < crit, "KS exponential {ks_exp} crit {crit}");
         // Linear outputs Re(conj(r_j)·y_j)/|r_j| are N(0, v‖x‖²/2).
         let lin: Vec<f64> = y
@@ -963,7 +915,7 @@ mod tests {
             .zip(&r)
             .map(|(yj, rj)| f64::from((rj.conj() * yj).re / rj.norm()) / half)
             .collect();
-        let ks_lin = ks_statistic(lin, normal_cdf);
+        let ks_lin = ks_normal(&lin, 1.0);
         assert!(ks_lin < crit, "KS linear {ks_lin} crit {crit}");
     }
 
@@ -1129,7 +1081,7 @@ mod tests {
         assert_eq!(config.medium.kind, MediumKind::Structured);
         config.camera.ideal = true;
         let (n, m) = (3000, 8192);
-        let packed = random_bits(n, 1, 0.5, 61);
+        let packed = random_frames_with_density(1, n, 0.5, 61);
         let pf = PackedFrames::new(&packed, 1, n).unwrap();
         let lit = speckle_hal::unpack_bits(&pf)
             .iter()
