@@ -28,6 +28,10 @@ extern "C" {
 #define SPECKLE_CRC_LEN 4
 /* Hard upper bound on payload_len; a receiver rejects longer frames before buffering them. */
 #define SPECKLE_MAX_PAYLOAD_LIMIT 0x01000000u /* 16 MiB */
+/* Smallest max_payload a HELLO or CAPABILITIES may carry. A device answers a HELLO offering
+ * less with ERROR PAYLOAD_TOO_LARGE (detail 64, empty message), assumes 64 until the first
+ * HELLO, and cuts a CAPABILITIES description or ERROR message so that the payload fits. */
+#define SPECKLE_MIN_MAX_PAYLOAD 64
 
 /* Header offsets (identical in every protocol version). */
 #define SPECKLE_HDR_VERSION 0     /* u8  */
@@ -88,13 +92,13 @@ extern "C" {
 #define SPECKLE_CONFIGURE_INPUT_DIM 0     /* u32 */
 #define SPECKLE_CONFIGURE_OUTPUT_DIM 4    /* u32 */
 #define SPECKLE_CONFIGURE_OUTPUT_OFFSET 8 /* u32 */
-#define SPECKLE_CONFIGURE_EXPOSURE_NS 12  /* u32, 0 = default */
-#define SPECKLE_CONFIGURE_GAIN 16         /* f32, 0.0 = default */
+#define SPECKLE_CONFIGURE_EXPOSURE_NS 12  /* u32, 0 = keep the current exposure */
+#define SPECKLE_CONFIGURE_GAIN 16         /* f32, 0.0 = keep the current gain */
 
 /* TRANSFORM_REQUEST: 16 bytes + frame_count * ceil(input_dim / 8) */
 #define SPECKLE_TREQ_FIXED_LEN 16
 #define SPECKLE_TREQ_FIRST_FRAME 0 /* u64 */
-#define SPECKLE_TREQ_FRAME_COUNT 8 /* u32 */
+#define SPECKLE_TREQ_FRAME_COUNT 8 /* u32, 1..max_batch (0 is MALFORMED) */
 #define SPECKLE_TREQ_INPUT_DIM 12  /* u32 */
 #define SPECKLE_TREQ_FRAMES 16     /* feature j = bit (j % 8) of byte (j / 8), LSB first */
 
@@ -127,16 +131,17 @@ extern "C" {
 
 /* ---- Error codes -------------------------------------------------------------------------- */
 
+/* When several apply, a device reports the first in PROTOCOL.md section 7's order. */
 #define SPECKLE_ERR_BAD_FRAME 1           /* damaged frame received (NAK, seq 0) */
 #define SPECKLE_ERR_UNSUPPORTED_VERSION 2 /* detail = device version */
-#define SPECKLE_ERR_UNKNOWN_MESSAGE 3     /* detail = type byte */
-#define SPECKLE_ERR_MALFORMED 4
-#define SPECKLE_ERR_NOT_CONFIGURED 5      /* no session: host re-handshakes */
-#define SPECKLE_ERR_DIMENSION_MISMATCH 6  /* detail = the limit */
+#define SPECKLE_ERR_UNKNOWN_MESSAGE 3     /* detail = type byte (also device->host types) */
+#define SPECKLE_ERR_MALFORMED 4           /* payload length or layout, frame_count 0 */
+#define SPECKLE_ERR_NOT_CONFIGURED 5      /* detail = boot count; host re-handshakes */
+#define SPECKLE_ERR_DIMENSION_MISMATCH 6  /* detail = bound broken: max, 1 for 0, active width */
 #define SPECKLE_ERR_BATCH_TOO_LARGE 7     /* detail = max_batch */
-#define SPECKLE_ERR_PAYLOAD_TOO_LARGE 8   /* detail = max payload */
+#define SPECKLE_ERR_PAYLOAD_TOO_LARGE 8   /* detail = host max payload (64: HELLO below it) */
 #define SPECKLE_ERR_UNSUPPORTED 9
-#define SPECKLE_ERR_INVALID_FRAMES 10
+#define SPECKLE_ERR_INVALID_FRAMES 10     /* detail = index of the first padded frame */
 #define SPECKLE_ERR_DEVICE_FAULT 11
 
 /* ---- Helpers ------------------------------------------------------------------------------ */

@@ -72,6 +72,25 @@ fn bad_bench_arguments_are_one_line_errors() {
     speckle(["bench", "--device", "digital", "--seconds", "0"]).fails_with("linear-only");
     speckle(["bench", "--out", "many", "--seconds", "0"]).fails_with("--out 'many'");
     speckle(["bench", "--batch", "0", "--seconds", "0"]).fails_with("--batch");
+    // A serial device: a port that cannot be opened, and overrides it has no keys for.
+    speckle([
+        "bench",
+        "--device",
+        "serial:/nonexistent/opu",
+        "--seconds",
+        "0",
+    ])
+    .fails_with("cannot open serial port /nonexistent/opu");
+    speckle([
+        "bench",
+        "--device",
+        "serial:/nonexistent/opu",
+        "--set",
+        "camera.bits=8",
+        "--seconds",
+        "0",
+    ])
+    .fails_with("overrides apply to simulated devices only");
 }
 
 #[test]

@@ -8,12 +8,12 @@
 //!   directory for its CSV and plot (which is why `--out` is read as text and parsed per form).
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use speckle::hal::{pack_bits, OpticalDevice, PackedFrames, RandomProjector};
+use speckle::hal::{pack_bits, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector};
 use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
 
 use super::args::{DeviceArgs, SetArgs};
 use super::bench_suite::{self, SuiteOptions};
-use super::measure::{measure, random_binary, random_signed, Measured};
+use super::measure::{measure, random_binary, random_signed, timed, Measured};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -248,59 +248,71 @@ fn run_projection(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raw throughput over a serial link, with the protocol's efficiency (payload bytes over bytes
-/// on the wire), which a `Box<dyn OpticalDevice>` cannot report.
+/// The raw bench of a `serial:` device: the same measurement and keys as [`bench_raw`], plus
+/// the protocol's efficiency over the timed loop, which a `Box<dyn OpticalDevice>` cannot
+/// report.
+#[derive(Debug, Clone, serde::Serialize)]
+struct SerialBenchReport {
+    #[serde(flatten)]
+    bench: BenchReport,
+    /// Useful bytes (packed frames out, camera values in) over all bytes on the wire.
+    efficiency: f64,
+    payload_bytes: u64,
+    wire_bytes: u64,
+    /// Requests sent again during the timed loop (0 on a clean link).
+    retransmissions: u64,
+    /// Frames per request on the wire.
+    chunk_frames: usize,
+}
+
+/// Raw throughput over a serial link: opens the port (handshake and configuration, untimed),
+/// then runs the same timed loop as every other device for `--seconds`.
 fn bench_serial(
     args: &ProjectionBenchArgs,
     path: &std::path::Path,
     baud: Option<u32>,
     output_dim: usize,
 ) -> anyhow::Result<()> {
+    if let Some(key) = args.dev.set.table()?.keys().next() {
+        bail!(
+            "device {} has no config keys to override (got '{key}'): overrides apply to simulated devices only",
+            args.dev.device
+        );
+    }
     let path = path
         .to_str()
         .with_context(|| format!("serial path {} is not UTF-8", path.display()))?;
-    // Enough batches for a stable figure without making a slow link take minutes.
-    let batches = (args.seconds * 4.0).ceil().clamp(1.0, 1000.0) as usize;
-    let link = speckle_serial::bench_serial_port(
+    let setup = Instant::now();
+    let mut device = speckle_serial::SerialDevice::open(
         path,
         baud.unwrap_or(speckle_serial::DEFAULT_BAUD),
-        args.input_dim,
-        output_dim,
-        args.batch,
-        batches,
-    )?;
-    let flop_per_vector = 4.0 * args.input_dim as f64 * output_dim as f64;
-    let value = serde_json::json!({
-        "spec": args.dev.device.to_string(),
-        "mode": "raw",
-        "input_dim": args.input_dim,
-        "output_dim": output_dim,
-        "batch": args.batch,
-        "vectors": link.vectors,
-        "wall_s": link.seconds,
-        "vectors_per_s": link.vectors_per_s,
-        "frames_per_s": link.vectors_per_s,
-        "gflops": link.vectors_per_s * flop_per_vector / 1e9,
-        "efficiency": link.efficiency,
-        "payload_bytes": link.payload_bytes,
-        "wire_bytes": link.wire_bytes,
-        "retransmissions": link.retransmissions,
-        "chunk_frames": link.chunk_frames,
-    });
+        Some((args.input_dim, output_dim)),
+    )
+    .with_context(|| format!("cannot open device {}", args.dev.device))?;
+    let batch = RawBatch::warm_up(args, output_dim, &mut device)?;
+    let setup_s = setup.elapsed().as_secs_f64();
+    let before = device.link_stats();
+    let bench = batch.time(args, output_dim, &mut device, setup_s)?;
+    let link = device.link_stats().since(&before);
+    let report = SerialBenchReport {
+        bench,
+        efficiency: link.efficiency(),
+        payload_bytes: link.payload_bytes_sent + link.payload_bytes_received,
+        wire_bytes: link.wire_bytes_sent + link.wire_bytes_received,
+        retransmissions: link.retransmissions,
+        chunk_frames: device.chunk_frames(),
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        print_report(&report.bench);
         println!(
-            "{}: {} → {}, batch {}: {:.1} vectors/s, protocol efficiency {:.1} % ({} payload / {} wire bytes, {} retransmissions)",
-            args.dev.device,
-            args.input_dim,
-            output_dim,
-            args.batch,
-            link.vectors_per_s,
-            100.0 * link.efficiency,
-            link.payload_bytes,
-            link.wire_bytes,
-            link.retransmissions
+            "  link                       protocol efficiency {:.1} % ({} payload / {} wire bytes, {} retransmissions, {} frames per request)",
+            100.0 * report.efficiency,
+            report.payload_bytes,
+            report.wire_bytes,
+            report.retransmissions,
+            report.chunk_frames
         );
     }
     Ok(())
@@ -360,40 +372,78 @@ fn bench_raw(
         overrides,
     )
     .with_context(|| format!("cannot open device {}", args.dev.device))?;
-    let info = device.info();
-    if info.input_dim != args.input_dim || info.output_dim != output_dim {
-        bail!(
-            "device {} is {} → {}, not the requested {} → {}",
-            args.dev.device,
-            info.input_dim,
-            info.output_dim,
-            args.input_dim,
-            output_dim
-        );
+    let batch = RawBatch::warm_up(args, output_dim, device.as_mut())?;
+    let setup_s = setup.elapsed().as_secs_f64();
+    batch.time(args, output_dim, device.as_mut(), setup_s)
+}
+
+/// The batch of random binary frames a raw bench shows, after its untimed warm-up call.
+struct RawBatch {
+    packed: Vec<u8>,
+    camera: Vec<f32>,
+    info: DeviceInfo,
+}
+
+impl RawBatch {
+    /// Checks the opened device's dimensions and shows the batch once.
+    fn warm_up(
+        args: &ProjectionBenchArgs,
+        output_dim: usize,
+        device: &mut dyn OpticalDevice,
+    ) -> anyhow::Result<Self> {
+        let info = device.info();
+        if info.input_dim != args.input_dim || info.output_dim != output_dim {
+            bail!(
+                "device {} is {} → {}, not the requested {} → {}",
+                args.dev.device,
+                info.input_dim,
+                info.output_dim,
+                args.input_dim,
+                output_dim
+            );
+        }
+        if info.max_batch == 0 {
+            bail!("device reports a maximum batch of 0 frames");
+        }
+        let mut packed = Vec::new();
+        let values = random_binary(args.batch, args.input_dim, args.dev.seed ^ 0x5eed);
+        pack_bits(&values, args.batch, args.input_dim, &mut packed)?;
+        let frames = PackedFrames::new(&packed, args.batch, args.input_dim)?;
+        let mut camera = vec![0f32; args.batch * output_dim];
+        show_batch(device, &frames, &mut camera, info.max_batch)?;
+        Ok(RawBatch {
+            packed,
+            camera,
+            info,
+        })
     }
-    if info.max_batch == 0 {
-        bail!("device reports a maximum batch of 0 frames");
+
+    /// Shows the batch until `--seconds` have passed and reports the throughput.
+    fn time(
+        mut self,
+        args: &ProjectionBenchArgs,
+        output_dim: usize,
+        device: &mut dyn OpticalDevice,
+        setup_s: f64,
+    ) -> anyhow::Result<BenchReport> {
+        let frames = PackedFrames::new(&self.packed, args.batch, args.input_dim)?;
+        let max_batch = self.info.max_batch;
+        let measured = timed(
+            device,
+            setup_s,
+            args.seconds,
+            |d| d.counters(),
+            |d| show_batch(d, &frames, &mut self.camera, max_batch),
+        )?;
+        let flop = 4.0 * args.input_dim as f64 * output_dim as f64;
+        Ok(report(
+            args,
+            ("raw", self.info.kind),
+            output_dim,
+            (1.0, flop),
+            &measured,
+        ))
     }
-    let mut packed = Vec::new();
-    let values = random_binary(args.batch, args.input_dim, args.dev.seed ^ 0x5eed);
-    pack_bits(&values, args.batch, args.input_dim, &mut packed)?;
-    let frames = PackedFrames::new(&packed, args.batch, args.input_dim)?;
-    let mut camera = vec![0f32; args.batch * output_dim];
-    let measured = measure(
-        &mut *device,
-        setup,
-        args.seconds,
-        |d| d.counters(),
-        |d| show_batch(d, &frames, &mut camera, info.max_batch),
-    )?;
-    let flop = 4.0 * args.input_dim as f64 * output_dim as f64;
-    Ok(report(
-        args,
-        ("raw", info.kind),
-        output_dim,
-        (1.0, flop),
-        &measured,
-    ))
 }
 
 /// Shows `frames` on the device, at most `max_batch` frames per call.

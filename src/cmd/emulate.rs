@@ -19,13 +19,17 @@ use super::args::DeviceArgs;
 )))]
 pub struct EmulateArgs {
     /// Path of the symlink to create to the pseudo-terminal's device end (what hosts open, as
-    /// `--device serial:PATH`). Removed on exit.
+    /// `--device serial:PATH`). Removed on exit. A link that another running emulator serves is
+    /// refused; a dangling one, left by a killed emulator, is replaced.
     #[arg(long, value_name = "PATH")]
     pub link: PathBuf,
     #[command(flatten)]
     pub dev: DeviceArgs,
     /// Link faults to inject, as kind=rate pairs with rates per frame, e.g.
-    /// drop=0.01,flip=0.01,truncate=0.01,delay=0.01,reset=0.001 (and delay_ms=N).
+    /// drop=0.01,flip=0.01,truncate=0.01,delay=0.01,reset=0.001 (and delay_ms=N): drop loses
+    /// 1 to 8 bytes of a frame (it arrives damaged, or glued to the next one when its delimiter
+    /// is lost), flip flips 1 to 3 bits, truncate cuts it short, delay sends an answer late,
+    /// reset restarts the device.
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Seed of the fault stream.
@@ -71,8 +75,8 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
     let result = emulator.serve(link.port(), &stop);
     let stats = emulator.stats();
     eprintln!(
-        "speckle emulate: stopped after {} frames shown, {} requests, {} damaged frames received, faults injected {:?}",
-        stats.frames_shown, stats.frames_received, stats.bad_frames, stats.faults
+        "speckle emulate: stopped after {} frames shown, {} requests, {} damaged frames received, {} answers dropped unread, faults injected {:?}",
+        stats.frames_shown, stats.frames_received, stats.bad_frames, stats.frames_unsent, stats.faults
     );
     drop(link);
     result?;

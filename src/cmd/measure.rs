@@ -34,8 +34,7 @@ impl Measured {
 }
 
 /// Makes one untimed warm-up `call` on `target` (the end of a setup that began at `setup`),
-/// then repeats the call until `seconds` have passed (at least once), reading `counters`
-/// around the timed calls.
+/// then times the call ([`timed`]).
 pub fn measure<T: ?Sized>(
     target: &mut T,
     setup: Instant,
@@ -45,6 +44,18 @@ pub fn measure<T: ?Sized>(
 ) -> anyhow::Result<Measured> {
     call(target)?;
     let setup_s = setup.elapsed().as_secs_f64();
+    timed(target, setup_s, seconds, counters, call)
+}
+
+/// Repeats `call` on `target` until `seconds` have passed (at least once), reading `counters`
+/// around the calls; `setup_s` is what the setup (and warm-up) took.
+pub fn timed<T: ?Sized>(
+    target: &mut T,
+    setup_s: f64,
+    seconds: f64,
+    counters: impl Fn(&T) -> DeviceCounters,
+    mut call: impl FnMut(&mut T) -> anyhow::Result<()>,
+) -> anyhow::Result<Measured> {
     let before = counters(target);
     let budget = Duration::from_secs_f64(seconds);
     let start = Instant::now();

@@ -7,6 +7,7 @@ pub mod emulate;
 pub mod info;
 pub mod measure;
 pub mod npy;
+pub mod scheduler;
 pub mod sweep;
 pub mod train;
 pub mod transform;

@@ -9,7 +9,7 @@ use speckle_projection::Encoding;
 use toml::Table;
 
 use crate::open::{open_projector, sim_config};
-use crate::spec::DeviceSpec;
+use crate::spec::{DeviceSpec, SimSource, DEFAULT_PRESET};
 
 /// Where DFA's random projection comes from.
 ///
@@ -41,7 +41,7 @@ impl Default for FeedbackSpec {
     /// The simulated 8-bit OPU with ternary error encoding, seed 0.
     fn default() -> Self {
         Self {
-            projector: "sim".parse().unwrap_or(DeviceSpec::Digital),
+            projector: DeviceSpec::Sim(SimSource::Preset(DEFAULT_PRESET.into())),
             encoding: Encoding::default(),
             seed: 0,
             device: Table::new(),

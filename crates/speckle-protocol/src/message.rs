@@ -65,15 +65,18 @@ impl ErrorCode {
     /// No session: the device restarted or never saw Hello. The host re-handshakes.
     pub const NOT_CONFIGURED: Self = Self(5);
     /// Dimensions do not fit the device, or a request's width differs from the active one;
-    /// `detail` is the device's limit or active value.
+    /// `detail` is the bound the value broke: the maximum for a value above it, 1 for a
+    /// dimension of 0, the active `input_dim` for a request of another width.
     pub const DIMENSION_MISMATCH: Self = Self(6);
     /// More frames than `max_batch`; `detail` is `max_batch`.
     pub const BATCH_TOO_LARGE: Self = Self(7);
-    /// The frame would exceed `max_payload`; `detail` is `max_payload`.
+    /// The answer would exceed the host's `max_payload` (`detail` is that limit), or a HELLO
+    /// offers less than [`MIN_MAX_PAYLOAD`](crate::MIN_MAX_PAYLOAD) (`detail` is that minimum).
     pub const PAYLOAD_TOO_LARGE: Self = Self(8);
     /// A setting the device does not support (output offset, exposure, gain).
     pub const UNSUPPORTED: Self = Self(9);
-    /// Padding bits past `input_dim` are set in a frame; `detail` is the frame number.
+    /// Padding bits past `input_dim` are set in a frame; `detail` is the index, within the
+    /// request, of the first such frame.
     pub const INVALID_FRAMES: Self = Self(10);
     /// The device failed internally.
     pub const DEVICE_FAULT: Self = Self(11);
@@ -257,6 +260,22 @@ pub fn packed_len(frames: u32, input_dim: u32) -> Option<usize> {
     (frames as usize).checked_mul((input_dim as usize).div_ceil(8))
 }
 
+/// The index of the first of `frame_count` packed frames of `input_dim` features whose padding
+/// bits (past `input_dim`, in its last byte) are set: what `INVALID_FRAMES` reports in its
+/// `detail`. `None` when every frame is clean (or `frames` is not `frame_count` frames long).
+pub fn first_padded_frame(frames: &[u8], frame_count: u32, input_dim: u32) -> Option<u32> {
+    let per = (input_dim as usize).div_ceil(8);
+    let used = input_dim % 8;
+    if used == 0 || per == 0 || packed_len(frame_count, input_dim) != Some(frames.len()) {
+        return None;
+    }
+    let padding = 0xFFu8 << used;
+    frames
+        .chunks_exact(per)
+        .position(|frame| frame[per - 1] & padding != 0)
+        .map(|i| i as u32)
+}
+
 /// Bytes of the values of `frames × output_dim` camera values at `bit_depth`.
 pub fn values_len(frames: u32, output_dim: u32, bit_depth: u8) -> Option<usize> {
     (frames as usize)
@@ -270,6 +289,8 @@ pub const TRANSFORM_REQUEST_FIXED: usize = 16;
 pub const TRANSFORM_RESPONSE_FIXED: usize = 20;
 /// Fixed part of the Capabilities payload (the description follows).
 pub const CAPABILITIES_FIXED: usize = 46;
+/// Fixed part of the Error payload (the message follows).
+pub const ERROR_FIXED: usize = 8;
 
 impl Message {
     /// The type identifier.
@@ -284,6 +305,27 @@ impl Message {
             Message::Status(_) => MessageType::Status,
             Message::Error(_) => MessageType::Error,
             Message::ResetNotice(_) => MessageType::ResetNotice,
+        }
+    }
+
+    /// Cuts the free text of a CAPABILITIES (its description) or an ERROR (its message), at a
+    /// UTF-8 character boundary, so that the payload fits in `max_payload` bytes: what a device
+    /// does before sending either to a host that offered a small `max_payload` (never below
+    /// [`MIN_MAX_PAYLOAD`](crate::MIN_MAX_PAYLOAD), which the fixed fields always fit). Other
+    /// messages are left as they are.
+    pub fn fit_payload(&mut self, max_payload: usize) {
+        let (text, fixed) = match self {
+            Message::Capabilities(c) => (&mut c.description, CAPABILITIES_FIXED),
+            Message::Error(e) => (&mut e.message, ERROR_FIXED),
+            _ => return,
+        };
+        let room = max_payload.saturating_sub(fixed).min(usize::from(u16::MAX));
+        if text.len() > room {
+            let mut end = room;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
         }
     }
 
@@ -412,6 +454,11 @@ impl Message {
                 let first_frame = r.u64()?;
                 let frame_count = r.u32()?;
                 let input_dim = r.u32()?;
+                if frame_count == 0 {
+                    return Err(
+                        r.malformed("frame_count is 0 (a request carries 1 to max_batch frames)")
+                    );
+                }
                 let want = packed_len(frame_count, input_dim)
                     .ok_or_else(|| r.malformed("frame data length overflows"))?;
                 if r.remaining() != want {
@@ -432,8 +479,16 @@ impl Message {
                 let output_dim = r.u32()?;
                 let bit_depth = r.u8()?;
                 r.bytes(3)?;
+                if frame_count == 0 {
+                    return Err(r.malformed(
+                        "frame_count is 0 (an answer echoes a request of at least 1 frame)",
+                    ));
+                }
+                if value_size(bit_depth).is_none() {
+                    return Err(r.malformed("bit depth above 16"));
+                }
                 let want = values_len(frame_count, output_dim, bit_depth)
-                    .ok_or_else(|| r.malformed("bad bit depth or value length overflows"))?;
+                    .ok_or_else(|| r.malformed("value data length overflows"))?;
                 if r.remaining() != want {
                     return Err(
                         r.malformed("value data length disagrees with frame count × output_dim")
@@ -520,6 +575,7 @@ impl<'a> Reader<'a> {
     fn malformed(&self, what: &'static str) -> DecodeError {
         DecodeError::Malformed {
             message_type: self.ty as u8,
+            seq: 0,
             what,
         }
     }

@@ -39,7 +39,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
             exposure_ns: w[3],
             gain
         })),
-        (any::<u64>(), 0u32..5, 0u32..40)
+        (any::<u64>(), 1u32..5, 0u32..40)
             .prop_flat_map(|(f, n, d)| {
                 let len = packed_len(n, d).unwrap();
                 (
@@ -59,7 +59,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }),
         (
             any::<u64>(),
-            0u32..5,
+            1u32..5,
             0u32..20,
             prop_oneof![Just(0u8), Just(8u8), Just(12u8)]
         )
@@ -181,6 +181,44 @@ proptest! {
         prop_assert_eq!(&last.message, &msg);
     }
 
+    /// A device cuts the text of a CAPABILITIES or ERROR to the host's `max_payload`: the
+    /// payload fits, still decodes, and keeps a prefix of the text.
+    #[test]
+    fn fit_payload_cuts_text_to_fit(
+        max in MIN_MAX_PAYLOAD as usize..200,
+        text in ".{0,120}",
+        is_error in any::<bool>(),
+    ) {
+        let mut msg = if is_error {
+            Message::Error(ErrorReport { code: ErrorCode::DEVICE_FAULT, detail: 1, message: text.clone() })
+        } else {
+            let mut caps = match decode_frame(&caps_wire(1)[..]).unwrap().message {
+                Message::Capabilities(c) => c,
+                _ => unreachable!(),
+            };
+            caps.description = text.clone();
+            Message::Capabilities(caps)
+        };
+        msg.fit_payload(max);
+        let mut payload = Vec::new();
+        msg.encode_payload(&mut payload);
+        prop_assert!(payload.len() <= max, "{} > {max}", payload.len());
+        let kept = match &msg {
+            Message::Error(e) => e.message.clone(),
+            Message::Capabilities(c) => c.description.clone(),
+            _ => unreachable!(),
+        };
+        prop_assert!(text.starts_with(&kept));
+        // Nothing is cut that fitted already.
+        let fixed = if is_error { ERROR_FIXED } else { CAPABILITIES_FIXED };
+        if fixed + text.len() <= max {
+            prop_assert_eq!(kept, text);
+        }
+        let mut wire = Vec::new();
+        encode_frame(3, &msg, &mut wire);
+        prop_assert_eq!(decode_frame(&wire[..wire.len() - 1]).unwrap().message, msg);
+    }
+
     #[test]
     fn cobs_round_trips(data in proptest::collection::vec(any::<u8>(), 0..1200)) {
         let mut enc = Vec::new();
@@ -250,4 +288,86 @@ fn other_versions_are_reported_with_their_number() {
     );
     assert!(!err.is_damage());
     assert!(err.to_string().contains("version 2"));
+}
+
+/// The wire bytes (without the delimiter) of a CAPABILITIES with seq `seq`.
+fn caps_wire(seq: u32) -> Vec<u8> {
+    let caps = Capabilities {
+        input_dim: 8,
+        output_dim: 4,
+        max_input_dim: 64,
+        max_output_dim: 64,
+        max_batch: 16,
+        max_payload: 1024,
+        frame_time_ns: 500_000,
+        exposure_ns: 400_000,
+        boot_count: 1,
+        bit_depth: 8,
+        firmware_version: [0, 1, 0],
+        description: "test device".into(),
+    };
+    let mut wire = Vec::new();
+    encode_frame(seq, &Message::Capabilities(caps), &mut wire);
+    wire.pop();
+    wire
+}
+
+/// An intact frame (right CRC) of type `ty` with `payload`, without the delimiter.
+fn intact(ty: MessageType, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    encode_raw_frame(PROTOCOL_VERSION, ty as u8, seq, payload, &mut wire);
+    wire.pop();
+    wire
+}
+
+#[test]
+fn zero_frame_requests_and_answers_are_malformed_and_keep_their_seq() {
+    let mut request = 0u64.to_le_bytes().to_vec();
+    request.extend_from_slice(&0u32.to_le_bytes()); // frame_count
+    request.extend_from_slice(&16u32.to_le_bytes()); // input_dim
+    let err = decode_frame(&intact(MessageType::TransformRequest, 9, &request)).unwrap_err();
+    assert!(
+        matches!(err, DecodeError::Malformed { seq: 9, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("frame_count is 0"), "{err}");
+    assert_eq!(err.intact_seq(), Some(9));
+    assert!(!err.is_damage());
+
+    let mut answer = 0u64.to_le_bytes().to_vec();
+    answer.extend_from_slice(&0u32.to_le_bytes()); // frame_count
+    answer.extend_from_slice(&4u32.to_le_bytes()); // output_dim
+    answer.extend_from_slice(&[8, 0, 0, 0]);
+    let err = decode_frame(&intact(MessageType::TransformResponse, 4, &answer)).unwrap_err();
+    assert!(
+        matches!(err, DecodeError::Malformed { seq: 4, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn intact_but_unusable_answers_name_the_problem() {
+    // A CAPABILITIES whose bit depth (byte 36 of the payload) is 17.
+    let mut raw = Vec::new();
+    cobs::decode_into(&caps_wire(1), &mut raw).unwrap();
+    let mut payload = raw[HEADER_LEN..raw.len() - CRC_LEN].to_vec();
+    payload[36] = 17;
+    let err = decode_frame(&intact(MessageType::Capabilities, 1, &payload)).unwrap_err();
+    assert_eq!(err.intact_seq(), Some(1));
+    assert!(err.to_string().contains("bit depth above 16"), "{err}");
+
+    // A TRANSFORM_RESPONSE one value short.
+    let mut answer = 5u64.to_le_bytes().to_vec();
+    answer.extend_from_slice(&2u32.to_le_bytes());
+    answer.extend_from_slice(&3u32.to_le_bytes());
+    answer.extend_from_slice(&[8, 0, 0, 0]);
+    answer.extend_from_slice(&[1, 2, 3, 4, 5]);
+    let err = decode_frame(&intact(MessageType::TransformResponse, 2, &answer)).unwrap_err();
+    assert_eq!(err.intact_seq(), Some(2));
+    assert!(err.to_string().contains("value data length"), "{err}");
+
+    // Damage is not intact: no seq to trust.
+    let mut damaged = caps_wire(1);
+    damaged[5] ^= 0x10;
+    assert_eq!(decode_frame(&damaged).unwrap_err().intact_seq(), None);
 }

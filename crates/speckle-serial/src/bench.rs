@@ -96,18 +96,3 @@ pub fn bench_in_memory(
     let _ = server.join();
     result
 }
-
-/// [`bench_link`] on the serial port at `path` (what `speckle bench --device serial:PATH`
-/// runs): opens it, configures `input_dim → output_dim`, transforms `batches` batches of
-/// `batch` random frames, and reports vectors/s and protocol efficiency.
-pub fn bench_serial_port(
-    path: &str,
-    baud: u32,
-    input_dim: usize,
-    output_dim: usize,
-    batch: usize,
-    batches: usize,
-) -> Result<LinkBenchReport, Error> {
-    let mut device = SerialDevice::open(path, baud, Some((input_dim, output_dim)))?;
-    bench_link(&mut device, batch, batches, 7)
-}

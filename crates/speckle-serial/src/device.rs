@@ -10,18 +10,29 @@ use speckle_protocol::{
     Message, TransformRequest,
 };
 
-use crate::transport::{is_timeout, Transport};
+use crate::transport::{is_timeout, write_all_until, Transport, WriteEnd};
 
 /// How a [`SerialDevice`] opens and how hard it tries.
 #[derive(Debug, Clone)]
 pub struct SerialOptions {
     /// Active `(input_dim, output_dim)` to configure, or `None` to keep the device's.
     pub dims: Option<(usize, usize)>,
+    /// Camera exposure to configure, in nanoseconds; 0 keeps the device's current exposure.
+    /// Sent again after every re-handshake, since a restarted device is back at its defaults.
+    pub exposure_ns: u32,
+    /// Analog gain factor to configure; 0.0 keeps the device's current gain. Sent again after
+    /// every re-handshake.
+    pub gain: f32,
     /// How long to wait for an answer before sending the request again (plus
-    /// [`per_frame_allowance`](Self::per_frame_allowance) per frame of the request).
+    /// [`per_frame_allowance`](Self::per_frame_allowance) per frame of the request); writing
+    /// the request to a device that stopped reading waits as long at most.
     pub response_timeout: Duration,
     /// Extra wait per frame in a transform request.
     pub per_frame_allowance: Duration,
+    /// The most time one request may take, every retransmission and re-handshake included
+    /// (plus [`per_frame_allowance`](Self::per_frame_allowance) per frame of the request):
+    /// past it the call fails with an error that states this bound.
+    pub request_timeout: Duration,
     /// Sends of one request after the first, on timeouts or damaged frames.
     pub max_retries: u32,
     /// Times a session may be re-established (after a device reset) within one call.
@@ -36,8 +47,11 @@ impl Default for SerialOptions {
     fn default() -> Self {
         Self {
             dims: None,
+            exposure_ns: 0,
+            gain: 0.0,
             response_timeout: Duration::from_millis(1000),
             per_frame_allowance: Duration::from_millis(2),
+            request_timeout: Duration::from_secs(10),
             max_retries: 10,
             max_resyncs: 5,
             max_payload: 1 << 20,
@@ -49,16 +63,28 @@ impl Default for SerialOptions {
 impl SerialOptions {
     /// Checks the options once.
     pub fn check(&self) -> Result<(), Error> {
-        if self.response_timeout.is_zero() {
+        if self.response_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                "response_timeout must be positive",
+                "response_timeout and request_timeout must be positive",
             ));
         }
-        if (self.max_payload as usize) < 64 {
+        if self.max_payload < proto::MIN_MAX_PAYLOAD {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                "max_payload must be at least 64 bytes",
+                format!(
+                    "max_payload must be at least {} bytes",
+                    proto::MIN_MAX_PAYLOAD
+                ),
+            ));
+        }
+        if !(self.gain.is_finite() && self.gain >= 0.0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "gain {} must be positive, or 0 to keep the device's",
+                    self.gain
+                ),
             ));
         }
         if let Some((i, o)) = self.dims {
@@ -139,7 +165,104 @@ impl From<Error> for Failure {
 enum Event {
     Frame(proto::Frame),
     Damaged,
+    /// An intact frame this host cannot use (unknown type, malformed payload), with its seq.
+    Unusable {
+        seq: u32,
+        problem: String,
+    },
     Timeout,
+}
+
+/// What went wrong with the last attempt of a request.
+enum Problem {
+    NoAnswer,
+    WriteStalled,
+    Damaged,
+    Nak,
+    Restarted,
+    Unusable(String),
+}
+
+impl Problem {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Problem::NoAnswer | Problem::WriteStalled => ErrorKind::Timeout,
+            Problem::Damaged | Problem::Nak | Problem::Restarted => ErrorKind::Link,
+            Problem::Unusable(_) => ErrorKind::Protocol,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Problem::NoAnswer => "no answer in time".into(),
+            Problem::WriteStalled => {
+                "the device stopped reading: the request could not be written in time".into()
+            }
+            Problem::Damaged => "damaged frames".into(),
+            Problem::Nak => "the device received damaged frames".into(),
+            Problem::Restarted => "the device restarted".into(),
+            Problem::Unusable(p) => format!("intact answers it cannot use: {p}"),
+        }
+    }
+}
+
+/// The time one request may take, every attempt and re-handshake included.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    deadline: Instant,
+    bound: Duration,
+    /// Frames of the request (0 for a handshake or a status request).
+    frames: usize,
+    what: &'static str,
+}
+
+impl Budget {
+    fn new(options: &SerialOptions, frames: usize, what: &'static str) -> Self {
+        let bound = options.request_timeout
+            + options
+                .per_frame_allowance
+                .saturating_mul(u32::try_from(frames).unwrap_or(u32::MAX));
+        Budget {
+            deadline: Instant::now() + bound,
+            bound,
+            frames,
+            what,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// "request of 256 frames", "handshake", ...
+    fn describe(&self) -> String {
+        if self.frames > 0 {
+            format!("request of {} frames", self.frames)
+        } else {
+            self.what.to_string()
+        }
+    }
+}
+
+/// Accepts a CAPABILITIES that a host can work with.
+fn usable_caps(m: &Message) -> Result<(), String> {
+    let Message::Capabilities(c) = m else {
+        return Err(format!("expected CAPABILITIES, got {:?}", m.message_type()));
+    };
+    if c.input_dim == 0 || c.output_dim == 0 || c.max_batch == 0 {
+        return Err(format!(
+            "CAPABILITIES reports {} × {} with max_batch {}",
+            c.input_dim, c.output_dim, c.max_batch
+        ));
+    }
+    if c.max_payload < proto::MIN_MAX_PAYLOAD {
+        return Err(format!(
+            "CAPABILITIES reports max_payload {}, below the protocol's minimum {}",
+            c.max_payload,
+            proto::MIN_MAX_PAYLOAD
+        ));
+    }
+    Ok(())
 }
 
 /// An optical device behind a serial link (or any [`Transport`]) that speaks the speckle
@@ -182,17 +305,32 @@ impl SerialDevice<Box<dyn serialport::SerialPort>> {
 
     /// [`open`](Self::open) with explicit options.
     pub fn open_with(path: &str, baud: u32, options: SerialOptions) -> Result<Self, Error> {
-        let port = serialport::new(path, baud)
-            .timeout(options.response_timeout)
-            .open()
-            .map_err(|e| {
-                let kind = match e.kind() {
-                    serialport::ErrorKind::NoDevice => ErrorKind::Link,
-                    serialport::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
-                    _ => ErrorKind::Io,
-                };
-                Error::with_source(kind, format!("cannot open serial port {path}"), e)
-            })?;
+        let cannot_open = |e: serialport::Error| {
+            let kind = match e.kind() {
+                serialport::ErrorKind::NoDevice => ErrorKind::Link,
+                serialport::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                _ => ErrorKind::Io,
+            };
+            Error::with_source(kind, format!("cannot open serial port {path}"), e)
+        };
+        let builder = serialport::new(path, baud).timeout(options.response_timeout);
+        // Non-blocking, so that no write waits past its deadline for a device that stopped
+        // reading.
+        #[cfg(unix)]
+        let port: Box<dyn serialport::SerialPort> = {
+            let tty = builder.open_native().map_err(cannot_open)?;
+            crate::transport::set_nonblocking(std::os::unix::io::AsRawFd::as_raw_fd(&tty))
+                .map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Io,
+                        format!("cannot set up serial port {path}"),
+                        e,
+                    )
+                })?;
+            Box::new(tty)
+        };
+        #[cfg(not(unix))]
+        let port = builder.open().map_err(cannot_open)?;
         Self::new(port, options)
     }
 }
@@ -235,28 +373,35 @@ impl<T: Transport> SerialDevice<T> {
             counters: DeviceCounters::default(),
             options,
         };
-        let deadline = dev.call_deadline();
-        let mut resyncs = 0;
+        let budget = Budget::new(&dev.options, 0, "handshake");
+        dev.open_session(&budget, &mut 0)?;
+        Ok(dev)
+    }
+
+    /// Opens a session (Hello, Configure), saying Hello again each time the device restarts
+    /// meanwhile, as long as `resyncs` stays within `max_resyncs`.
+    fn open_session(&mut self, budget: &Budget, resyncs: &mut u32) -> Result<(), Error> {
         loop {
-            match dev.establish(deadline) {
-                Ok(()) => break,
-                Err(Failure::Reset) if resyncs < dev.options.max_resyncs => {
-                    resyncs += 1;
-                    dev.stats.resyncs += 1;
+            match self.establish(budget) {
+                Ok(()) => return Ok(()),
+                Err(Failure::Reset) if *resyncs < self.options.max_resyncs => {
+                    *resyncs += 1;
+                    self.stats.resyncs += 1;
                 }
                 Err(Failure::Reset) => {
                     return Err(Error::new(
                         ErrorKind::Link,
                         format!(
-                            "{}: device keeps restarting during the handshake",
-                            dev.options.name
+                            "{}: device restarted {} times during one {}",
+                            self.options.name,
+                            *resyncs + 1,
+                            budget.describe()
                         ),
                     ))
                 }
                 Err(Failure::Fatal(e)) => return Err(e),
             }
         }
-        Ok(dev)
     }
 
     /// The device's last capability report.
@@ -287,10 +432,14 @@ impl<T: Transport> SerialDevice<T> {
 
     /// Asks the device for its status.
     pub fn status(&mut self) -> Result<proto::Status, Error> {
-        let deadline = self.call_deadline();
-        match self.exchange(&Message::GetStatus, false, Duration::ZERO, deadline) {
-            Ok((_, Message::Status(s))) => Ok(s),
-            Ok((_, other)) => Err(self.unexpected("Status", &other)),
+        let budget = Budget::new(&self.options, 0, "GET_STATUS");
+        let accept = |m: &Message| match m {
+            Message::Status(_) => Ok(()),
+            other => Err(format!("expected STATUS, got {:?}", other.message_type())),
+        };
+        match self.exchange(&Message::GetStatus, false, Duration::ZERO, &budget, &accept) {
+            Ok(Message::Status(s)) => Ok(s),
+            Ok(_) => unreachable!("accepted as a STATUS"),
             Err(Failure::Reset) => Err(Error::new(ErrorKind::Link, "device restarted")),
             Err(Failure::Fatal(e)) => Err(e),
         }
@@ -301,34 +450,25 @@ impl<T: Transport> SerialDevice<T> {
         self.port
     }
 
-    fn call_deadline(&self) -> Instant {
-        let per_try = self.options.response_timeout * (self.options.max_retries + 1);
-        Instant::now() + per_try * (self.options.max_resyncs + 2) * 2
-    }
-
-    fn unexpected(&self, wanted: &str, got: &Message) -> Error {
-        Error::new(
-            ErrorKind::Protocol,
-            format!(
-                "{}: expected {wanted}, device sent {:?}",
-                self.options.name,
-                got.message_type()
-            ),
-        )
-    }
-
-    /// Hello, version check, and Configure when dimensions were requested.
-    fn establish(&mut self, deadline: Instant) -> Result<(), Failure> {
+    /// Hello, version check, and Configure when dimensions or camera settings were requested.
+    fn establish(&mut self, budget: &Budget) -> Result<(), Failure> {
         let hello = Message::Hello(Hello {
             min_version: proto::PROTOCOL_VERSION,
             max_version: proto::PROTOCOL_VERSION,
             max_payload: self.options.max_payload,
         });
-        let caps = match self.exchange(&hello, true, Duration::ZERO, deadline)? {
-            (_, Message::Capabilities(c)) => c,
-            (_, other) => return Err(self.unexpected("Capabilities", &other).into()),
+        let Message::Capabilities(caps) =
+            self.exchange(&hello, true, Duration::ZERO, budget, &usable_caps)?
+        else {
+            unreachable!("accepted as a CAPABILITIES")
         };
-        let caps = match self.options.dims {
+        let camera = self.options.exposure_ns != 0 || self.options.gain != 0.0;
+        let wanted = match self.options.dims {
+            Some(dims) => Some(dims),
+            None if camera => Some((caps.input_dim as usize, caps.output_dim as usize)),
+            None => None,
+        };
+        let caps = match wanted {
             None => caps,
             Some((i, o)) => {
                 if i > caps.max_input_dim as usize || o > caps.max_output_dim as usize {
@@ -345,24 +485,26 @@ impl<T: Transport> SerialDevice<T> {
                     input_dim: i as u32,
                     output_dim: o as u32,
                     output_offset: 0,
-                    exposure_ns: 0,
-                    gain: 0.0,
+                    exposure_ns: self.options.exposure_ns,
+                    gain: self.options.gain,
                 });
-                match self.exchange(&configure, false, Duration::ZERO, deadline)? {
-                    (_, Message::Capabilities(c)) => {
-                        if (c.input_dim as usize, c.output_dim as usize) != (i, o) {
-                            return Err(Error::new(
-                                ErrorKind::Protocol,
-                                format!(
-                                    "{}: configured {i} × {o} but the device reports {} × {}",
-                                    self.options.name, c.input_dim, c.output_dim
-                                ),
-                            )
-                            .into());
+                let accept = |m: &Message| {
+                    usable_caps(m)?;
+                    match m {
+                        Message::Capabilities(c)
+                            if (c.input_dim as usize, c.output_dim as usize) != (i, o) =>
+                        {
+                            Err(format!(
+                                "configured {i} × {o} but the device reports {} × {}",
+                                c.input_dim, c.output_dim
+                            ))
                         }
-                        c
+                        _ => Ok(()),
                     }
-                    (_, other) => return Err(self.unexpected("Capabilities", &other).into()),
+                };
+                match self.exchange(&configure, false, Duration::ZERO, budget, &accept)? {
+                    Message::Capabilities(c) => c,
+                    _ => unreachable!("accepted as a CAPABILITIES"),
                 }
             }
         };
@@ -377,19 +519,8 @@ impl<T: Transport> SerialDevice<T> {
             )
             .into());
         }
-        let Some(value_size) = proto::value_size(caps.bit_depth) else {
-            return Err(Error::new(ErrorKind::Protocol, "unsupported bit depth").into());
-        };
-        if dims.0 == 0 || dims.1 == 0 || caps.max_batch == 0 {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                format!(
-                    "{}: device reports zero dimensions or batch size",
-                    self.options.name
-                ),
-            )
-            .into());
-        }
+        // The decoder rejects bit depths the protocol cannot carry.
+        let value_size = proto::value_size(caps.bit_depth).unwrap_or(4);
         let payload = caps.max_payload.min(self.options.max_payload) as usize;
         let in_bytes = dims.0.div_ceil(8);
         let out_bytes = dims.1.saturating_mul(value_size);
@@ -412,27 +543,29 @@ impl<T: Transport> SerialDevice<T> {
         Ok(())
     }
 
-    fn send(&mut self, resync: bool) -> Result<(), Error> {
-        let name = &self.options.name;
-        if resync {
+    /// Writes the request (after a lone delimiter when `resync`), giving up at `deadline`.
+    /// Returns whether it all went out: a device that stopped reading leaves it unsent, which
+    /// is retried like a lost frame.
+    fn send(&mut self, resync: bool, deadline: Instant) -> Result<bool, Error> {
+        let slice = self.options.response_timeout;
+        let mut bytes = Vec::new();
+        let wire: &[u8] = if resync {
             // A lone delimiter ends whatever partial frame the device holds.
-            self.port
-                .write_all(&[0])
-                .map_err(|e| link_error(name, "write failed", e))?;
-            self.stats.wire_bytes_sent += 1;
-        }
-        match self
-            .port
-            .write_all(&self.wire)
-            .and_then(|()| self.port.flush())
-        {
-            Ok(()) => {}
-            // A write that could not complete in time is a lost frame: retried like one.
-            Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(link_error(name, "write failed", e)),
-        }
-        self.stats.wire_bytes_sent += self.wire.len() as u64;
-        Ok(())
+            bytes.reserve(self.wire.len() + 1);
+            bytes.push(0);
+            bytes.extend_from_slice(&self.wire);
+            &bytes
+        } else {
+            &self.wire
+        };
+        let end = write_all_until(&mut self.port, wire, deadline, slice, None)
+            .map_err(|e| link_error(&self.options.name, "write failed", e))?;
+        let written = match end {
+            WriteEnd::Done => wire.len(),
+            WriteEnd::TimedOut { written } | WriteEnd::Stopped { written } => written,
+        };
+        self.stats.wire_bytes_sent += written as u64;
+        Ok(end == WriteEnd::Done)
     }
 
     /// Reads until a frame, a damaged frame, or `deadline`.
@@ -457,7 +590,13 @@ impl<T: Transport> SerialDevice<T> {
                         ),
                     ))
                 }
-                Some(Err(_)) => {
+                Some(Err(e)) => {
+                    if let Some(seq) = e.intact_seq() {
+                        return Ok(Event::Unusable {
+                            seq,
+                            problem: e.to_string(),
+                        });
+                    }
                     self.stats.damaged_frames += 1;
                     return Ok(Event::Damaged);
                 }
@@ -493,87 +632,91 @@ impl<T: Transport> SerialDevice<T> {
         }
     }
 
-    /// Sends `message` as a new request and waits for its answer, sending it again after a
-    /// timeout, a damaged frame or a NAK, at most `max_retries` times and never past
-    /// `deadline`. A device Error answer becomes a typed error; a lost session becomes
-    /// [`Failure::Reset`] (ignored during Hello, which is what re-opens a session).
+    /// Sends `message` as a new request and waits for an answer that `accept` takes, sending
+    /// it again after a timeout, a damaged frame, a NAK or an intact answer it cannot use, at
+    /// most `max_retries` times and never past the budget. A device Error answer becomes a
+    /// typed error; a lost session becomes [`Failure::Reset`] (ignored during Hello, which is
+    /// what re-opens a session).
     fn exchange(
         &mut self,
         message: &Message,
         is_hello: bool,
         extra_wait: Duration,
-        deadline: Instant,
-    ) -> Result<(u32, Message), Failure> {
+        budget: &Budget,
+        accept: &dyn Fn(&Message) -> Result<(), String>,
+    ) -> Result<Message, Failure> {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1).max(1);
         self.wire.clear();
         proto::encode_frame(seq, message, &mut self.wire);
-        let mut last_problem = "no answer";
-        let mut timed_out = false;
+        let wait = self.options.response_timeout + extra_wait;
+        let mut problem = Problem::NoAnswer;
         for attempt in 0..=self.options.max_retries {
+            if budget.expired() {
+                break;
+            }
             if attempt > 0 {
                 self.stats.retransmissions += 1;
             }
-            self.send(attempt > 0)?;
-            let attempt_deadline =
-                (Instant::now() + self.options.response_timeout + extra_wait).min(deadline);
-            loop {
+            let write_deadline = (Instant::now() + wait).min(budget.deadline);
+            if !self.send(attempt > 0, write_deadline)? {
+                self.stats.timeouts += 1;
+                problem = Problem::WriteStalled;
+                continue;
+            }
+            let attempt_deadline = (Instant::now() + wait).min(budget.deadline);
+            problem = loop {
                 match self.read_event(attempt_deadline)? {
                     Event::Timeout => {
                         self.stats.timeouts += 1;
                         self.deframer.reset();
-                        last_problem = "no answer in time";
-                        timed_out = true;
-                        break;
+                        break Problem::NoAnswer;
                     }
-                    Event::Damaged => {
-                        last_problem = "damaged frames";
-                        timed_out = false;
-                        break;
+                    Event::Damaged => break Problem::Damaged,
+                    Event::Unusable { seq: s, problem } if s == seq => {
+                        break Problem::Unusable(problem)
                     }
+                    Event::Unusable { .. } => self.stats.stale_frames += 1,
                     Event::Frame(frame) => match frame.message {
                         Message::Error(ErrorReport { code, .. })
                             if code == ErrorCode::BAD_FRAME =>
                         {
-                            last_problem = "the device received damaged frames";
-                            timed_out = false;
-                            break;
+                            break Problem::Nak
                         }
                         Message::ResetNotice(_) if !is_hello => return Err(Failure::Reset),
                         // The device restarted, maybe on this very Hello: say it again now.
-                        Message::ResetNotice(_) => {
-                            last_problem = "the device restarted";
-                            timed_out = false;
-                            break;
-                        }
+                        Message::ResetNotice(_) => break Problem::Restarted,
                         Message::Error(e) if frame.seq == seq => {
                             if e.code == ErrorCode::NOT_CONFIGURED && !is_hello {
                                 return Err(Failure::Reset);
                             }
                             return Err(Failure::Fatal(device_error(&self.options.name, &e)));
                         }
-                        m if frame.seq == seq => return Ok((seq, m)),
+                        m if frame.seq == seq => match accept(&m) {
+                            Ok(()) => return Ok(m),
+                            Err(p) => break Problem::Unusable(p),
+                        },
                         _ => self.stats.stale_frames += 1,
                     },
                 }
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
+            };
         }
-        let kind = if timed_out {
-            ErrorKind::Timeout
-        } else {
-            ErrorKind::Link
-        };
-        Err(Failure::Fatal(Error::new(
-            kind,
+        let name = &self.options.name;
+        let message = if budget.expired() {
             format!(
-                "{}: no valid answer after {} attempts ({last_problem})",
-                self.options.name,
-                self.options.max_retries + 1
-            ),
-        )))
+                "{name}: device did not answer within {:.1} s ({}); last problem: {}",
+                budget.bound.as_secs_f64(),
+                budget.describe(),
+                problem.describe()
+            )
+        } else {
+            format!(
+                "{name}: no valid answer after {} attempts ({})",
+                self.options.max_retries + 1,
+                problem.describe()
+            )
+        };
+        Err(Failure::Fatal(Error::new(problem.kind(), message)))
     }
 
     /// One request of at most `chunk_frames` frames, re-establishing the session after resets.
@@ -582,9 +725,9 @@ impl<T: Transport> SerialDevice<T> {
         frames: &PackedFrames<'_>,
         first_frame: u64,
         output: &mut [f32],
-        deadline: Instant,
     ) -> Result<(), Error> {
         let n = frames.frames();
+        let budget = Budget::new(&self.options, n, "TRANSFORM_REQUEST");
         let request = Message::TransformRequest(TransformRequest {
             first_frame,
             frame_count: n as u32,
@@ -594,59 +737,53 @@ impl<T: Transport> SerialDevice<T> {
         let extra = self.options.per_frame_allowance * n as u32;
         let mut resyncs = 0;
         loop {
-            let result = self.exchange(&request, false, extra, deadline);
-            match result {
-                Ok((_, Message::TransformResponse(r))) => {
+            // Read inside the loop: a re-handshake may bring another bit depth.
+            let (output_dim, bit_depth) = (self.dims.1, self.caps.bit_depth);
+            let accept = |m: &Message| {
+                match m {
+                Message::TransformResponse(r)
                     if r.first_frame != first_frame
                         || r.frame_count as usize != n
-                        || r.output_dim as usize != self.dims.1
-                        || r.bit_depth != self.caps.bit_depth
-                    {
-                        return Err(Error::new(
-                            ErrorKind::Protocol,
-                            format!(
-                                "{}: response to frames {first_frame}+{n} ({} × {}) echoes frames {}+{} ({} values, {} bits)",
-                                self.options.name, self.dims.0, self.dims.1,
-                                r.first_frame, r.frame_count, r.output_dim, r.bit_depth
-                            ),
-                        ));
-                    }
+                        || r.output_dim as usize != output_dim
+                        || r.bit_depth != bit_depth =>
+                {
+                    Err(format!(
+                        "the answer to frames {first_frame}+{n} ({output_dim} values, {bit_depth} bits) \
+                         echoes frames {}+{} ({} values, {} bits)",
+                        r.first_frame, r.frame_count, r.output_dim, r.bit_depth
+                    ))
+                }
+                Message::TransformResponse(_) => Ok(()),
+                other => Err(format!(
+                    "expected TRANSFORM_RESPONSE, got {:?}",
+                    other.message_type()
+                )),
+            }
+            };
+            match self.exchange(&request, false, extra, &budget, &accept) {
+                Ok(Message::TransformResponse(r)) => {
                     decode_values(&r.values, r.bit_depth, output);
                     self.stats.payload_bytes_sent += frames.as_bytes().len() as u64;
                     self.stats.payload_bytes_received += r.values.len() as u64;
                     return Ok(());
                 }
-                Ok((_, other)) => return Err(self.unexpected("TransformResponse", &other)),
+                Ok(_) => unreachable!("accepted as a TRANSFORM_RESPONSE"),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Reset) => {
                     if resyncs >= self.options.max_resyncs {
                         return Err(Error::new(
                             ErrorKind::Link,
                             format!(
-                                "{}: device restarted {} times during one request",
+                                "{}: device restarted {} times during one {}",
                                 self.options.name,
-                                resyncs + 1
+                                resyncs + 1,
+                                budget.describe()
                             ),
                         ));
                     }
                     resyncs += 1;
                     self.stats.resyncs += 1;
-                    loop {
-                        match self.establish(deadline) {
-                            Ok(()) => break,
-                            Err(Failure::Reset) if resyncs < self.options.max_resyncs => {
-                                resyncs += 1;
-                                self.stats.resyncs += 1;
-                            }
-                            Err(Failure::Reset) => {
-                                return Err(Error::new(
-                                    ErrorKind::Link,
-                                    format!("{}: device keeps restarting", self.options.name),
-                                ))
-                            }
-                            Err(Failure::Fatal(e)) => return Err(e),
-                        }
-                    }
+                    self.open_session(&budget, &mut resyncs)?;
                 }
             }
         }
@@ -683,13 +820,11 @@ impl<T: Transport> OpticalDevice for SerialDevice<T> {
         let mut start = 0;
         while start < input.frames() {
             let n = self.chunk_frames.min(input.frames() - start);
-            let deadline = self.call_deadline();
             let first = self.next_frame + start as u64;
             self.transform_chunk(
                 &input.slice(start, n),
                 first,
                 &mut output[start * out_dim..(start + n) * out_dim],
-                deadline,
             )?;
             start += n;
         }

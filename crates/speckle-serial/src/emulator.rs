@@ -4,7 +4,7 @@
 //! depends only on the frame index (the simulated OPU) gives exactly the same answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use speckle_hal::{DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice, PackedFrames};
 use speckle_protocol::{
@@ -13,9 +13,11 @@ use speckle_protocol::{
 };
 
 use crate::faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind};
-use crate::transport::{is_timeout, Transport};
+use crate::transport::{is_timeout, sleep_unless_stopped, write_all_until, Transport, WriteEnd};
 
-/// What a Configure message asks for; handed to the emulator's device factory.
+/// The device's settings, handed to the emulator's device factory: the power-on defaults,
+/// then each Configure applied on top (a 0 exposure or gain in a Configure keeps the current
+/// value).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceSettings {
     /// Binary features per frame.
@@ -24,9 +26,9 @@ pub struct DeviceSettings {
     pub output_dim: usize,
     /// First camera pixel of the output region.
     pub output_offset: usize,
-    /// Exposure in nanoseconds, 0 = the device's default.
+    /// Exposure in nanoseconds; 0 = the device's power-on default (never set since power-on).
     pub exposure_ns: u32,
-    /// Gain factor, 0.0 = the device's default.
+    /// Gain factor; 0.0 = the device's power-on default (never set since power-on).
     pub gain: f32,
 }
 
@@ -47,8 +49,11 @@ pub struct EmulatorOptions {
     pub faults: FaultConfig,
     /// Seed of the fault stream.
     pub fault_seed: u64,
-    /// How often `serve` checks the stop flag.
+    /// How often `serve` checks the stop flag, also while it waits to write.
     pub poll_interval: Duration,
+    /// How long `serve` tries to write one frame to a host that stopped reading before it
+    /// drops the frame (and ends the partial frame with a lone delimiter later).
+    pub write_timeout: Duration,
 }
 
 impl Default for EmulatorOptions {
@@ -64,6 +69,7 @@ impl Default for EmulatorOptions {
             faults: FaultConfig::none(),
             fault_seed: 0,
             poll_interval: Duration::from_millis(50),
+            write_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct EmulatorStats {
     pub bad_frames: u64,
     /// Frames sent.
     pub frames_sent: u64,
+    /// Frames dropped, wholly or in part, because the host did not read them in time.
+    pub frames_unsent: u64,
     /// Frames shown on the device.
     pub frames_shown: u64,
     /// Faults injected.
@@ -93,6 +101,8 @@ pub struct Emulator<D, F> {
     session: bool,
     boot_count: u32,
     host_max_payload: u32,
+    /// A frame was cut short by a write timeout: start the next one with a lone delimiter.
+    need_delimiter: bool,
     injector: FaultInjector,
     stats: EmulatorStats,
     scratch: Vec<u8>,
@@ -114,7 +124,8 @@ where
             settings,
             session: false,
             boot_count: 1,
-            host_max_payload: options.max_payload,
+            host_max_payload: proto::MIN_MAX_PAYLOAD,
+            need_delimiter: false,
             injector,
             stats: EmulatorStats::default(),
             scratch: Vec::new(),
@@ -137,7 +148,8 @@ where
         self.session = false;
         self.device = None;
         self.settings = default_settings(&self.options);
-        self.host_max_payload = self.options.max_payload;
+        // Until a Hello says otherwise, answers fit the smallest payload a host may accept.
+        self.host_max_payload = proto::MIN_MAX_PAYLOAD;
         self.boot_count = self.boot_count.wrapping_add(1);
         Message::ResetNotice(ResetNotice {
             boot_count: self.boot_count,
@@ -164,33 +176,30 @@ where
         let frame = match proto::decode_frame_into(encoded, &mut self.scratch) {
             Ok(f) => f,
             Err(e) => {
-                let (seq, code, detail) = match e {
-                    DecodeError::UnsupportedVersion { seq, .. } => {
-                        (seq, ErrorCode::UNSUPPORTED_VERSION, u32::from(version))
+                // An intact frame's header (and seq) passed the CRC; a damaged one's did not.
+                let seq = e.intact_seq().unwrap_or(0);
+                let (code, detail) = match e {
+                    DecodeError::UnsupportedVersion { .. } => {
+                        (ErrorCode::UNSUPPORTED_VERSION, u32::from(version))
                     }
-                    DecodeError::UnknownMessage { seq, message_type } => {
-                        (seq, ErrorCode::UNKNOWN_MESSAGE, u32::from(message_type))
+                    DecodeError::UnknownMessage { message_type, .. } => {
+                        (ErrorCode::UNKNOWN_MESSAGE, u32::from(message_type))
                     }
-                    DecodeError::Malformed { .. } => {
-                        // The CRC passed, so the header (and its seq) is intact.
-                        let seq = self
-                            .scratch
-                            .get(4..8)
-                            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                        (seq, ErrorCode::MALFORMED, 0)
-                    }
+                    DecodeError::Malformed { .. } => (ErrorCode::MALFORMED, 0),
                     _ => {
                         self.stats.bad_frames += 1;
-                        (0, ErrorCode::BAD_FRAME, 0)
+                        (ErrorCode::BAD_FRAME, 0)
                     }
                 };
-                let msg = error(code, detail, e.to_string());
+                let mut msg = error(code, detail, e.to_string());
+                msg.fit_payload(self.host_max_payload as usize);
                 proto::encode_frame_with_version(version, seq, &msg, out);
                 return;
             }
         };
         self.stats.frames_received += 1;
-        let reply = self.reply(frame.message);
+        let mut reply = self.reply(frame.message);
+        reply.fit_payload(self.host_max_payload as usize);
         proto::encode_frame_with_version(version, frame.seq, &reply, out);
         self.stats.frames_sent += 1;
     }
@@ -209,6 +218,14 @@ where
                         ),
                     );
                 }
+                if h.max_payload < proto::MIN_MAX_PAYLOAD {
+                    // An empty message: the host may not accept even a short one.
+                    return error(
+                        ErrorCode::PAYLOAD_TOO_LARGE,
+                        proto::MIN_MAX_PAYLOAD,
+                        String::new(),
+                    );
+                }
                 self.host_max_payload = h.max_payload.min(self.options.max_payload);
                 match self.capabilities() {
                     Ok(c) => {
@@ -224,13 +241,14 @@ where
                 frames_shown: self.stats.frames_shown,
                 bad_frames: u32::try_from(self.stats.bad_frames).unwrap_or(u32::MAX),
             }),
-            _ if !self.session => error(
+            Message::Configure(c) if self.session => self.configure(c),
+            Message::TransformRequest(r) if self.session => self.transform(r),
+            Message::Configure(_) | Message::TransformRequest(_) => error(
                 ErrorCode::NOT_CONFIGURED,
                 self.boot_count,
                 "no session: send Hello".to_string(),
             ),
-            Message::Configure(c) => self.configure(c),
-            Message::TransformRequest(r) => self.transform(r),
+            // A device→host type is no request, with or without a session.
             other => error(
                 ErrorCode::UNKNOWN_MESSAGE,
                 other.message_type() as u32,
@@ -246,26 +264,37 @@ where
             c.output_dim as usize,
             c.output_offset as usize,
         );
-        if input_dim == 0 || output_dim == 0 || input_dim > max_in {
-            return error(
-                ErrorCode::DIMENSION_MISMATCH,
-                max_in as u32,
-                format!("input_dim {input_dim} / output_dim {output_dim} not in 1..={max_in} / 1..={max_out}"),
-            );
+        // Checked in this order; `detail` is the bound the value broke.
+        let (bound, problem) = if input_dim == 0 {
+            (1, "input_dim 0 is below 1".to_string())
+        } else if input_dim > max_in {
+            (max_in, format!("input_dim {input_dim} is above {max_in}"))
+        } else if output_dim == 0 {
+            (1, "output_dim 0 is below 1".to_string())
+        } else if output_dim.saturating_add(offset) > max_out {
+            let problem =
+                format!("output region {offset}+{output_dim} exceeds the {max_out} camera pixels");
+            (max_out, problem)
+        } else {
+            (0, String::new())
+        };
+        if bound != 0 {
+            return error(ErrorCode::DIMENSION_MISMATCH, clamp_u32(bound), problem);
         }
-        if output_dim.saturating_add(offset) > max_out {
-            return error(
-                ErrorCode::DIMENSION_MISMATCH,
-                max_out as u32,
-                format!("output region {offset}+{output_dim} exceeds the {max_out} camera pixels"),
-            );
-        }
+        // 0 keeps the current exposure or gain (the power-on default until one is set).
         let settings = DeviceSettings {
             input_dim,
             output_dim,
             output_offset: offset,
-            exposure_ns: c.exposure_ns,
-            gain: c.gain,
+            exposure_ns: match c.exposure_ns {
+                0 => self.settings.exposure_ns,
+                e => e,
+            },
+            gain: if c.gain == 0.0 {
+                self.settings.gain
+            } else {
+                c.gain
+            },
         };
         if settings != self.settings || self.device.is_none() {
             match (self.factory)(&settings) {
@@ -323,6 +352,16 @@ where
                 format!("the response to {frames} frames would exceed {payload_limit} bytes"),
             );
         };
+        if let Some(bad) = proto::first_padded_frame(&r.frames, r.frame_count, r.input_dim) {
+            return error(
+                ErrorCode::INVALID_FRAMES,
+                bad,
+                format!(
+                    "frame {bad} has padding bits set past feature {}",
+                    r.input_dim
+                ),
+            );
+        }
         let packed = match PackedFrames::new(&r.frames, frames, info.input_dim) {
             Ok(p) => p,
             Err(e) => return error(ErrorCode::INVALID_FRAMES, 0, e.to_string()),
@@ -355,9 +394,10 @@ where
     }
 
     /// Serves the device on `port` until `stop` is set or the peer closes the link.
-    /// Announces power-on with a ResetNotice first.
+    /// Announces power-on with a ResetNotice first. Every read and write waits at most
+    /// `poll_interval` before the stop flag is checked again, so a stop request is honoured
+    /// within about that time even while the host has stopped reading.
     pub fn serve<T: Transport>(&mut self, port: &mut T, stop: &AtomicBool) -> Result<(), Error> {
-        port.set_timeout(self.options.poll_interval)?;
         let max_len = proto::max_wire_len(self.options.max_payload as usize + 64);
         let mut deframer = Deframer::new(max_len);
         let mut rx = vec![0u8; 64 << 10];
@@ -368,11 +408,12 @@ where
             reason: 0,
         });
         proto::encode_frame_with_version(version, 0, &notice, &mut out);
-        if !self.send(port, &mut out)? {
+        if !self.send(port, &mut out, stop)? {
             return Ok(());
         }
         let mut inbound = Vec::new();
         while !stop.load(Ordering::Relaxed) {
+            port.set_timeout(self.options.poll_interval)?;
             let n = match port.read(&mut rx) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
@@ -398,7 +439,7 @@ where
                     Some(FaultKind::Reset) => {
                         let notice = self.reset();
                         proto::encode_frame_with_version(version, 0, &notice, &mut out);
-                        if !self.send(port, &mut out)? {
+                        if !self.send(port, &mut out, stop)? {
                             return Ok(());
                         }
                         continue;
@@ -408,10 +449,10 @@ where
                     None => {}
                 }
                 self.handle_frame(&inbound, &mut out);
-                if late {
-                    std::thread::sleep(self.options.faults.delay_duration);
+                if late && !self.pause(self.options.faults.delay_duration, stop) {
+                    return Ok(());
                 }
-                if !self.send(port, &mut out)? {
+                if !self.send(port, &mut out, stop)? {
                     return Ok(());
                 }
             }
@@ -419,32 +460,60 @@ where
         Ok(())
     }
 
-    /// Writes the frames in `out` (then clears it), each possibly damaged or delayed.
-    /// Returns `false` once the peer is gone.
-    fn send<T: Transport>(&mut self, port: &mut T, out: &mut Vec<u8>) -> Result<bool, Error> {
+    /// Sleeps `duration` unless `stop` is set meanwhile (then returns `false`).
+    fn pause(&self, duration: Duration, stop: &AtomicBool) -> bool {
+        sleep_unless_stopped(duration, self.options.poll_interval, stop)
+    }
+
+    /// Writes the frames in `out` (then clears it), each possibly damaged or delayed, each
+    /// given up after `write_timeout` if the host does not read it. Returns `false` once the
+    /// peer is gone or `stop` is set.
+    fn send<T: Transport>(
+        &mut self,
+        port: &mut T,
+        out: &mut Vec<u8>,
+        stop: &AtomicBool,
+    ) -> Result<bool, Error> {
         let mut frame = Vec::new();
         let mut rest = &out[..];
+        let mut go_on = true;
         while let Some(p) = rest.iter().position(|&b| b == 0) {
             frame.clear();
             frame.extend_from_slice(&rest[..=p]);
             rest = &rest[p + 1..];
             match self.injector.draw(false) {
-                Some(FaultKind::Delay) => std::thread::sleep(self.options.faults.delay_duration),
+                Some(FaultKind::Delay) if !self.pause(self.options.faults.delay_duration, stop) => {
+                    go_on = false;
+                    break;
+                }
+                Some(FaultKind::Delay) | None => {}
                 Some(kind) => self.injector.damage(kind, &mut frame, true),
-                None => {}
             }
-            match port.write_all(&frame).and_then(|()| port.flush()) {
-                Ok(()) => {}
+            if self.need_delimiter {
+                // End the partial frame a write timeout left in the host's buffer.
+                frame.insert(0, 0);
+            }
+            let deadline = Instant::now() + self.options.write_timeout;
+            let slice = self.options.poll_interval;
+            match write_all_until(port, &frame, deadline, slice, Some(stop)) {
+                Ok(WriteEnd::Done) => self.need_delimiter = false,
                 // A host that stopped reading: the frame is lost, as on a real link.
-                Err(e) if is_timeout(&e) => {}
+                Ok(WriteEnd::TimedOut { .. }) => {
+                    self.stats.frames_unsent += 1;
+                    self.need_delimiter = true;
+                }
+                Ok(WriteEnd::Stopped { .. }) => {
+                    go_on = false;
+                    break;
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof
                     ) =>
                 {
-                    out.clear();
-                    return Ok(false);
+                    go_on = false;
+                    break;
                 }
                 Err(e) => {
                     return Err(Error::with_source(
@@ -456,7 +525,7 @@ where
             }
         }
         out.clear();
-        Ok(true)
+        Ok(go_on)
     }
 }
 
@@ -553,6 +622,7 @@ pub struct ToyDevice {
     seed: u64,
     bit_depth: Option<u8>,
     max_batch: usize,
+    exposure_us: f64,
     frame: u64,
     counters: DeviceCounters,
 }
@@ -566,9 +636,20 @@ impl ToyDevice {
             seed,
             bit_depth,
             max_batch: 4096,
+            exposure_us: 400.0,
             frame: 0,
             counters: DeviceCounters::default(),
         }
+    }
+
+    /// The same device with an exposure of `exposure_ns` (0 keeps the default, 400 µs), as a
+    /// factory builds it from [`DeviceSettings::exposure_ns`]. It changes what the device
+    /// reports, not its values.
+    pub fn with_exposure_ns(mut self, exposure_ns: u32) -> Self {
+        if exposure_ns != 0 {
+            self.exposure_us = f64::from(exposure_ns) / 1000.0;
+        }
+        self
     }
 }
 
@@ -589,7 +670,7 @@ impl OpticalDevice for ToyDevice {
             output_dim: self.output_dim,
             bit_depth: self.bit_depth,
             frame_time_us: 500.0,
-            exposure_us: 400.0,
+            exposure_us: self.exposure_us,
             max_batch: self.max_batch,
         }
     }

@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FaultKind {
-    /// 1 to 8 bytes of the frame are lost (possibly its delimiter, merging it with the next).
+    /// 1 to 8 bytes of the frame are lost, as in a UART overrun: the frame arrives damaged
+    /// (possibly without its delimiter, merged with the next one), never lost whole.
     Drop,
     /// 1 to 3 bits of the frame are flipped.
     Flip,
@@ -332,6 +333,27 @@ mod tests {
             assert!(e.contains(needle), "{bad}: {e}");
             assert!(!e.contains('\n'));
         }
+    }
+
+    /// `drop` loses bytes of a frame, not the frame: 1 to 8 bytes go, the rest keep their order.
+    #[test]
+    fn drop_loses_1_to_8_bytes_not_the_frame() {
+        let frame: Vec<u8> = (1..=40).chain([0]).collect();
+        let mut inj = FaultInjector::new(FaultConfig::none(), 3);
+        let mut lost_delimiter = 0;
+        for _ in 0..2000 {
+            let mut f = frame.clone();
+            inj.damage(FaultKind::Drop, &mut f, true);
+            assert!((frame.len() - 8..frame.len()).contains(&f.len()), "{f:?}");
+            let mut rest = frame.iter();
+            assert!(
+                f.iter().all(|b| rest.any(|x| x == b)),
+                "not a subsequence: {f:?}"
+            );
+            lost_delimiter += usize::from(f.last() != Some(&0));
+        }
+        // The delimiter is among the lost bytes now and then (the frame then merges).
+        assert!((1..500).contains(&lost_delimiter), "{lost_delimiter}");
     }
 
     #[test]

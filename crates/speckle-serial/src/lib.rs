@@ -38,7 +38,6 @@
 //! drop(device); // closes the link; the emulator returns
 //! server.join().unwrap();
 //! ```
-#![warn(missing_docs)]
 
 /// Baud rate used when a `serial:PATH` spec gives none (ignored by pseudo-terminals and USB
 /// CDC-ACM devices, which run at bus speed).
@@ -52,10 +51,10 @@ mod faults;
 pub mod pty;
 mod transport;
 
-pub use bench::{bench_in_memory, bench_link, bench_serial_port, LinkBenchReport};
+pub use bench::{bench_in_memory, bench_link, LinkBenchReport};
 pub use device::{LinkStats, SerialDevice, SerialOptions};
 pub use emulator::{
     capabilities_of, DeviceSettings, Emulator, EmulatorOptions, EmulatorStats, ToyDevice,
 };
 pub use faults::{FaultConfig, FaultCounts, FaultInjector, FaultKind, FaultSpecError};
-pub use transport::{memory_link, MemoryPort, Transport, UnplugAfter};
+pub use transport::{memory_link, MemoryPort, StallAfter, Transport, UnplugAfter};

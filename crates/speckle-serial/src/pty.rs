@@ -21,19 +21,27 @@ pub struct PtyLink {
 
 impl PtyLink {
     /// Creates a pseudo-terminal and the symlink `link` to its device end. An existing `link`
-    /// is replaced only if it is a symlink left by an earlier emulator (dangling, or into
-    /// `/dev/pts`); anything else there is an error.
+    /// is replaced only if it is a dangling symlink, left by an emulator that was killed (a
+    /// pseudo-terminal's device node goes away with its emulator). A link to a live
+    /// pseudo-terminal belongs to a running emulator and is refused, as is anything else there.
     pub fn create(link: &Path) -> Result<Self, Error> {
         if let Ok(meta) = std::fs::symlink_metadata(link) {
-            let stale = meta.file_type().is_symlink()
-                && std::fs::read_link(link).is_ok_and(|target| {
-                    target.starts_with("/dev/pts") || std::fs::metadata(link).is_err()
-                });
-            if !stale {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("{} already exists; refusing to replace it", link.display()),
-                ));
+            let dangling = meta.file_type().is_symlink() && std::fs::metadata(link).is_err();
+            if !dangling {
+                let shown = link.display();
+                let message = match std::fs::read_link(link) {
+                    Ok(target) if target.starts_with("/dev/pts") => format!(
+                        "{shown} is in use: it links to the live pseudo-terminal {} (another \
+                         speckle emulate is serving it); stop that one or use another path",
+                        target.display()
+                    ),
+                    Ok(target) => format!(
+                        "{shown} already exists (a link to {}); refusing to replace it",
+                        target.display()
+                    ),
+                    Err(_) => format!("{shown} already exists; refusing to replace it"),
+                };
+                return Err(Error::new(ErrorKind::InvalidInput, message));
             }
             std::fs::remove_file(link).map_err(|e| {
                 Error::with_source(
@@ -45,6 +53,11 @@ impl PtyLink {
         }
         let (master, device_end) = TTYPort::pair()
             .map_err(|e| Error::with_source(ErrorKind::Io, "cannot create a pseudo-terminal", e))?;
+        // Non-blocking, so that a write to a host that stopped reading waits at most the
+        // port's timeout and the emulator can notice a stop request.
+        crate::transport::set_nonblocking(std::os::unix::io::AsRawFd::as_raw_fd(&master)).map_err(
+            |e| Error::with_source(ErrorKind::Io, "cannot set up the pseudo-terminal", e),
+        )?;
         let device_path =
             PathBuf::from(device_end.name().ok_or_else(|| {
                 Error::new(ErrorKind::Io, "the pseudo-terminal has no device path")

@@ -1,15 +1,21 @@
-//! Byte transports: anything `Read + Write` with a read timeout. A serial port is one; the
+//! Byte transports: anything `Read + Write` with a timeout. A serial port is one; the
 //! in-memory [`memory_link`] is another, for tests and benchmarks.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A byte stream to or from a device. `read` waits at most the timeout last set and then
-/// returns an error of kind `TimedOut` or `WouldBlock`; `Ok(0)` means the peer is gone.
+/// returns an error of kind `TimedOut` or `WouldBlock`; `Ok(0)` means the peer is gone. `write`
+/// likewise waits at most the timeout for room and may write fewer bytes than asked (a serial
+/// port whose peer stopped reading is full): a write that cannot block forever is what lets
+/// every exchange keep its deadline. Bytes written must be on their way without a `flush`,
+/// which the link never calls: on a serial port it waits, with no timeout, until the device has
+/// taken every byte (`tcdrain`), which a stalled device never does.
 pub trait Transport: Read + Write {
-    /// Sets how long the next reads (and writes, where they can block) wait.
+    /// Sets how long the next reads and writes wait.
     fn set_timeout(&mut self, timeout: Duration) -> io::Result<()>;
 
     /// Throws away bytes received but not yet read (called once when a session opens).
@@ -160,6 +166,70 @@ impl Drop for MemoryPort {
     }
 }
 
+/// How [`write_all_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteEnd {
+    /// Every byte was written.
+    Done,
+    /// The deadline passed first, after `written` bytes (a partial frame when non-zero).
+    TimedOut {
+        /// Bytes that did go out.
+        written: usize,
+    },
+    /// The stop flag was set first, after `written` bytes.
+    Stopped {
+        /// Bytes that did go out.
+        written: usize,
+    },
+}
+
+/// Writes all of `buf`, waiting at most `slice` per write call, until `deadline` or until
+/// `stop` is set (checked between calls): a peer that stopped reading costs at most the
+/// deadline, and a stop request is noticed within one slice.
+pub(crate) fn write_all_until<T: Transport + ?Sized>(
+    port: &mut T,
+    buf: &[u8],
+    deadline: Instant,
+    slice: Duration,
+    stop: Option<&AtomicBool>,
+) -> io::Result<WriteEnd> {
+    let mut written = 0;
+    // No flush: see `Transport`.
+    while written < buf.len() {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Ok(WriteEnd::Stopped { written });
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(WriteEnd::TimedOut { written });
+        }
+        port.set_timeout((deadline - now).min(slice).max(Duration::from_millis(1)))?;
+        match port.write(&buf[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(WriteEnd::Done)
+}
+
+/// Sleeps for `duration`, in slices of at most `slice`, returning early (`false`) once `stop`
+/// is set.
+pub(crate) fn sleep_unless_stopped(duration: Duration, slice: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + duration;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(slice));
+    }
+}
+
 /// Whether an I/O error only means "nothing arrived in time".
 pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
@@ -212,4 +282,100 @@ impl<T: Transport> Transport for UnplugAfter<T> {
     fn clear_input(&mut self) -> io::Result<()> {
         self.inner.clear_input()
     }
+}
+
+/// A transport that freezes in the middle of a transfer, as a device whose firmware stalls
+/// does: once `after` bytes have been read through it, it neither reads nor writes for
+/// `duration` (each read or write waits out its timeout and reports `TimedOut`, so the peer's
+/// writes pile up in the link until they block), then works again. A fault-injection wrapper
+/// around any transport.
+#[derive(Debug)]
+pub struct StallAfter<T> {
+    inner: T,
+    after: usize,
+    duration: Duration,
+    timeout: Duration,
+    read: usize,
+    stall_until: Option<Instant>,
+}
+
+impl<T: Transport> StallAfter<T> {
+    /// Wraps `inner`, which stalls for `duration` once `after` bytes have been read.
+    pub fn new(inner: T, after: usize, duration: Duration) -> Self {
+        Self {
+            inner,
+            after,
+            duration,
+            timeout: Duration::from_millis(100),
+            read: 0,
+            stall_until: None,
+        }
+    }
+
+    /// Whether the stall is on now; waits out one timeout (or the rest of the stall) if so.
+    fn stalled(&self) -> bool {
+        let Some(until) = self.stall_until else {
+            return false;
+        };
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep((until - now).min(self.timeout));
+        true
+    }
+}
+
+impl<T: Transport> Read for StallAfter<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stalled() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "device stalled"));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n;
+        if self.stall_until.is_none() && self.read >= self.after {
+            self.stall_until = Some(Instant::now() + self.duration);
+        }
+        Ok(n)
+    }
+}
+
+impl<T: Transport> Write for StallAfter<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.stalled() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "device stalled"));
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: Transport> Transport for StallAfter<T> {
+    fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.timeout = timeout;
+        self.inner.set_timeout(timeout)
+    }
+    fn clear_input(&mut self) -> io::Result<()> {
+        self.inner.clear_input()
+    }
+}
+
+/// Puts a file descriptor (a serial port, a pseudo-terminal) in non-blocking mode, so that a
+/// write writes what fits and never blocks past its poll timeout: `serialport` polls for room
+/// with the port's timeout, then writes, and a blocking write of more bytes than fit would wait
+/// for the peer forever.
+#[cfg(unix)]
+pub(crate) fn set_nonblocking(fd: std::os::unix::io::RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

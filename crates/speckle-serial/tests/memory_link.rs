@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use speckle_hal::{ErrorKind, OpticalDevice, PackedFrames};
+use speckle_protocol::{
+    decode_frame, encode_frame, encode_raw_frame, Capabilities, Deframer, ErrorCode, ErrorReport,
+    Message, MessageType, ResetNotice, TransformResponse,
+};
 use speckle_serial::*;
+use speckle_testkit::random_frames;
 
 const SEED: u64 = 42;
 
@@ -54,16 +57,6 @@ fn serve_on<T: Transport + Send + 'static>(
 fn serve(bits: Option<u8>, options: EmulatorOptions) -> (MemoryPort, Served<MemoryPort>) {
     let (host, dev) = memory_link();
     (host, serve_on(dev, bits, options))
-}
-
-fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..frames * width)
-        .map(|_| rng.random_range(0..2u8))
-        .collect();
-    let mut packed = Vec::new();
-    speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
-    packed
 }
 
 fn local_run(
@@ -341,4 +334,272 @@ fn protocol_efficiency_is_above_90_percent_for_batches_of_256() {
         assert_eq!(report.retransmissions, 0);
         assert!(report.efficiency >= 0.9, "{i} -> {o}: {report:?}");
     }
+}
+
+/// A device that freezes for longer than the host's request bound costs that bound, with an
+/// error that states it; once it thaws, the same host gets exact results again (the answers to
+/// the abandoned request are dropped as stale).
+#[test]
+fn a_stalled_device_costs_the_request_bound_and_the_link_recovers() {
+    let (host, dev_end) = memory_link();
+    // The power-on notice, Hello and Configure pass; the first transform request stalls it.
+    let served = serve_on(
+        StallAfter::new(dev_end, 100, Duration::from_millis(800)),
+        Some(8),
+        EmulatorOptions::default(),
+    );
+    let mut options = fast_options((16, 5));
+    options.response_timeout = Duration::from_millis(50);
+    options.max_retries = 100;
+    options.request_timeout = Duration::from_millis(300);
+    let mut dev = SerialDevice::new(host, options).unwrap();
+    let packed = random_frames(4, 16, 1);
+    let mut out = vec![0.0; 4 * 5];
+    let frames = PackedFrames::new(&packed, 4, 16).unwrap();
+    let start = Instant::now();
+    let err = dev.transform(&frames, &mut out).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        err.to_string()
+            .contains("did not answer within 0.3 s (request of 4 frames)"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        start.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(900));
+    dev.seek_frame(0);
+    dev.transform(&frames, &mut out).unwrap();
+    assert_eq!(out, local_run((16, 5), Some(8), &[packed], &[4]));
+    drop(dev);
+    served.finish();
+}
+
+/// A device scripted by `answer`: for every intact frame the host sends, the wire bytes to send
+/// back. Ends when the host closes the link.
+fn scripted<F>(mut answer: F) -> (MemoryPort, JoinHandle<()>)
+where
+    F: FnMut(u32, Message) -> Vec<u8> + Send + 'static,
+{
+    use std::io::Read;
+    let (host, mut dev) = memory_link();
+    let handle = std::thread::spawn(move || {
+        let mut deframer = Deframer::new(1 << 20);
+        let mut buf = vec![0; 4096];
+        loop {
+            let n = match dev.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            let mut input = &buf[..n];
+            while let Some(found) = deframer.next_frame(&mut input) {
+                let Ok(frame) = found
+                    .map_err(|_| ())
+                    .and_then(|b| decode_frame(b).map_err(|_| ()))
+                else {
+                    continue;
+                };
+                if dev.write_all(&answer(frame.seq, frame.message)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (host, handle)
+}
+
+fn caps(dims: (u32, u32)) -> Capabilities {
+    Capabilities {
+        input_dim: dims.0,
+        output_dim: dims.1,
+        max_input_dim: 64,
+        max_output_dim: 64,
+        max_batch: 16,
+        max_payload: 4096,
+        frame_time_ns: 500_000,
+        exposure_ns: 400_000,
+        boot_count: 1,
+        bit_depth: 8,
+        firmware_version: [0, 1, 0],
+        description: "scripted".into(),
+    }
+}
+
+fn wire(seq: u32, message: &Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(seq, message, &mut out);
+    out
+}
+
+/// An intact frame that no host can use: a CAPABILITIES whose bit depth is 17. The host tries
+/// again like after damage, then gives up with a protocol error that names the problem.
+#[test]
+fn an_intact_capabilities_with_bit_depth_17_is_named_after_the_retries() {
+    let hellos = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hellos.clone();
+    let (host, device) = scripted(move |seq, _| {
+        count.fetch_add(1, Ordering::Relaxed);
+        let mut payload = Vec::new();
+        Message::Capabilities(caps((8, 4))).encode_payload(&mut payload);
+        payload[36] = 17; // bit_depth
+        let mut out = Vec::new();
+        encode_raw_frame(1, MessageType::Capabilities as u8, seq, &payload, &mut out);
+        out
+    });
+    let mut options = fast_options((8, 4));
+    options.max_retries = 3;
+    let err = SerialDevice::new(host, options).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("after 4 attempts"), "{msg}");
+    assert!(msg.contains("bit depth above 16"), "{msg}");
+    assert!(!msg.contains("damaged"), "{msg}");
+    assert_eq!(hellos.load(Ordering::Relaxed), 4);
+    device.join().unwrap();
+}
+
+/// A TRANSFORM_RESPONSE one value short, with a correct CRC: named as such. An unusable frame
+/// with another seq is stale and ignored.
+#[test]
+fn an_intact_but_truncated_transform_response_is_named() {
+    let (host, device) = scripted(move |seq, message| match message {
+        Message::Hello(_) | Message::Configure(_) => {
+            wire(seq, &Message::Capabilities(caps((8, 4))))
+        }
+        Message::TransformRequest(r) => {
+            let mut payload = r.first_frame.to_le_bytes().to_vec();
+            payload.extend_from_slice(&r.frame_count.to_le_bytes());
+            payload.extend_from_slice(&4u32.to_le_bytes());
+            payload.extend_from_slice(&[8, 0, 0, 0]);
+            payload.resize(payload.len() + 4 * r.frame_count as usize - 1, 7);
+            let mut out = Vec::new();
+            // A stale unusable frame first, then the unusable answer with the right seq.
+            encode_raw_frame(1, 0x7E, seq.wrapping_sub(1), &[], &mut out);
+            encode_raw_frame(
+                1,
+                MessageType::TransformResponse as u8,
+                seq,
+                &payload,
+                &mut out,
+            );
+            out
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    let mut dev = SerialDevice::new(host, fast_options((8, 4))).unwrap();
+    let err = dev
+        .transform(&PackedFrames::new(&[1, 2], 2, 8).unwrap(), &mut [0.0; 8])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("value data length disagrees"), "{msg}");
+    assert!(dev.link_stats().stale_frames > 0, "{:?}", dev.link_stats());
+    drop(dev);
+    device.join().unwrap();
+}
+
+/// PROTOCOL.md 6.4: `first_frame` counts the frames of the requests that succeeded since the
+/// host opened the link, across re-handshakes; a failed request's frames are not counted.
+#[test]
+fn first_frame_skips_failed_requests_and_survives_re_handshakes() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let mut requests = 0;
+    let (host, device) = scripted(move |seq, message| match message {
+        Message::Hello(_) | Message::Configure(_) => {
+            wire(seq, &Message::Capabilities(caps((8, 2))))
+        }
+        Message::TransformRequest(r) => {
+            log.lock().unwrap().push(r.first_frame);
+            requests += 1;
+            match requests {
+                // The first request fails on the device.
+                1 => wire(
+                    seq,
+                    &Message::Error(ErrorReport {
+                        code: ErrorCode::DEVICE_FAULT,
+                        detail: 0,
+                        message: "camera timeout".into(),
+                    }),
+                ),
+                // The device restarts instead of answering the third.
+                3 => wire(
+                    0,
+                    &Message::ResetNotice(ResetNotice {
+                        boot_count: 2,
+                        reason: 1,
+                    }),
+                ),
+                _ => wire(
+                    seq,
+                    &Message::TransformResponse(TransformResponse {
+                        first_frame: r.first_frame,
+                        frame_count: r.frame_count,
+                        output_dim: 2,
+                        bit_depth: 8,
+                        values: vec![1; 2 * r.frame_count as usize],
+                    }),
+                ),
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    let mut dev = SerialDevice::new(host, fast_options((8, 2))).unwrap();
+    let frames = PackedFrames::new(&[1, 2, 3], 3, 8).unwrap();
+    let mut out = [0.0; 6];
+    let err = dev.transform(&frames, &mut out).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Device, "{err}");
+    dev.transform(&frames, &mut out).unwrap();
+    dev.transform(&frames, &mut out).unwrap();
+    dev.transform(&frames, &mut out).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![0, 0, 3, 3, 6]);
+    assert_eq!(dev.link_stats().resyncs, 1);
+    drop(dev);
+    device.join().unwrap();
+}
+
+/// A restarted device is back at its power-on camera settings: the host sends its own again
+/// with the re-configuration, so they hold for the whole run.
+#[test]
+fn the_hosts_camera_settings_are_sent_again_after_restarts() {
+    let faults = FaultConfig {
+        reset: 0.3,
+        ..FaultConfig::none()
+    };
+    let (host, dev_end) = memory_link();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let server = std::thread::spawn(move || {
+        let factory = |s: &DeviceSettings| {
+            Ok(ToyDevice::new(s.input_dim, s.output_dim, SEED, Some(8))
+                .with_exposure_ns(s.exposure_ns))
+        };
+        let options = EmulatorOptions {
+            faults,
+            fault_seed: 5,
+            ..EmulatorOptions::default()
+        };
+        let mut emulator = Emulator::new(factory, options);
+        let mut port = dev_end;
+        let _ = emulator.serve(&mut port, &flag);
+        emulator.stats()
+    });
+    let mut options = fast_options((12, 3));
+    options.exposure_ns = 250_000;
+    options.max_resyncs = 50;
+    let mut dev = SerialDevice::new(host, options).unwrap();
+    assert_eq!(dev.info().exposure_us, 250.0);
+    let packed = random_frames(2, 12, 4);
+    for _ in 0..30 {
+        dev.transform(&PackedFrames::new(&packed, 2, 12).unwrap(), &mut [0.0; 6])
+            .unwrap();
+        assert_eq!(dev.info().exposure_us, 250.0);
+    }
+    assert!(dev.link_stats().resyncs > 0, "{:?}", dev.link_stats());
+    drop(dev);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
 }

@@ -1,29 +1,22 @@
-//! Host and emulator over a real pseudo-terminal pair. `TTYPort::pair` is not thread-safe, so
-//! every case runs in sequence inside one test.
+//! Host and emulator over a real pseudo-terminal pair, including the cases where either side
+//! stops (neither may hang: a device that freezes in the middle of a large request costs the
+//! host at most its request bound, and an emulator whose host stopped reading still stops when
+//! asked). `TTYPort::pair` is not thread-safe, so every case runs in sequence inside one test.
 #![cfg(unix)]
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use speckle_hal::{ErrorKind, OpticalDevice, PackedFrames};
+use speckle_protocol::{encode_frame, Hello, Message};
 use speckle_serial::pty::PtyLink;
 use speckle_serial::*;
 use speckle_sim::{DeviceConfig, SimulatedOpu};
-
-fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..frames * width)
-        .map(|_| rng.random_range(0..2u8))
-        .collect();
-    let mut packed = Vec::new();
-    speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
-    packed
-}
+use speckle_testkit::random_frames;
 
 fn run_batches(dev: &mut dyn OpticalDevice, sizes: &[usize], seed: u64) -> Vec<f32> {
     let info = dev.info();
@@ -200,4 +193,120 @@ fn pseudo_terminal_cases_in_sequence() {
     std::fs::write(&link, b"not a link").unwrap();
     let err = PtyLink::create(&link).err().unwrap();
     assert!(err.to_string().contains("already exists"), "{err}");
+    std::fs::remove_file(&link).unwrap();
+    let path = path.to_string();
+
+    // A live link is not taken over (nor removed by the refused one); a dangling one, left by
+    // a killed emulator, is replaced.
+    let first = PtyLink::create(&link).unwrap();
+    let err = PtyLink::create(&link).err().unwrap();
+    assert!(err.to_string().contains("is in use"), "{err}");
+    assert_eq!(std::fs::read_link(&link).unwrap(), first.device_path());
+    drop(first);
+    assert!(std::fs::symlink_metadata(&link).is_err(), "removed on drop");
+    std::os::unix::fs::symlink("/dev/pts/999999", &link).unwrap();
+    let second = PtyLink::create(&link).unwrap();
+    assert_eq!(std::fs::read_link(&link).unwrap(), second.device_path());
+    drop(second);
+
+    // 5. The device freezes for 8 s after the first bytes of a 261 KB request: the host gives
+    //    up at its 1.5 s request bound and says so, instead of blocking in a write until the
+    //    device reads again.
+    let mut pty = PtyLink::create(&link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut emulator = toy_emulator(EmulatorOptions {
+            max_payload: 256 << 10,
+            ..EmulatorOptions::default()
+        });
+        let mut port = StallAfter::new(pty.port(), 300, Duration::from_secs(8));
+        emulator.serve(&mut port, &flag).unwrap();
+    });
+    let options = SerialOptions {
+        dims: Some((8192, 8)),
+        response_timeout: Duration::from_millis(300),
+        per_frame_allowance: Duration::ZERO,
+        request_timeout: Duration::from_millis(1500),
+        name: path.clone(),
+        ..SerialOptions::default()
+    };
+    let mut host = SerialDevice::open_with(&path, 115_200, options).unwrap();
+    assert_eq!(
+        host.chunk_frames(),
+        255,
+        "one request larger than the link's buffers"
+    );
+    let packed = vec![0x5A; 255 * 1024];
+    let mut out = vec![0.0; 255 * 8];
+    let start = Instant::now();
+    let err = host
+        .transform(&PackedFrames::new(&packed, 255, 8192).unwrap(), &mut out)
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("did not answer within 1.5 s (request of 255 frames)"),
+        "{msg}"
+    );
+    assert!(msg.contains("stopped reading"), "{msg}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}: {msg}");
+    assert!(host.link_stats().timeouts > 0);
+    drop(host);
+    // The frozen emulator still stops when asked.
+    let start = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // 6. A host that sends requests and never reads: the emulator's answers fill the link, and
+    //    it still stops within its poll interval when asked, dropping the answers it cannot
+    //    write instead of blocking forever.
+    let mut pty = PtyLink::create(&link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut emulator = toy_emulator(EmulatorOptions {
+            write_timeout: Duration::from_millis(200),
+            ..EmulatorOptions::default()
+        });
+        let result = emulator.serve(pty.port(), &flag);
+        done.send((result.is_ok(), emulator.stats())).unwrap();
+    });
+    let mut wire = Vec::new();
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        max_payload: 1 << 20,
+    };
+    encode_frame(1, &Message::Hello(hello), &mut wire);
+    for seq in 2..5000 {
+        encode_frame(seq, &Message::GetStatus, &mut wire);
+    }
+    let mut deaf_host = serialport::new(&path, 115_200).open_native().unwrap();
+    // The writer may block once the emulator is stuck too: it is left behind, and fails when
+    // the link goes away.
+    std::thread::spawn(move || {
+        let _ = deaf_host.write_all(&wire);
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let (ok, stats) = finished
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the emulator stops although its host does not read");
+    assert!(ok);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(stats.frames_unsent > 0, "{stats:?}");
 }

@@ -254,6 +254,13 @@ pub(super) fn read_result(run_dir: &Path) -> Result<Option<PointResult>, SweepEr
     }
 }
 
+/// Writes a file of the sweep folder unless it exists, atomically even when several processes
+/// (shards sharing the folder) try at once ([`atomic::create_once`]); whether this call wrote
+/// it.
+pub(super) fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, SweepError> {
+    atomic::create_once(path, bytes).map_err(SweepError::io(FileOp::Write, path))
+}
+
 /// Creates a folder and its parents.
 pub(super) fn mkdir(dir: &Path) -> Result<(), SweepError> {
     fs::create_dir_all(dir).map_err(SweepError::io(FileOp::Create, dir))

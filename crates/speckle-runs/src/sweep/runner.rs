@@ -14,8 +14,8 @@ use toml::Table;
 use super::config::{cell, SweepConfig, SweepPoint};
 use super::error::{FileOp, ManifestMismatch, SweepError};
 use super::folder::{
-    layer_count, mkdir, read_result, write_file, write_json, Manifest, ManifestPoint, PointResult,
-    MANIFEST_FILE, POINT_FILE, RESULT_FILE, SUMMARY_FILE,
+    create_once, layer_count, mkdir, read_result, write_file, write_json, Manifest, ManifestPoint,
+    PointResult, MANIFEST_FILE, POINT_FILE, RESULT_FILE, SUMMARY_FILE,
 };
 use super::point::{PointError, PointRunner};
 use super::report;
@@ -110,7 +110,11 @@ pub struct SweepOutcome {
 fn claim_dir(out: &Path, manifest: &Manifest) -> Result<(), SweepError> {
     mkdir(out)?;
     let path = out.join(MANIFEST_FILE);
-    if path.exists() {
+    let text = serde_json::to_string_pretty(manifest).map_err(|source| SweepError::Encode {
+        path: path.clone(),
+        source,
+    })?;
+    if path.exists() || !create_once(&path, text.as_bytes())? {
         let old = Manifest::read(out)?;
         if &old != manifest {
             let why = if old.quick != manifest.quick {
@@ -125,13 +129,14 @@ fn claim_dir(out: &Path, manifest: &Manifest) -> Result<(), SweepError> {
                 why,
             });
         }
-        return Ok(());
     }
-    write_json(&path, manifest)
+    Ok(())
 }
 
 /// Runs (this shard of) a sweep into `opts.out_dir`, skipping finished points, then writes
-/// `results.csv` and `report.md` for every finished point found there.
+/// `results.csv` and `report.md` for every finished point found there. A shard (`count > 1`)
+/// writes only its points' folders and the manifest, so that shards can share the folder:
+/// [`merge`] writes the results.
 ///
 /// Every point's config is resolved and validated before anything runs. Results do not depend
 /// on `jobs`: each run is computed inside its own rayon pool of `threads_per_run` threads.
@@ -175,7 +180,11 @@ pub fn run_sweep(
     let (finished, failed) = queue.run(opts.jobs, opts.threads_per_run)?;
     outcome.failed = failed;
     outcome.ran = finished - outcome.failed.len();
-    write_outputs(&opts.out_dir, &manifest)?;
+    // A shard leaves results.csv and the report to `merge`: shards may share the folder, and no
+    // two of them write the same file.
+    if opts.shard.count == 1 {
+        write_outputs(&opts.out_dir, &manifest)?;
+    }
     Ok(outcome)
 }
 

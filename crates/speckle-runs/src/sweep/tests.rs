@@ -283,9 +283,11 @@ fn shards_merge_to_the_full_sweep_and_jobs_do_not_change_results() {
         o.jobs = 2;
         let out = run_sweep(&s, &o, &Fake::default(), &quiet).unwrap();
         ran += out.ran;
-        // A shard's results hold only its own points.
-        let rows = read(&o.out_dir.join("results.csv")).lines().count() - 1;
-        assert_eq!(rows, out.selected);
+        // A shard writes only its own points' folders (results.csv and the report are merge's).
+        let runs = std::fs::read_dir(o.out_dir.join("runs")).unwrap().count();
+        assert_eq!(runs, out.selected);
+        assert!(!o.out_dir.join("results.csv").exists());
+        assert!(!o.out_dir.join("report.md").exists());
         shard_dirs.push(o.out_dir);
     }
     assert_eq!(ran, 6, "the shards partition the points");
@@ -307,6 +309,46 @@ fn shards_merge_to_the_full_sweep_and_jobs_do_not_change_results() {
     run_sweep(&other, &o, &Fake::default(), &quiet).unwrap();
     let e = merge(&[shard_dirs[0].clone(), o.out_dir], &dir.path().join("x")).unwrap_err();
     assert!(e.to_string().contains("different sweeps"), "{e}");
+}
+
+#[test]
+fn shards_sharing_one_folder_write_disjoint_files_and_merge_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = parse(GRID).unwrap();
+    run_sweep(
+        &s,
+        &SweepOptions::new(dir.path().join("full")),
+        &Fake::default(),
+        &quiet,
+    )
+    .unwrap();
+    // Three shards start at once in one fresh folder (they race to write its manifest).
+    let shared = dir.path().join("shared");
+    std::thread::scope(|scope| {
+        for index in 0..3 {
+            let (s, shared) = (&s, &shared);
+            scope.spawn(move || {
+                let mut o = SweepOptions::new(shared);
+                o.shard = Shard { index, count: 3 };
+                run_sweep(s, &o, &Fake::default(), &quiet).unwrap();
+            });
+        }
+    });
+    // Only the manifest and the points' folders: no shared file, no temporary file left.
+    let mut top: Vec<String> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["runs", MANIFEST_FILE]);
+    assert_eq!(
+        merge(std::slice::from_ref(&shared), &shared).unwrap(),
+        (6, 6)
+    );
+    assert_eq!(
+        read(&shared.join("results.csv")),
+        read(&dir.path().join("full/results.csv"))
+    );
 }
 
 #[test]

@@ -1,0 +1,82 @@
+//! Golden values of whole runs through the real feedback devices: a short DFA run on a slice of
+//! the bundled MNIST, with the digital projector and with the simulated 8-bit OPU (ternary
+//! error), must reproduce these figures bit for bit. A change to the trainer, the projectors, the
+//! simulator or the run loop that changes any result fails here.
+use speckle_runs::{run, RunConfig};
+
+/// (test accuracy, test loss, alignment cosine means per hidden layer, device frames).
+type Outcome = (f64, f64, Vec<f64>, u64);
+
+fn short_run(projector: &str) -> Outcome {
+    let sets: Vec<String> = [
+        "data.train_subset=1000",
+        "data.test_subset=200",
+        "model.hidden=[48, 32]",
+        "training.epochs=2",
+        "optimizer.lr=5e-3",
+        "training.batch_size=50",
+        "training.alignment_batch=50",
+        &format!("feedback.projector={projector}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let config = RunConfig::load(None, &sets).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run::train(
+        &config,
+        &dir.path().join("run"),
+        false,
+        run::Progress::Quiet,
+    )
+    .unwrap();
+    let s = out.summary;
+    let cos = s.alignment.iter().map(|a| a.cosine_mean).collect();
+    (s.test_accuracy, s.test_loss, cos, s.device_frames)
+}
+
+#[test]
+#[ignore]
+fn print_golden() {
+    for p in ["digital", "sim"] {
+        println!("GOLDEN {p} {:?}", short_run(p));
+    }
+}
+
+#[test]
+fn short_dfa_runs_reproduce_their_golden_values() {
+    for (projector, want) in &golden() {
+        let got = short_run(projector);
+        let bits = |(acc, loss, cos, frames): &Outcome| {
+            let mut v = vec![acc.to_bits(), loss.to_bits(), *frames];
+            v.extend(cos.iter().map(|c| c.to_bits()));
+            v
+        };
+        assert_eq!(bits(&got), bits(want), "{projector}: {got:?} != {want:?}");
+    }
+}
+
+/// Values measured with this code (`cargo test -p speckle-runs --test golden print_golden --
+/// --ignored --nocapture` prints them).
+fn golden() -> Vec<(&'static str, Outcome)> {
+    vec![
+        (
+            "digital",
+            (
+                0.49,
+                1.733803949356079,
+                vec![0.23028459806918192, 0.1696186945531004],
+                0,
+            ),
+        ),
+        (
+            "sim",
+            (
+                0.185,
+                2.1993876099586487,
+                vec![0.008841387354898521, 0.07823697391335373],
+                8528,
+            ),
+        ),
+    ]
+}
