@@ -19,7 +19,7 @@ use crate::atomic::AtomicFile;
 use crate::metrics::EpochMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -33,13 +33,16 @@ pub fn register_font() {
     });
 }
 
-/// A plotting failure (the message of the backend).
+/// A plotting failure: the file and the backend's (or the file system's) error.
 #[derive(Debug, thiserror::Error)]
-#[error("plotting {path}: {message}")]
+#[error("plotting {}: {source}", path.display())]
 pub struct PlotError {
-    path: String,
-    message: String,
+    path: PathBuf,
+    source: DrawError,
 }
+
+/// An error while drawing: the backend's, whatever its type.
+pub type DrawError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One named curve: (x, y) points.
 pub struct Series {
@@ -54,25 +57,27 @@ pub type PngArea<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Draws a PNG of `size` pixels at `path`: `draw` gets the white drawing area of a bitmap on a
 /// temporary file next to `path`, which replaces `path` once drawn ([`AtomicFile`]). Errors of
-/// `draw` are the backend's messages.
+/// `draw` are the backend's.
 pub fn draw_png(
     path: &Path,
     size: (u32, u32),
-    draw: impl FnOnce(&PngArea<'_>) -> Result<(), String>,
+    draw: impl FnOnce(&PngArea<'_>) -> Result<(), DrawError>,
 ) -> Result<(), PlotError> {
     register_font();
-    let err = |message: String| PlotError {
-        path: path.display().to_string(),
-        message,
+    let drawn = || -> Result<(), DrawError> {
+        let file = AtomicFile::new(path)?;
+        {
+            let root = BitMapBackend::new(file.path(), size).into_drawing_area();
+            root.fill(&WHITE)?;
+            draw(&root)?;
+            root.present()?;
+        }
+        Ok(file.commit()?)
     };
-    let file = AtomicFile::new(path).map_err(|e| err(e.to_string()))?;
-    {
-        let root = BitMapBackend::new(file.path(), size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        draw(&root).map_err(err)?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    file.commit().map_err(|e| err(e.to_string()))
+    drawn().map_err(|source| PlotError {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Draws line series into a PNG at `path` (atomically, see [`draw_png`]).
@@ -91,15 +96,13 @@ pub fn line_chart(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(|e| e.to_string())?;
+            .build_cartesian_2d(x_range, y_range)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
             .y_desc(y_label)
             .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         for (i, s) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let pts: Vec<(f64, f64)> = s
@@ -109,15 +112,12 @@ pub fn line_chart(
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
                 .collect();
             chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                 .label(s.label.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| e.to_string())?;
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
         }
         chart
             .configure_series_labels()
@@ -125,8 +125,7 @@ pub fn line_chart(
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .draw()?;
         Ok(())
     })
 }

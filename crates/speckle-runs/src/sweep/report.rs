@@ -61,7 +61,7 @@ use toml::Value;
 use super::config::{canonical, cell};
 use super::error::SweepError;
 use super::folder::{layer_count, mkdir, write_file, Manifest, ManifestPoint, PointResult};
-use crate::plot::{draw_png, PngArea};
+use crate::plot::{draw_png, DrawError, PngArea};
 
 /// Whether a column is a seed (averaged over, never plotted against).
 pub fn is_seed_key(key: &str) -> bool {
@@ -433,14 +433,13 @@ fn panel<'a, 'b>(
     y_range: std::ops::Range<f64>,
     axis: &Categories<'_>,
     tick_style: &TextStyle<'static>,
-) -> Result<Chart<'a, 'b>, String> {
+) -> Result<Chart<'a, 'b>, DrawError> {
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(axis.label_area)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..axis.labels.len() as i32).into_segmented(), y_range)
-        .map_err(|e| e.to_string())?;
+        .build_cartesian_2d((0..axis.labels.len() as i32).into_segmented(), y_range)?;
     let fmt = |v: &SegmentValue<i32>| match v {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if !axis.vertical => {
             axis.labels.get(*i as usize).cloned().unwrap_or_default()
@@ -456,8 +455,7 @@ fn panel<'a, 'b>(
         .label_style(("sans-serif", 14))
         .x_label_style(tick_style.clone())
         .axis_desc_style(("sans-serif", 15))
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .draw()?;
     if axis.vertical {
         draw_vertical_labels(&chart, axis.labels, tick_style)?;
     }
@@ -470,7 +468,7 @@ fn accuracy_panel(
     study: &ParamStudy,
     axis: &Categories<'_>,
     tick_style: &TextStyle<'static>,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let accs: Vec<(f64, f64)> = study
         .series
         .iter()
@@ -516,7 +514,7 @@ fn alignment_panel(
     layers: usize,
     axis: &Categories<'_>,
     tick_style: &TextStyle<'static>,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let mut chart = panel(
         area,
         "alignment (cosine, DFA signal vs backprop)",
@@ -561,15 +559,15 @@ fn points(
 }
 
 /// The series' legend, in the lower right corner.
-fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), DrawError> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
         .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| e.to_string())
+        .draw()?;
+    Ok(())
 }
 
 /// Tick labels written downwards from just below the x axis (plotters centres rotated tick
@@ -578,19 +576,17 @@ fn draw_vertical_labels(
     chart: &Chart<'_, '_>,
     labels: &[String],
     style: &TextStyle<'_>,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let y_axis = chart.y_range().start;
     let area = chart.plotting_area();
     let (x0, y0) = area.get_base_pixel();
     for (i, label) in labels.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(SegmentValue::CenterOf(i as i32), y_axis));
-        area.strip_coord_spec()
-            .draw(&Text::new(
-                format!("  {label}"),
-                (px - x0, py - y0 + 4),
-                style.clone(),
-            ))
-            .map_err(|e| e.to_string())?;
+        area.strip_coord_spec().draw(&Text::new(
+            format!("  {label}"),
+            (px - x0, py - y0 + 4),
+            style.clone(),
+        ))?;
     }
     Ok(())
 }
@@ -609,7 +605,7 @@ fn draw_series(
     pts: &[(SegmentValue<i32>, f64, f64)],
     color: RGBColor,
     label: &str,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     if pts.is_empty() {
         return Ok(());
     }
@@ -618,24 +614,19 @@ fn draw_series(
         .draw_series(LineSeries::new(
             pts.iter().map(|p| (p.0.clone(), p.1)),
             style,
-        ))
-        .map_err(|e| e.to_string())?
+        ))?
         .label(label.to_string())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-    chart
-        .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
-            // ± one standard deviation as a vertical bar.
-            PathElement::new(
-                vec![(p.0.clone(), p.1 - p.2), (p.0.clone(), p.1 + p.2)],
-                style,
-            )
-        }))
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(
-            pts.iter()
-                .map(|p| Circle::new((p.0.clone(), p.1), 4, style.filled())),
+    chart.draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
+        // ± one standard deviation as a vertical bar.
+        PathElement::new(
+            vec![(p.0.clone(), p.1 - p.2), (p.0.clone(), p.1 + p.2)],
+            style,
         )
-        .map_err(|e| e.to_string())?;
+    }))?;
+    chart.draw_series(
+        pts.iter()
+            .map(|p| Circle::new((p.0.clone(), p.1), 4, style.filled())),
+    )?;
     Ok(())
 }
