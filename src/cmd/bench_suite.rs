@@ -459,4 +459,25 @@ mod tests {
             .iter()
             .all(|c| c.input_dim > 0 && c.output_dim > 0 && c.batch > 0));
     }
+
+    #[test]
+    fn csv_and_plot_are_written_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let measured = Measured {
+            setup_s: 0.1,
+            calls: 4,
+            wall_s: 2.0,
+            ..Measured::default()
+        };
+        let rows = [row(&SUITE[0], &measured), row(&SUITE[1], &measured)];
+        write_csv(&dir.path().join("suite.csv"), &rows).unwrap();
+        plot(&dir.path().join("suite.png"), &rows).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("suite.csv")).unwrap();
+        assert!(csv.starts_with("backend,mode,input_dim,"), "{csv}");
+        assert_eq!(csv.lines().count(), 3);
+        let png = std::fs::read(dir.path().join("suite.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // Nothing but the two files: no temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 }
