@@ -28,6 +28,11 @@ use speckle_hal::{pack_bits, DeviceInfo, Error, ErrorKind, OpticalDevice, Packed
 /// working memory of large inputs.
 pub const LINEAR_CHUNK_ROWS: usize = 256;
 
+/// Most camera values [`transform_rows`] buffers between the device and its output when it
+/// converts frames (64 MiB of `f32`): larger batches are shown in several device calls, which
+/// changes nothing in the frames (a device's noise follows its frame index, not its calls).
+pub const CAMERA_SCRATCH_VALUES: usize = 16 << 20;
+
 /// How camera values are stored: `u8` for cameras of up to 8 bits, `u16` for 9 to 16 bits,
 /// `f32` for a float (ideal) camera, as `speckle transform` writes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,13 +206,16 @@ pub fn pack_rows(
 
 /// Shows every frame of `frames` on `device` (whose info is `info`), at most `info.max_batch`
 /// frames per call, and stores the first `out_dim` camera pixels of each frame into `out`
-/// (`frames × out_dim` values, row-major) as `T`. `camera` is scratch space, grown as needed and
-/// reusable across calls.
+/// (`frames × out_dim` values, row-major) as `T`: `f32` keeps the camera's values, `u8`/`u16`
+/// checked counts. Frames go straight into an `f32` `out` that keeps every pixel; otherwise
+/// through `camera`, scratch space grown as needed (at most [`CAMERA_SCRATCH_VALUES`], one
+/// frame at least) and reusable across calls.
 ///
-/// Errors: a device error, prefixed with the frames of the failing call; a camera value that `T`
-/// cannot hold for the device's bit depth ([`ErrorKind::Device`], naming row and pixel); and
-/// [`ErrorKind::InvalidInput`] for an `out_dim` larger than the camera or an `out` of the wrong
-/// length.
+/// Errors: a device error, prefixed with the frames of the failing call; a camera value that is
+/// not a count of the device's bit depth ([`ErrorKind::Device`], naming row and pixel);
+/// [`ErrorKind::InvalidInput`] for an `out_dim` larger than the camera, an `out` of the wrong
+/// length, or counts `T` cannot hold; [`ErrorKind::Other`] when the scratch space cannot be
+/// allocated.
 pub fn transform_rows<T: CameraSample, D: OpticalDevice + ?Sized>(
     device: &mut D,
     info: &DeviceInfo,
@@ -262,9 +270,19 @@ pub fn transform_rows<T: CameraSample, D: OpticalDevice + ?Sized>(
             ))
         }
     };
+    // Frames per device call: the device's maximum, and, when frames are converted through
+    // `camera`, no more than CAMERA_SCRATCH_VALUES values of it.
+    let direct = out_dim == width && T::MAX_COUNT.is_none();
+    let per_call = if direct {
+        info.max_batch
+    } else {
+        info.max_batch
+            .min(CAMERA_SCRATCH_VALUES / width.max(1))
+            .max(1)
+    };
     let mut start = 0;
     while start < rows {
-        let n = info.max_batch.min(rows - start);
+        let n = per_call.min(rows - start);
         let failed = |e: Error| {
             Error::new(
                 e.kind(),
@@ -273,14 +291,19 @@ pub fn transform_rows<T: CameraSample, D: OpticalDevice + ?Sized>(
         };
         let batch = frames.slice(start, n);
         let dst = &mut out[start * out_dim..(start + n) * out_dim];
-        if out_dim == width {
-            if let Some(direct) = T::as_f32_mut(dst) {
-                device.transform(&batch, direct).map_err(failed)?;
-                start += n;
-                continue;
-            }
+        if direct {
+            let dst = T::as_f32_mut(dst).expect("only f32 has no largest count");
+            device.transform(&batch, dst).map_err(failed)?;
+            start += n;
+            continue;
         }
         if camera.len() < n * width {
+            camera.try_reserve(n * width - camera.len()).map_err(|_| {
+                Error::new(
+                    ErrorKind::Other,
+                    format!("cannot allocate a buffer for {n} camera frames of {width} pixels"),
+                )
+            })?;
             camera.resize(n * width, 0.0);
         }
         let buf = &mut camera[..n * width];
@@ -505,6 +528,64 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("12-bit"), "{e}");
+    }
+
+    /// Reports each frame's index as every pixel's count and records its call sizes.
+    struct Counting {
+        width: usize,
+        calls: Vec<usize>,
+        next: u64,
+    }
+
+    impl OpticalDevice for Counting {
+        fn info(&self) -> DeviceInfo {
+            DeviceInfo {
+                kind: "counting".into(),
+                description: String::new(),
+                input_dim: 8,
+                output_dim: self.width,
+                bit_depth: Some(8),
+                frame_time_us: 1.0,
+                exposure_us: 1.0,
+                max_batch: 100,
+            }
+        }
+
+        fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
+            speckle_hal::check_device_buffers(&self.info(), input, output)?;
+            for frame in output.chunks_exact_mut(self.width) {
+                frame.fill((self.next % 256) as f32);
+                self.next += 1;
+            }
+            self.calls.push(input.frames());
+            Ok(())
+        }
+
+        fn counters(&self) -> speckle_hal::DeviceCounters {
+            Default::default()
+        }
+    }
+
+    #[test]
+    fn converted_frames_are_buffered_within_the_scratch_bound() {
+        let width = CAMERA_SCRATCH_VALUES / 4;
+        let mut device = Counting {
+            width,
+            calls: Vec::new(),
+            next: 0,
+        };
+        let info = device.info();
+        let packed = vec![0u8; 9];
+        let frames = PackedFrames::new(&packed, 9, 8).unwrap();
+        let mut out = vec![0u8; 9 * 2];
+        let mut camera = Vec::new();
+        transform_rows(&mut device, &info, &frames, 2, &mut out, &mut camera).unwrap();
+        assert_eq!(device.calls, vec![4, 4, 1]);
+        assert_eq!(
+            out,
+            vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8]
+        );
+        assert!(camera.len() <= CAMERA_SCRATCH_VALUES);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Numpy arrays in: checked for type, rank, dtype and width with the command line's wording,
 //! read in place when they are C-contiguous and aligned (otherwise numpy copies them once, same
 //! dtype), never cast.
+use numpy::npyffi::{npy_intp, PY_ARRAY_API};
 use numpy::{
-    dtype, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
-    PyUntypedArrayMethods,
+    dtype, Element, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2,
+    PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 
@@ -122,6 +123,32 @@ pub fn float<'py>(x: &Bound<'py, PyAny>, width: usize) -> PyResult<PyReadonlyArr
     array
         .try_readonly()
         .map_err(|e| SpeckleErr::input(format!("x cannot be read: {e}")).into())
+}
+
+/// A new C-ordered `rows × cols` array of zeros, or numpy's own error (a `MemoryError` for an
+/// array too large to allocate) rather than a panic.
+pub fn zeros<T: Element>(
+    py: Python<'_>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'_, PyArray2<T>>> {
+    let too_large =
+        |_| SpeckleErr::input(format!("an output of {rows} × {cols} values is too large"));
+    let mut dims: [npy_intp; 2] = [
+        npy_intp::try_from(rows).map_err(too_large)?,
+        npy_intp::try_from(cols).map_err(too_large)?,
+    ];
+    // SAFETY: what numpy's `PyArray::zeros` does (PyArray_Zeros steals the dtype reference that
+    // `into_dtype_ptr` hands over), except that a NULL result is numpy's raised error, returned
+    // as such instead of a panic.
+    let ptr = unsafe {
+        PY_ARRAY_API.PyArray_Zeros(py, 2, dims.as_mut_ptr(), dtype::<T>(py).into_dtype_ptr(), 0)
+    };
+    if ptr.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a new, owned 2-D array of dtype T.
+    Ok(unsafe { Bound::from_owned_ptr(py, ptr).cast_into_unchecked() })
 }
 
 /// The first non-finite value of a row-major `rows × cols` matrix, as the command line reports

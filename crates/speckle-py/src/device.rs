@@ -1,7 +1,7 @@
 //! `speckle.Device`: a raw optical device, binary frames in, camera frames out.
 use std::sync::Mutex;
 
-use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use speckle_devices::batch::{pack_rows, transform_rows, CameraDtype, CameraSample};
@@ -110,7 +110,7 @@ impl Device {
         x: &PyReadonlyArray2<'py, u8>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let rows = x.shape()[0];
-        let out = PyArray2::<T>::zeros(py, [rows, self.output_dim], false);
+        let out = arrays::zeros::<T>(py, rows, self.output_dim)?;
         if rows == 0 {
             return Ok(out.into_any());
         }

@@ -1,7 +1,7 @@
 //! `speckle.Projector`: the linear random projection `y = x·P` that DFA consumes.
 use std::sync::Mutex;
 
-use numpy::{PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use speckle_devices::batch::project_rows;
@@ -72,7 +72,7 @@ impl Projector {
     fn project<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let x = arrays::float(x, self.info.input_dim)?;
         let rows = x.shape()[0];
-        let out = PyArray2::<f32>::zeros(py, [rows, self.info.output_dim], false);
+        let out = arrays::zeros::<f32>(py, rows, self.info.output_dim)?;
         if rows > 0 {
             let mut out_rw = out.readwrite();
             let ys = out_rw.as_slice_mut().expect("a new array is contiguous");
