@@ -22,6 +22,7 @@
 //! assert!(y.iter().any(|&v| v > 0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+use rayon::prelude::*;
 use speckle_hal::{pack_bits, DeviceInfo, Error, ErrorKind, OpticalDevice, PackedFrames};
 
 /// Rows projected per call by [`project_rows`] (and `speckle transform --linear`): bounds the
@@ -32,6 +33,9 @@ pub const LINEAR_CHUNK_ROWS: usize = 256;
 /// converts frames (64 MiB of `f32`): larger batches are shown in several device calls, which
 /// changes nothing in the frames (a device's noise follows its frame index, not its calls).
 pub const CAMERA_SCRATCH_VALUES: usize = 16 << 20;
+
+/// Camera values per device call from which [`transform_rows`] converts rows in parallel.
+const PARALLEL_CONVERSION_VALUES: usize = 1 << 16;
 
 /// How camera values are stored: `u8` for cameras of up to 8 bits, `u16` for 9 to 16 bits,
 /// `f32` for a float (ideal) camera, as `speckle transform` writes them.
@@ -319,18 +323,34 @@ pub fn transform_rows<T: CameraSample, D: OpticalDevice + ?Sized>(
                 }
             }
             Some(max) => {
-                for (r, (frame, row)) in rows_out.enumerate() {
-                    store_counts(frame, row, max).map_err(|c| {
+                // Rows in parallel when there is enough to share (the device's threads are idle
+                // meanwhile); the first bad value, if any, is then looked up in row order.
+                let converted = if n * out_dim >= PARALLEL_CONVERSION_VALUES {
+                    buf.par_chunks_exact(width)
+                        .zip(dst.par_chunks_exact_mut(out_dim.max(1)))
+                        .all(|(frame, row)| store_counts(frame, row, max).is_ok())
+                } else {
+                    rows_out
+                        .map(|(frame, row)| store_counts(frame, row, max).is_ok())
+                        .fold(true, |a, b| a & b)
+                };
+                if !converted {
+                    let bad = buf.chunks_exact(width).enumerate().find_map(|(r, frame)| {
+                        let mut probe = vec![T::from_count(0); out_dim];
+                        store_counts(frame, &mut probe, max)
+                            .err()
+                            .map(|c| (r, c, frame[c]))
+                    });
+                    if let Some((r, c, v)) = bad {
                         let bits = info.bit_depth.unwrap_or(0);
-                        Error::new(
+                        return Err(Error::new(
                             ErrorKind::Device,
                             format!(
-                                "device returned {} at row {}, pixel {c}: not a {bits}-bit count",
-                                frame[c],
+                                "device returned {v} at row {}, pixel {c}: not a {bits}-bit count",
                                 start + r
                             ),
-                        )
-                    })?;
+                        ));
+                    }
                 }
             }
         }
@@ -537,6 +557,16 @@ mod tests {
         next: u64,
     }
 
+    impl Counting {
+        fn starting_at(width: usize, next: u64) -> Self {
+            Self {
+                width,
+                calls: Vec::new(),
+                next,
+            }
+        }
+    }
+
     impl OpticalDevice for Counting {
         fn info(&self) -> DeviceInfo {
             DeviceInfo {
@@ -554,7 +584,7 @@ mod tests {
         fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
             speckle_hal::check_device_buffers(&self.info(), input, output)?;
             for frame in output.chunks_exact_mut(self.width) {
-                frame.fill((self.next % 256) as f32);
+                frame.fill(self.next as f32);
                 self.next += 1;
             }
             self.calls.push(input.frames());
@@ -566,26 +596,46 @@ mod tests {
         }
     }
 
+    /// Shows `frames` blank frames on a [`Counting`] device, keeping `out_dim` pixels as u8 counts.
+    fn count_frames(
+        device: &mut Counting,
+        frames: usize,
+        out_dim: usize,
+        camera: &mut Vec<f32>,
+    ) -> Result<Vec<u8>, Error> {
+        let info = device.info();
+        let packed = vec![0u8; frames];
+        let frames_in = PackedFrames::new(&packed, frames, 8).unwrap();
+        let mut out = vec![0u8; frames * out_dim];
+        transform_rows(device, &info, &frames_in, out_dim, &mut out, camera)?;
+        Ok(out)
+    }
+
     #[test]
     fn converted_frames_are_buffered_within_the_scratch_bound() {
         let width = CAMERA_SCRATCH_VALUES / 4;
-        let mut device = Counting {
-            width,
-            calls: Vec::new(),
-            next: 0,
-        };
-        let info = device.info();
-        let packed = vec![0u8; 9];
-        let frames = PackedFrames::new(&packed, 9, 8).unwrap();
-        let mut out = vec![0u8; 9 * 2];
+        let mut device = Counting::starting_at(width, 0);
         let mut camera = Vec::new();
-        transform_rows(&mut device, &info, &frames, 2, &mut out, &mut camera).unwrap();
+        let out = count_frames(&mut device, 9, 2, &mut camera).unwrap();
         assert_eq!(device.calls, vec![4, 4, 1]);
         assert_eq!(
             out,
             vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8]
         );
         assert!(camera.len() <= CAMERA_SCRATCH_VALUES);
+    }
+
+    /// Rows converted in parallel report the first bad count in row order.
+    #[test]
+    fn a_count_out_of_range_is_a_device_error_naming_row_and_pixel() {
+        let width = PARALLEL_CONVERSION_VALUES / 2;
+        let mut device = Counting::starting_at(width, 253);
+        let e = count_frames(&mut device, 5, width, &mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Device);
+        assert_eq!(
+            e.to_string(),
+            "device returned 256 at row 3, pixel 0: not a 8-bit count"
+        );
     }
 
     #[test]
