@@ -6,30 +6,14 @@
 //! and measurement times are small so the whole file runs in a few minutes on two cores; the
 //! `speckle bench --suite` command gives the same numbers as a table.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use speckle::devices::emulator::{sim_emulator_options, sim_factory};
 use speckle::devices::{open_projector, DeviceSpec, SimSource};
-use speckle::hal::{pack_bits, OpticalDevice, PackedFrames};
+use speckle::hal::{OpticalDevice, PackedFrames};
 use speckle::serial::{memory_link, Emulator, SerialDevice, SerialOptions};
 use speckle::sim::{DeviceConfig, SimulatedOpu, StructuredMedium};
+use speckle_testkit::{random_frames, signed_vector};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-fn packed_frames(batch: usize, n: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..batch * n).map(|_| rng.random_range(0..2u8)).collect();
-    let mut packed = Vec::new();
-    pack_bits(&values, batch, n, &mut packed).unwrap();
-    packed
-}
-
-fn signed(batch: usize, n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..batch * n)
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect()
-}
 
 fn label(n: usize, m: usize) -> String {
     format!("{n}x{m}")
@@ -43,7 +27,7 @@ fn bench_device(c: &mut Criterion, group: &str, preset: &str, sizes: &[(usize, u
     for &(n, m, batch) in sizes {
         let config = DeviceConfig::preset(preset).unwrap();
         let mut device = SimulatedOpu::new(&config, n, m, 1).unwrap();
-        let packed = packed_frames(batch, n, 2);
+        let packed = random_frames(batch, n, 2);
         let frames = PackedFrames::new(&packed, batch, n).unwrap();
         let mut out = vec![0f32; batch * m];
         g.throughput(Throughput::Elements(batch as u64));
@@ -67,7 +51,7 @@ fn bench_projector(
     for &(n, m, batch) in sizes {
         let mut projector =
             open_projector(&dev, Default::default(), &Default::default(), n, m, 1).unwrap();
-        let x = signed(batch, n, 3);
+        let x = signed_vector(batch * n, 3);
         let mut y = vec![0f32; batch * m];
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(BenchmarkId::from_parameter(label(n, m)), |b| {
@@ -120,7 +104,7 @@ fn structured(c: &mut Criterion) {
         (1 << 20, 1 << 21, 1),
     ] {
         let medium = StructuredMedium::new(n, m, 1).unwrap();
-        let packed = packed_frames(batch, n, 2);
+        let packed = random_frames(batch, n, 2);
         let frames = PackedFrames::new(&packed, batch, n).unwrap();
         let (mut re, mut im) = (vec![0f32; batch * m], vec![0f32; batch * m]);
         g.throughput(Throughput::Elements(batch as u64));
@@ -164,7 +148,7 @@ fn serial(c: &mut Criterion) {
                 ..SerialOptions::default()
             };
             let mut device = SerialDevice::new(host, options).unwrap();
-            let packed = packed_frames(batch, n, 2);
+            let packed = random_frames(batch, n, 2);
             let frames = PackedFrames::new(&packed, batch, n).unwrap();
             let mut out = vec![0f32; batch * m];
             g.throughput(Throughput::Elements(batch as u64));

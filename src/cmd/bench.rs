@@ -8,15 +8,13 @@
 //!   directory for its CSV and plot (which is why `--out` is read as text and parsed per form).
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use speckle::hal::{
-    memory, pack_bits, DeviceCounters, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector,
-};
+use speckle::hal::{memory, pack_bits, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector};
 use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
 
 use super::args::{DeviceArgs, SetArgs};
-use std::time::{Duration, Instant};
+use super::bench_suite::{self, SuiteOptions};
+use super::measure::{measure, random_binary, random_signed, timed, Measured};
+use std::time::Instant;
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -115,12 +113,7 @@ fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for _ in 0..args.repeat {
         reports.push(speckle_runs::perf::bench_epoch(
-            input_dim,
-            classes,
-            &config.model,
-            &config.algorithm_spec(),
-            &config.optimizer,
-            config.training.batch_size,
+            &config,
             samples,
             make_projector()?,
         )?);
@@ -170,7 +163,15 @@ fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
 }
 
 fn run_suite(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
-    super::bench_suite::run(args)
+    if !args.dev.set.items.is_empty() {
+        bail!("--set does not apply to --suite (every case uses its preset)");
+    }
+    bench_suite::run(&SuiteOptions {
+        seconds: args.seconds,
+        json: args.json,
+        out_dir: args.out.as_deref().map(std::path::PathBuf::from),
+        seed: args.dev.seed,
+    })
 }
 
 /// The result of one projection benchmark.
@@ -339,25 +340,19 @@ fn bench_serial(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn report(
     args: &ProjectionBenchArgs,
-    mode: &'static str,
-    kind: String,
+    (mode, kind): (&'static str, String),
     output_dim: usize,
-    setup_s: f64,
-    calls: u64,
-    wall_s: f64,
-    frames_per_vector: f64,
-    flop_per_vector: f64,
-    before: DeviceCounters,
-    after: DeviceCounters,
+    (frames_per_vector, flop_per_vector): (f64, f64),
+    m: &Measured,
 ) -> BenchReport {
-    let vectors = calls * args.batch as u64;
+    let vectors = m.calls * args.batch as u64;
     let v = vectors as f64;
+    let wall_s = m.wall_s;
     // The warm-up call's frames are excluded: counters are read around the timed loop.
-    let frames = after.frames.saturating_sub(before.frames) as f64;
-    let device_time_s = (after.device_time_s - before.device_time_s).max(0.0);
+    let frames = m.frames() as f64;
+    let device_time_s = m.device_time_s();
     let has_device_time = device_time_s > 0.0;
     BenchReport {
         spec: args.dev.device.to_string(),
@@ -367,8 +362,8 @@ fn report(
         output_dim,
         batch: args.batch,
         seed: args.dev.seed,
-        setup_s,
-        calls,
+        setup_s: m.setup_s,
+        calls: m.calls,
         vectors,
         wall_s,
         vectors_per_s: v / wall_s,
@@ -380,20 +375,6 @@ fn report(
         device_vectors_per_s: has_device_time.then(|| v / device_time_s),
         wall_over_device_time: has_device_time.then(|| wall_s / device_time_s),
     }
-}
-
-/// Random 0/1 inputs for benchmarks, seeded (shared with the suite).
-pub(super) fn random_binary(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..rows * cols).map(|_| rng.random_range(0..2u8)).collect()
-}
-
-/// Random signed inputs in [-1, 1) for benchmarks, seeded (shared with the suite).
-pub(super) fn random_signed(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..rows * cols)
-        .map(|_| rng.random_range(-1.0f32..1.0))
-        .collect()
 }
 
 fn bench_raw(
@@ -469,24 +450,20 @@ impl RawBatch {
     ) -> anyhow::Result<BenchReport> {
         let frames = PackedFrames::new(&self.packed, args.batch, args.input_dim)?;
         let max_batch = self.info.max_batch;
-        let before = device.counters();
-        let (calls, wall_s) = timed_loop(args.seconds, &mut || {
-            show_batch(device, &frames, &mut self.camera, max_batch)
-        })?;
-        let after = device.counters();
+        let measured = timed(
+            device,
+            setup_s,
+            args.seconds,
+            |d| d.counters(),
+            |d| show_batch(d, &frames, &mut self.camera, max_batch),
+        )?;
         let flop = 4.0 * args.input_dim as f64 * output_dim as f64;
         Ok(report(
             args,
-            "raw",
-            self.info.kind,
+            ("raw", self.info.kind),
             output_dim,
-            setup_s,
-            calls,
-            wall_s,
-            1.0,
-            flop,
-            before,
-            after,
+            (1.0, flop),
+            &measured,
         ))
     }
 }
@@ -511,24 +488,6 @@ fn show_batch(
     Ok(())
 }
 
-/// Calls `step` until `seconds` have passed (at least once); returns the calls and the time.
-fn timed_loop(
-    seconds: f64,
-    step: &mut impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<(u64, f64)> {
-    let budget = Duration::from_secs_f64(seconds);
-    let start = Instant::now();
-    let mut calls = 0u64;
-    loop {
-        step()?;
-        calls += 1;
-        if start.elapsed() >= budget {
-            break;
-        }
-    }
-    Ok((calls, start.elapsed().as_secs_f64()))
-}
-
 fn bench_linear(
     args: &ProjectionBenchArgs,
     output_dim: usize,
@@ -548,28 +507,20 @@ fn bench_linear(
     let info = projector.info();
     let x = random_signed(args.batch, args.input_dim, args.dev.seed ^ 0x5eed);
     let mut y = vec![0f32; args.batch * output_dim];
-    projector.project(&x, args.batch, &mut y)?;
-    let setup_s = setup.elapsed().as_secs_f64();
-    let before = projector.counters();
-    let (calls, wall_s) = timed_loop(args.seconds, &mut || {
-        projector.project(&x, args.batch, &mut y)?;
-        Ok(())
-    })?;
-    let after = projector.counters();
+    let measured = measure(
+        &mut *projector,
+        setup,
+        args.seconds,
+        |p| p.counters(),
+        |p| Ok(p.project(&x, args.batch, &mut y)?),
+    )?;
     let flop = 2.0 * args.input_dim as f64 * output_dim as f64;
-    let kind = info.identity.clone();
     Ok(report(
         args,
-        "linear",
-        kind,
+        ("linear", info.identity.clone()),
         output_dim,
-        setup_s,
-        calls,
-        wall_s,
-        info.frames_per_vector,
-        flop,
-        before,
-        after,
+        (info.frames_per_vector, flop),
+        &measured,
     ))
 }
 

@@ -8,16 +8,27 @@
 //! operations per second (4·N·M flop per raw vector, |x·R|² with complex R; 2·N·M per linear
 //! vector), and the device time the same frames would take on hardware at the configured frame
 //! rate. `--out DIR` writes `suite.csv` and `suite.png` (vectors/s against N·M per backend).
-use super::bench::{random_binary, random_signed};
+use super::measure::{measure, random_binary, random_signed, Measured};
 use anyhow::{bail, Context};
 use speckle::hal::{pack_bits, OpticalDevice, PackedFrames};
 use speckle_devices::{open_device, open_projector, DeviceSpec, SimSource};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use super::bench::ProjectionBenchArgs;
+/// How to run the suite.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// `--seconds`: six cases take about this long together.
+    pub seconds: f64,
+    /// Print one JSON array instead of the table.
+    pub json: bool,
+    /// Where to write `suite.csv` and `suite.png`.
+    pub out_dir: Option<PathBuf>,
+    /// Seed of every backend and input.
+    pub seed: u64,
+}
 
 /// What one case runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,14 +135,11 @@ pub struct SuiteRow {
     pub wall_over_device: Option<f64>,
 }
 
-pub fn run(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &SuiteOptions) -> anyhow::Result<()> {
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 3600.0) {
         bail!("--seconds {} is not a duration in (0, 3600]", args.seconds);
     }
-    if !args.dev.set.items.is_empty() {
-        bail!("--set does not apply to --suite (every case uses its preset)");
-    }
-    let out_dir = args.out.as_deref().map(Path::new);
+    let out_dir = args.out_dir.as_deref();
     if let Some(dir) = out_dir {
         if !dir.is_dir() {
             std::fs::create_dir_all(dir)
@@ -145,7 +153,7 @@ pub fn run(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
     }
     let mut failures = 0;
     for c in SUITE {
-        match run_case(c, per_case, args.dev.seed) {
+        match run_case(c, per_case, args.seed) {
             Ok(row) => {
                 if !args.json {
                     print_row(&row);
@@ -182,28 +190,6 @@ pub fn run(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
         bail!("{failures} of {} suite cases failed", SUITE.len());
     }
     Ok(())
-}
-
-/// Repeats `step` until `seconds` have passed (at least once): (calls, wall seconds).
-fn timed(seconds: f64, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(u64, f64)> {
-    let start = Instant::now();
-    let mut calls = 0;
-    loop {
-        step()?;
-        calls += 1;
-        if start.elapsed().as_secs_f64() >= seconds {
-            return Ok((calls, start.elapsed().as_secs_f64()));
-        }
-    }
-}
-
-/// What a timed loop measured.
-struct Measured {
-    setup_s: f64,
-    calls: u64,
-    wall_s: f64,
-    device_time_s: f64,
-    frames: u64,
 }
 
 fn run_case(c: &Case, seconds: f64, seed: u64) -> anyhow::Result<SuiteRow> {
@@ -249,18 +235,13 @@ fn projector_loop(
     )?;
     let x = random_signed(batch, n, seed ^ 0x5eed);
     let mut y = vec![0f32; batch * m];
-    projector.project(&x, batch, &mut y)?;
-    let setup_s = setup.elapsed().as_secs_f64();
-    let before = projector.counters();
-    let (calls, wall_s) = timed(seconds, || Ok(projector.project(&x, batch, &mut y)?))?;
-    let after = projector.counters();
-    Ok(Measured {
-        setup_s,
-        calls,
-        wall_s,
-        device_time_s: after.device_time_s - before.device_time_s,
-        frames: after.frames - before.frames,
-    })
+    measure(
+        &mut *projector,
+        setup,
+        seconds,
+        |p| p.counters(),
+        |p| Ok(p.project(&x, batch, &mut y)?),
+    )
 }
 
 /// Timed raw transforms of one random binary batch.
@@ -281,18 +262,13 @@ fn raw_loop(
     )?;
     let frames = PackedFrames::new(&packed, batch, n)?;
     let mut out = vec![0f32; batch * m];
-    device.transform(&frames, &mut out)?;
-    let setup_s = setup.elapsed().as_secs_f64();
-    let before = device.counters();
-    let (calls, wall_s) = timed(seconds, || Ok(device.transform(&frames, &mut out)?))?;
-    let after = device.counters();
-    Ok(Measured {
-        setup_s,
-        calls,
-        wall_s,
-        device_time_s: after.device_time_s - before.device_time_s,
-        frames: after.frames - before.frames,
-    })
+    measure(
+        device,
+        setup,
+        seconds,
+        |d| d.counters(),
+        |d| Ok(d.transform(&frames, &mut out)?),
+    )
 }
 
 /// The serial backend against the emulator serving the 8-bit dense simulator (one byte per
@@ -339,10 +315,10 @@ fn row(c: &Case, m: &Measured) -> SuiteRow {
         vectors,
         wall_s: m.wall_s,
         vectors_per_s: vectors as f64 / wall,
-        frames_per_s: m.frames as f64 / wall,
+        frames_per_s: m.frames() as f64 / wall,
         equiv_ops_per_s: per_vector * vectors as f64 / wall,
-        device_time_s: m.device_time_s,
-        wall_over_device: (m.device_time_s > 0.0).then(|| m.wall_s / m.device_time_s),
+        device_time_s: m.device_time_s(),
+        wall_over_device: (m.device_time_s() > 0.0).then(|| m.wall_s / m.device_time_s()),
     }
 }
 
@@ -488,8 +464,7 @@ mod tests {
             setup_s: 0.1,
             calls: 4,
             wall_s: 2.0,
-            device_time_s: 0.0,
-            frames: 0,
+            ..Measured::default()
         };
         let r = row(&SUITE[1], &measured);
         assert_eq!(r.vectors, 4 * 256);
@@ -499,5 +474,26 @@ mod tests {
         assert!(SUITE
             .iter()
             .all(|c| c.input_dim > 0 && c.output_dim > 0 && c.batch > 0));
+    }
+
+    #[test]
+    fn csv_and_plot_are_written_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let measured = Measured {
+            setup_s: 0.1,
+            calls: 4,
+            wall_s: 2.0,
+            ..Measured::default()
+        };
+        let rows = [row(&SUITE[0], &measured), row(&SUITE[1], &measured)];
+        write_csv(&dir.path().join("suite.csv"), &rows).unwrap();
+        plot(&dir.path().join("suite.png"), &rows).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("suite.csv")).unwrap();
+        assert!(csv.starts_with("backend,mode,input_dim,"), "{csv}");
+        assert_eq!(csv.lines().count(), 3);
+        let png = std::fs::read(dir.path().join("suite.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // Nothing but the two files: no temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

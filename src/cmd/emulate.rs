@@ -6,24 +6,25 @@ use clap::Args;
 
 use speckle_devices::{sim_config, DeviceSpec};
 
-use super::args::SetArgs;
+use super::args::DeviceArgs;
 
+/// `--device`, `--seed` and `--set` are the shared [`DeviceArgs`], with their help narrowed to
+/// the simulated devices the emulator serves.
 #[derive(Args, Debug)]
+#[command(mut_arg("device", |a| a.help(
+    "The simulated device to serve: sim, sim:PRESET or sim:PATH (a device TOML)"
+)))]
+#[command(mut_arg("seed", |a| a.help(
+    "Seed of the medium and the noise (the same as `--seed` of the in-process commands)"
+)))]
 pub struct EmulateArgs {
     /// Path of the symlink to create to the pseudo-terminal's device end (what hosts open, as
     /// `--device serial:PATH`). Removed on exit. A link that another running emulator serves is
     /// refused; a dangling one, left by a killed emulator, is replaced.
     #[arg(long, value_name = "PATH")]
     pub link: PathBuf,
-    /// The simulated device to serve: sim, sim:PRESET or sim:PATH (a device TOML).
-    #[arg(long, default_value = "sim", value_name = "SPEC")]
-    pub device: DeviceSpec,
-    /// Seed of the medium and the noise (the same as `--seed` of the in-process commands).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Overrides of the simulated device's config, as for the in-process commands.
     #[command(flatten)]
-    pub set: SetArgs,
+    pub dev: DeviceArgs,
     /// Link faults to inject, as kind=rate pairs with rates per frame, e.g.
     /// drop=0.01,flip=0.01,truncate=0.01,delay=0.01,reset=0.001 (and delay_ms=N): drop loses
     /// 1 to 8 bytes of a frame (it arrives damaged, or glued to the next one when its delimiter
@@ -42,13 +43,13 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
     use speckle_serial::pty::{stop_on_signals, PtyLink};
     use speckle_serial::{Emulator, FaultConfig};
 
-    let DeviceSpec::Sim(source) = &args.device else {
+    let DeviceSpec::Sim(source) = &args.dev.device else {
         bail!(
             "speckle emulate serves a simulated device: --device must be sim, sim:PRESET or sim:PATH, not '{}'",
-            args.device
+            args.dev.device
         );
     };
-    let config = sim_config(source, &args.set.table()?)?;
+    let config = sim_config(source, &args.dev.set.table()?)?;
     let faults: FaultConfig = match &args.faults {
         Some(s) => s.parse().with_context(|| format!("bad --faults '{s}'"))?,
         None => FaultConfig::none(),
@@ -60,8 +61,8 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
     let mut link = PtyLink::create(&args.link)?;
     eprintln!(
         "speckle emulate: serving {} (seed {}) on {} -> {}{}; stop with Ctrl-C",
-        args.device,
-        args.seed,
+        args.dev.device,
+        args.dev.seed,
         link.link().display(),
         link.device_path().display(),
         if faults.is_active() {
@@ -70,7 +71,7 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<()> {
             String::new()
         },
     );
-    let mut emulator = Emulator::new(sim_factory(config, args.seed), options);
+    let mut emulator = Emulator::new(sim_factory(config, args.dev.seed), options);
     let result = emulator.serve(link.port(), &stop);
     let stats = emulator.stats();
     eprintln!(

@@ -5,6 +5,7 @@ pub mod bench_suite;
 pub mod data;
 pub mod emulate;
 pub mod info;
+pub mod measure;
 pub mod npy;
 pub mod scheduler;
 pub mod sweep;

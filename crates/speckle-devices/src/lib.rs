@@ -3,9 +3,9 @@
 //! The typed device layer: a [`DeviceSpec`] names a device (`sim`, `sim:PRESET`, `sim:PATH`,
 //! `digital`, `serial:PATH[@BAUD]`) and is parsed once; [`open_device`] and [`open_projector`]
 //! open what it names, with a simulated device's config [`overrides`] applied before the config
-//! is validated; [`FeedbackSpec`] is the device side of DFA's feedback; [`snr`] measures the
-//! projection SNR of a simulated device; [`emulator`] serves a simulated OPU over the serial
-//! protocol.
+//! is validated; [`batch`] runs whole batches through them as `speckle transform` does;
+//! [`FeedbackSpec`] is the device side of DFA's feedback; [`snr`] measures the projection SNR of
+//! a simulated device; [`emulator`] serves a simulated OPU over the serial protocol.
 //!
 //! ```
 //! use speckle_devices::{open_projector, overrides, DeviceSpec};
@@ -24,6 +24,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod batch;
 pub mod emulator;
 mod feedback;
 mod open;

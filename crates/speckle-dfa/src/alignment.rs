@@ -5,9 +5,29 @@
 //! (population) standard deviation over the evaluation batch. Added: the cosine, and the angle in
 //! degrees, between the flattened weight updates. [`crate::Trainer::alignment`] runs the passes;
 //! this module only compares them.
+//!
+//! ```
+//! use ndarray::Array2;
+//! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec, Trainer};
+//!
+//! // Backprop is aligned with itself: cosine 1 at every hidden layer, for the signal and the
+//! // weight update alike.
+//! let model = ModelSpec { hidden: vec![8, 8], ..ModelSpec::default() };
+//! let bp = AlgorithmSpec { kind: AlgorithmKind::Bp, ..AlgorithmSpec::default() };
+//! let mut t = Trainer::new(4, 3, &model, &bp, &OptimizerSpec::default(), 6, 10, 1, None)?;
+//! let x = Array2::from_shape_fn((6, 4), |(i, j)| ((i * 4 + j) as f32 * 0.37).sin());
+//! let alignment = t.alignment(x.view(), &[0, 1, 2, 0, 1, 2])?;
+//! assert_eq!(alignment.len(), 2);
+//! for layer in &alignment {
+//!     assert!((layer.cosine_mean - 1.0).abs() < 1e-6 && layer.cosine_std < 1e-6);
+//!     assert!((layer.weight_cosine - 1.0).abs() < 1e-9);
+//! }
+//! # Ok::<(), speckle_dfa::DfaError>(())
+//! ```
 
 use crate::linalg::cosine;
 use crate::model::Capture;
+use crate::stats::{mean_std, Spread};
 use serde::{Deserialize, Serialize};
 
 /// Alignment of one hidden layer between the algorithm's signal and the true backprop gradient.
@@ -37,7 +57,8 @@ pub(crate) fn compare(bp: &Capture, alg: &Capture, n: usize) -> Vec<LayerAlignme
                 .zip(a.chunks_exact(d.max(1)))
                 .map(|(x, y)| cosine(x, y))
                 .collect();
-            let (mean, std) = mean_std(&cos);
+            let (mean, std) =
+                mean_std(cos.iter().copied(), Spread::Population).unwrap_or((0.0, 0.0));
             let weight_cosine = cosine(wb, wa);
             LayerAlignment {
                 cosine_mean: mean,
@@ -47,17 +68,6 @@ pub(crate) fn compare(bp: &Capture, alg: &Capture, n: usize) -> Vec<LayerAlignme
             }
         })
         .collect()
-}
-
-/// Mean and population standard deviation.
-pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-    (mean, var.sqrt())
 }
 
 #[cfg(test)]

@@ -33,16 +33,19 @@
 
 pub mod activation;
 pub mod alignment;
+mod error;
 mod linalg;
 mod model;
 pub mod optim;
 pub mod spec;
+pub mod stats;
 pub mod trainer;
 pub use alignment::LayerAlignment;
+pub use error::DfaError;
 pub use spec::{
     Activation, AlgorithmKind, AlgorithmSpec, Init, ModelSpec, OptimizerKind, OptimizerSpec,
     Schedule,
 };
 pub use trainer::{
-    DfaError, EvalStats, StateMeta, StepStats, Trainer, TrainerState, EXPLODED_LOSS_PER_SAMPLE,
+    EvalStats, StateMeta, StepStats, Trainer, TrainerState, EXPLODED_LOSS_PER_SAMPLE,
 };

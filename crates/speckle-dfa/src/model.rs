@@ -522,12 +522,11 @@ pub(crate) struct Capture {
 }
 
 impl Network {
-    /// Backward pass from `buf.err` of `n` rows: fills every parameter's gradient and, when
-    /// `update` is given, applies the optimizer to each layer as soon as its gradient is done
-    /// (after the layer's weights were used to propagate further down). `output_scale` multiplies
-    /// the output error for the last layer's gradient (1/n: the mean-reduced cross-entropy).
-    /// `bp_scale_hidden`: BP and FA propagate the mean-reduced gradient.
-    #[allow(clippy::too_many_arguments)]
+    /// Backward pass from `buf.err` of `n` rows, layer by layer from the output: δ at the
+    /// layer's linear output, its weight and bias gradients, the gradient propagated to the
+    /// block below (BP, FA) and, when `update` is given, the optimizer step, applied as soon as
+    /// the layer's gradient is done (after its weights were used to propagate further down).
+    /// `capture` receives what the alignment measure compares.
     pub fn backward(
         &mut self,
         buf: &mut Buffers,
@@ -540,11 +539,13 @@ impl Network {
         let train = mode == Mode::Train;
         let hidden_count = self.hidden_count();
         let activation = self.activation;
-        let inv_n = 1.0 / n as f32;
         if let Some(c) = capture.as_deref_mut() {
             c.block_out = vec![Vec::new(); hidden_count];
             c.weight_grad = vec![Vec::new(); hidden_count];
         }
+        // With an update and nothing to capture, each tile of the weight gradient is computed
+        // right where the optimizer consumes it ([`Dense::step`]), while it is in cache.
+        let fused = update.is_some() && capture.is_none();
         for l in (0..self.layers.len()).rev() {
             let (below, at) = buf.hidden.split_at_mut(l.min(hidden_count));
             // The block below: its output is this layer's input, its delta receives BP and FA.
@@ -558,167 +559,260 @@ impl Network {
             let layer = &mut self.layers[l];
             let (fi, fo) = (layer.fan_in, layer.fan_out);
             let inp = RowMajor::new(&input_all[..n * fi], n, fi);
-            // δ at this layer's linear output, and its scale.
+            // δ at this layer's linear output, and its scale: the output layer's is the error of
+            // the mean-reduced loss; hidden DFA updates are sums over the batch, and BP/FA deltas
+            // are already mean-scaled.
             let (delta, alpha): (&[f32], f32) = if l == hidden_count {
-                (&buf.err[..n * fo], inv_n)
+                (&buf.err[..n * fo], 1.0 / n as f32)
             } else {
                 let hb = &mut at[0];
-                let delta = &mut hb.delta[..n * fo];
-                match feedback {
-                    Feedback::Direct {
-                        proj,
-                        stride,
-                        offsets,
-                        scales,
-                    } => {
-                        if let Some(c) = capture.as_deref_mut() {
-                            let mut s = vec![0.0; n * fo];
-                            for (d_row, p_row) in
-                                s.chunks_exact_mut(fo).zip(proj.chunks_exact(stride))
-                            {
-                                for (d, &p) in d_row.iter_mut().zip(&p_row[offsets[l]..]) {
-                                    *d = scales[l] * p;
-                                }
-                            }
-                            c.block_out[l] = s;
-                        }
-                        if !train || hb.mask.is_empty() {
-                            let act = &hb.act[..n * fo];
-                            delta
-                                .par_chunks_mut(ROWS_PER_TASK * fo)
-                                .zip(act.par_chunks(ROWS_PER_TASK * fo))
-                                .zip(proj[..n * stride].par_chunks(ROWS_PER_TASK * stride))
-                                .for_each(|((d, a), p)| {
-                                    activation.scaled_slice_times_derivative(
-                                        d, a, fo, p, stride, offsets[l], scales[l],
-                                    )
-                                });
-                        } else {
-                            for (d_row, p_row) in
-                                delta.chunks_exact_mut(fo).zip(proj.chunks_exact(stride))
-                            {
-                                for (d, &p) in d_row.iter_mut().zip(&p_row[offsets[l]..]) {
-                                    *d = scales[l] * p;
-                                }
-                            }
-                            through_block_ops(activation, delta, &hb.act, &hb.mask, n, fo, train);
-                        }
-                    }
-                    Feedback::Backprop | Feedback::Fixed(_) => {
-                        // delta already holds ∂L/∂(block output), written by the layer above.
-                        if let Some(c) = capture.as_deref_mut() {
-                            c.block_out[l] = delta.to_vec();
-                        }
-                        through_block_ops(activation, delta, &hb.act, &hb.mask, n, fo, train);
-                    }
-                }
-                if let Some(bn) = &mut layer.bn {
-                    batch_norm_backward(bn, delta, &hb.xhat[..n * fo], n, train);
-                }
-                // Hidden DFA updates are sums over the batch; BP/FA deltas are already mean-scaled.
+                let block = BlockPass {
+                    activation,
+                    layer: l,
+                    rows: n,
+                    width: fo,
+                    train,
+                };
+                block.hidden_delta(hb, layer.bn.as_mut(), feedback, capture.as_deref_mut());
                 (&hb.delta[..n * fo], 1.0)
             };
-            let delta_m = RowMajor::new(delta, n, fo);
-            // With an update and nothing to capture, each tile of the weight gradient is
-            // computed right where the optimizer consumes it (below), while it is in cache.
-            let fused = update.is_some() && capture.is_none();
+            let delta = RowMajor::new(delta, n, fo);
             if !fused {
-                gemm(
-                    &mut layer.w.grad,
-                    fi,
-                    fo,
-                    inp,
-                    true,
-                    delta_m,
-                    false,
-                    alpha,
-                    false,
-                );
-                if let Some(mask) = &layer.mask {
-                    apply_mask(&mut layer.w.grad, &mask.weight);
-                }
+                layer.weight_grad(inp, delta, alpha);
             }
-            column_sums(delta, fo, &mut layer.b.grad);
-            if alpha != 1.0 {
-                for g in &mut layer.b.grad {
-                    *g *= alpha;
-                }
-            }
-            if let Some(mask) = &layer.mask {
-                apply_mask(&mut layer.b.grad, &mask.bias);
-            }
+            layer.bias_grad(delta, alpha);
             // Propagate to the block below (BP, FA).
-            if l > 0 {
-                let back: Option<&[f32]> = match feedback {
-                    Feedback::Backprop => Some(&layer.w.value),
-                    Feedback::Fixed(m) => Some(&m[l]),
-                    Feedback::Direct { .. } => None,
-                };
-                if let (Some(back), Some(below_delta)) = (back, below_delta) {
-                    let dst = &mut below_delta[..n * fi];
-                    gemm(
-                        dst,
-                        n,
-                        fi,
-                        delta_m,
-                        false,
-                        RowMajor::new(back, fi, fo),
-                        true,
-                        alpha,
-                        false,
-                    );
-                    if let Some(mask) = &layer.mask {
-                        for row in dst.chunks_exact_mut(fi) {
-                            apply_mask(row, &mask.input);
-                        }
-                    }
-                }
+            if let (Some(back), Some(below_delta)) = (feedback.matrix(l, layer), below_delta) {
+                layer.propagate(back, delta, alpha, &mut below_delta[..n * fi]);
             }
             if let Some(s) = update {
-                if fused {
-                    // Fixed tiles of whole rows, so the result does not depend on the threads.
-                    let tile_rows = fi.div_ceil(WEIGHT_TILES).next_multiple_of(4).min(fi);
-                    let mask = layer.mask.as_ref().map(|m| &m.weight[..]);
-                    s.update_tiles(&mut layer.w, tile_rows * fo, |t, grad| {
-                        let row0 = t * tile_rows;
-                        gemm_at_b_rows(grad, inp, row0, grad.len() / fo, delta_m, alpha);
-                        if let Some(mask) = mask {
-                            apply_mask(grad, &mask[row0 * fo..]);
-                        }
-                    });
-                } else {
-                    s.update(&mut layer.w);
-                }
-                s.update(&mut layer.b);
-                if let Some(bn) = &mut layer.bn {
-                    s.update(&mut bn.gamma);
-                    s.update(&mut bn.beta);
-                }
+                layer.step(s, fused.then_some((inp, delta, alpha)));
             }
         }
     }
 }
 
-/// Pushes `delta` (∂L/∂block output) back through dropout and the activation.
-fn through_block_ops(
-    activation: Activation,
-    delta: &mut [f32],
-    act: &[f32],
-    mask: &[f32],
-    n: usize,
-    fo: usize,
-    train: bool,
-) {
-    if train && !mask.is_empty() {
-        for (d, &m) in delta.iter_mut().zip(&mask[..n * fo]) {
-            *d *= m;
+impl<'a> Feedback<'a> {
+    /// The matrix that carries the gradient from layer `l` (above the input layer) to the block
+    /// below: the weights (BP), the fixed random matrix (FA), none (DFA: every hidden layer
+    /// gets its own projection).
+    fn matrix<'m>(&self, l: usize, layer: &'m Dense) -> Option<&'m [f32]>
+    where
+        'a: 'm,
+    {
+        if l == 0 {
+            return None;
+        }
+        match *self {
+            Feedback::Backprop => Some(&layer.w.value),
+            Feedback::Fixed(m) => Some(&m[l]),
+            Feedback::Direct { .. } => None,
         }
     }
-    let act = &act[..n * fo];
-    delta
-        .par_chunks_mut(ROWS_PER_TASK * fo)
-        .zip(act.par_chunks(ROWS_PER_TASK * fo))
-        .for_each(|(d, a)| activation.mul_derivative(d, a));
+}
+
+/// What the backward pass through one hidden block needs to know.
+#[derive(Clone, Copy)]
+struct BlockPass {
+    activation: Activation,
+    /// The block's layer index.
+    layer: usize,
+    rows: usize,
+    /// The block's width (its layer's `fan_out`).
+    width: usize,
+    train: bool,
+}
+
+impl BlockPass {
+    /// Fills `hb.delta` with δ at the block's linear output: the gradient the algorithm
+    /// delivers at the block output (DFA: the layer's slice of the projection; BP and FA: what
+    /// the layer above wrote), pushed back through dropout, the activation and batch norm.
+    fn hidden_delta(
+        self,
+        hb: &mut HiddenBuf,
+        bn: Option<&mut BatchNorm>,
+        feedback: Feedback<'_>,
+        capture: Option<&mut Capture>,
+    ) {
+        let (l, n, fo) = (self.layer, self.rows, self.width);
+        let delta = &mut hb.delta[..n * fo];
+        match feedback {
+            Feedback::Direct {
+                proj,
+                stride,
+                offsets,
+                scales,
+            } => {
+                let slice = FeedbackSlice {
+                    proj,
+                    stride,
+                    offset: offsets[l],
+                    scale: scales[l],
+                };
+                if let Some(c) = capture {
+                    let mut s = vec![0.0; n * fo];
+                    slice.copy_to(&mut s, fo);
+                    c.block_out[l] = s;
+                }
+                if !self.train || hb.mask.is_empty() {
+                    // The slice times the activation derivative in one pass.
+                    let act = &hb.act[..n * fo];
+                    let activation = self.activation;
+                    delta
+                        .par_chunks_mut(ROWS_PER_TASK * fo)
+                        .zip(act.par_chunks(ROWS_PER_TASK * fo))
+                        .zip(proj[..n * stride].par_chunks(ROWS_PER_TASK * stride))
+                        .for_each(|((d, a), p)| {
+                            activation.scaled_slice_times_derivative(
+                                d,
+                                a,
+                                fo,
+                                p,
+                                stride,
+                                slice.offset,
+                                slice.scale,
+                            )
+                        });
+                } else {
+                    slice.copy_to(delta, fo);
+                    self.through_block_ops(delta, &hb.act, &hb.mask);
+                }
+            }
+            Feedback::Backprop | Feedback::Fixed(_) => {
+                // delta already holds ∂L/∂(block output), written by the layer above.
+                if let Some(c) = capture {
+                    c.block_out[l] = delta.to_vec();
+                }
+                self.through_block_ops(delta, &hb.act, &hb.mask);
+            }
+        }
+        if let Some(bn) = bn {
+            batch_norm_backward(bn, delta, &hb.xhat[..n * fo], n, self.train);
+        }
+    }
+
+    /// Pushes `delta` (∂L/∂block output) back through dropout and the activation.
+    fn through_block_ops(self, delta: &mut [f32], act: &[f32], mask: &[f32]) {
+        let len = self.rows * self.width;
+        if self.train && !mask.is_empty() {
+            for (d, &m) in delta.iter_mut().zip(&mask[..len]) {
+                *d *= m;
+            }
+        }
+        let fo = self.width;
+        let act = &act[..len];
+        let activation = self.activation;
+        delta
+            .par_chunks_mut(ROWS_PER_TASK * fo)
+            .zip(act.par_chunks(ROWS_PER_TASK * fo))
+            .for_each(|(d, a)| activation.mul_derivative(d, a));
+    }
+}
+
+/// A hidden layer's DFA signal: columns `offset ..` of each row of the projection, scaled.
+#[derive(Clone, Copy)]
+struct FeedbackSlice<'a> {
+    proj: &'a [f32],
+    stride: usize,
+    offset: usize,
+    scale: f32,
+}
+
+impl FeedbackSlice<'_> {
+    /// Writes the signal into `dst` (rows of `width`).
+    fn copy_to(&self, dst: &mut [f32], width: usize) {
+        for (d_row, p_row) in dst
+            .chunks_exact_mut(width)
+            .zip(self.proj.chunks_exact(self.stride))
+        {
+            for (d, &p) in d_row.iter_mut().zip(&p_row[self.offset..]) {
+                *d = self.scale * p;
+            }
+        }
+    }
+}
+
+impl Dense {
+    /// `w.grad = alpha · inputᵀ · δ`, masked.
+    fn weight_grad(&mut self, input: RowMajor<'_>, delta: RowMajor<'_>, alpha: f32) {
+        let (fi, fo) = (self.fan_in, self.fan_out);
+        gemm(
+            &mut self.w.grad,
+            fi,
+            fo,
+            input,
+            true,
+            delta,
+            false,
+            alpha,
+            false,
+        );
+        if let Some(mask) = &self.mask {
+            apply_mask(&mut self.w.grad, &mask.weight);
+        }
+    }
+
+    /// `b.grad = alpha · Σ_rows δ`, masked.
+    fn bias_grad(&mut self, delta: RowMajor<'_>, alpha: f32) {
+        column_sums(delta.data, self.fan_out, &mut self.b.grad);
+        if alpha != 1.0 {
+            for g in &mut self.b.grad {
+                *g *= alpha;
+            }
+        }
+        if let Some(mask) = &self.mask {
+            apply_mask(&mut self.b.grad, &mask.bias);
+        }
+    }
+
+    /// `dst = alpha · δ · backᵀ` (`back` is `fan_in × fan_out`): the gradient at the block
+    /// below's output, masked per row.
+    fn propagate(&self, back: &[f32], delta: RowMajor<'_>, alpha: f32, dst: &mut [f32]) {
+        let (fi, fo) = (self.fan_in, self.fan_out);
+        gemm(
+            dst,
+            delta.rows,
+            fi,
+            delta,
+            false,
+            RowMajor::new(back, fi, fo),
+            true,
+            alpha,
+            false,
+        );
+        if let Some(mask) = &self.mask {
+            for row in dst.chunks_exact_mut(fi) {
+                apply_mask(row, &mask.input);
+            }
+        }
+    }
+
+    /// Applies the optimizer step to the layer's parameters. `fused` = (input, δ, alpha): the
+    /// weight gradient is not computed yet; each tile of it is computed just before the tile
+    /// is updated.
+    fn step(&mut self, s: &StepScalars, fused: Option<(RowMajor<'_>, RowMajor<'_>, f32)>) {
+        match fused {
+            Some((input, delta, alpha)) => {
+                let (fi, fo) = (self.fan_in, self.fan_out);
+                // Fixed tiles of whole rows, so the result does not depend on the threads.
+                let tile_rows = fi.div_ceil(WEIGHT_TILES).next_multiple_of(4).min(fi);
+                let mask = self.mask.as_ref().map(|m| &m.weight[..]);
+                s.update_tiles(&mut self.w, tile_rows * fo, |t, grad| {
+                    let row0 = t * tile_rows;
+                    gemm_at_b_rows(grad, input, row0, grad.len() / fo, delta, alpha);
+                    if let Some(mask) = mask {
+                        apply_mask(grad, &mask[row0 * fo..]);
+                    }
+                });
+            }
+            None => s.update(&mut self.w),
+        }
+        s.update(&mut self.b);
+        if let Some(bn) = &mut self.bn {
+            s.update(&mut bn.gamma);
+            s.update(&mut bn.beta);
+        }
+    }
 }
 
 /// A seeded generator on its own stream: stream 0 initializes weights, 1 the FA matrices,

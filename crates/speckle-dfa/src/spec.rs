@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::DfaError;
+use crate::error::DfaError;
 
 /// Hidden-layer non-linearity.
 ///

@@ -50,44 +50,10 @@ use serde::{Deserialize, Serialize};
 use speckle_hal::{DeviceCounters, ProjectorInfo, RandomProjector};
 
 use crate::alignment::{self, LayerAlignment};
+pub use crate::error::DfaError;
 use crate::model::{fa_matrices, stream_rng, Buffers, Capture, Feedback, Mode, Network};
 use crate::optim::{Param, StepScalars};
 use crate::spec::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
-
-/// Errors of the trainer. Messages are one line.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DfaError {
-    /// A parameter struct is out of range (names the key).
-    #[error("invalid parameter: {0}")]
-    InvalidSpec(String),
-    /// Input data or a projector does not fit the network.
-    #[error("{0}")]
-    Mismatch(String),
-    /// The loss became NaN or infinite, or exploded (a mean above
-    /// [`EXPLODED_LOSS_PER_SAMPLE`]); the parameters were left as they were before the step.
-    #[error("training diverged at step {step}: loss is {loss}")]
-    Diverged {
-        /// Optimizer step (0-based) whose loss was not finite.
-        step: u64,
-        /// The batch's summed loss.
-        loss: f64,
-    },
-    /// The random projector failed.
-    #[error("random projector: {0}")]
-    Projector(speckle_hal::Error),
-    /// A trainer state does not fit this trainer or its file is corrupt.
-    #[error("{0}")]
-    State(String),
-}
-
-// By hand rather than `#[from]`, which would also make the projector's error the `source()` of
-// a message that already contains it (printed twice by anyhow's `{:#}`).
-impl From<speckle_hal::Error> for DfaError {
-    fn from(e: speckle_hal::Error) -> Self {
-        DfaError::Projector(e)
-    }
-}
 
 /// A mean cross-entropy per sample above which training has exploded (as with a learning rate
 /// of 10^30, where the weights reach 10^30 and the loss stays finite but astronomical): a
@@ -227,17 +193,7 @@ impl Trainer {
         model.check()?;
         algorithm.check()?;
         optimizer.check()?;
-        if input_dim == 0 {
-            return Err(DfaError::Mismatch("input dimension is 0".into()));
-        }
-        if !(2..=256).contains(&classes) {
-            return Err(DfaError::Mismatch(format!(
-                "{classes} classes: expected 2 to 256"
-            )));
-        }
-        if batch_size == 0 {
-            return Err(DfaError::InvalidSpec("batch size must be ≥ 1".into()));
-        }
+        check_shape(input_dim, classes, batch_size)?;
         let mut rng = stream_rng(seed, 0);
         let mut net = Network::new(input_dim, classes, model, optimizer, &mut rng);
         net.set_update_mask(model, &mut stream_rng(seed, 3));
@@ -247,68 +203,10 @@ impl Trainer {
         } else {
             Vec::new()
         };
-        let mut offsets = Vec::new();
-        let mut scales = Vec::new();
-        let projector_info = match (algorithm.kind, &projector) {
-            (AlgorithmKind::Dfa, Some(p)) => {
-                let info = p.info();
-                let need = if algorithm.per_layer_feedback {
-                    widths.iter().sum()
-                } else {
-                    widths.iter().copied().max().unwrap_or(0)
-                };
-                if info.input_dim != classes {
-                    return Err(DfaError::Mismatch(format!(
-                        "projector {} takes {} inputs but the network has {} classes",
-                        info.identity, info.input_dim, classes
-                    )));
-                }
-                if info.output_dim < need {
-                    return Err(DfaError::Mismatch(format!(
-                        "projector {} has {} outputs but DFA needs at least {} ({})",
-                        info.identity,
-                        info.output_dim,
-                        need,
-                        if algorithm.per_layer_feedback {
-                            "the sum of the hidden widths"
-                        } else {
-                            "the widest hidden layer"
-                        }
-                    )));
-                }
-                if !(info.entry_variance.is_finite() && info.entry_variance > 0.0) {
-                    return Err(DfaError::Mismatch(format!(
-                        "projector {} reports entry variance {}",
-                        info.identity, info.entry_variance
-                    )));
-                }
-                let unit = 1.0 / info.entry_variance.sqrt();
-                let mut off = 0;
-                for &d in &widths {
-                    offsets.push(if algorithm.per_layer_feedback { off } else { 0 });
-                    off += d;
-                    let norm = if algorithm.feedback_normalization {
-                        1.0 / ((classes * d) as f64).sqrt()
-                    } else {
-                        1.0
-                    };
-                    scales.push((unit * norm) as f32);
-                }
-                Some(info)
-            }
-            (AlgorithmKind::Dfa, None) if widths.is_empty() => None,
-            (AlgorithmKind::Dfa, None) => {
-                return Err(DfaError::Mismatch(
-                    "DFA needs a random projector for its feedback".into(),
-                ))
-            }
-            (kind, Some(p)) => {
-                return Err(DfaError::Mismatch(format!(
-                    "{kind} uses no random projector, but {} was given",
-                    p.info().identity
-                )))
-            }
-            (_, None) => None,
+        let projector_info = check_projector(algorithm, classes, &widths, projector.as_deref())?;
+        let (offsets, scales) = match &projector_info {
+            Some(info) => feedback_slices(algorithm, classes, &widths, info),
+            None => (Vec::new(), Vec::new()),
         };
         let train_buf = net.buffers(batch_size);
         let proj_width = projector_info.as_ref().map_or(0, |i| i.output_dim);
@@ -826,6 +724,115 @@ impl Trainer {
         }
         Ok(result)
     }
+}
+
+/// Checks the shape arguments of [`Trainer::new`].
+fn check_shape(input_dim: usize, classes: usize, batch_size: usize) -> Result<(), DfaError> {
+    if input_dim == 0 {
+        return Err(DfaError::Mismatch("input dimension is 0".into()));
+    }
+    if !(2..=256).contains(&classes) {
+        return Err(DfaError::Mismatch(format!(
+            "{classes} classes: expected 2 to 256"
+        )));
+    }
+    if batch_size == 0 {
+        return Err(DfaError::InvalidSpec("batch size must be ≥ 1".into()));
+    }
+    Ok(())
+}
+
+/// The info of the projector the algorithm uses (DFA with hidden layers), once checked to fit
+/// the network; an error when a projector is missing or given to BP or FA.
+fn check_projector(
+    algorithm: &AlgorithmSpec,
+    classes: usize,
+    widths: &[usize],
+    projector: Option<&(dyn RandomProjector + Send)>,
+) -> Result<Option<ProjectorInfo>, DfaError> {
+    match (algorithm.kind, projector) {
+        (AlgorithmKind::Dfa, Some(p)) => {
+            let info = p.info();
+            check_dfa_projector(&info, algorithm, classes, widths)?;
+            Ok(Some(info))
+        }
+        (AlgorithmKind::Dfa, None) if widths.is_empty() => Ok(None),
+        (AlgorithmKind::Dfa, None) => Err(DfaError::Mismatch(
+            "DFA needs a random projector for its feedback".into(),
+        )),
+        (kind, Some(p)) => Err(DfaError::Mismatch(format!(
+            "{kind} uses no random projector, but {} was given",
+            p.info().identity
+        ))),
+        (_, None) => Ok(None),
+    }
+}
+
+/// Checks that a DFA projector takes the class errors and is wide enough for every hidden
+/// layer's slice.
+fn check_dfa_projector(
+    info: &ProjectorInfo,
+    algorithm: &AlgorithmSpec,
+    classes: usize,
+    widths: &[usize],
+) -> Result<(), DfaError> {
+    let need = if algorithm.per_layer_feedback {
+        widths.iter().sum()
+    } else {
+        widths.iter().copied().max().unwrap_or(0)
+    };
+    if info.input_dim != classes {
+        return Err(DfaError::Mismatch(format!(
+            "projector {} takes {} inputs but the network has {} classes",
+            info.identity, info.input_dim, classes
+        )));
+    }
+    if info.output_dim < need {
+        return Err(DfaError::Mismatch(format!(
+            "projector {} has {} outputs but DFA needs at least {} ({})",
+            info.identity,
+            info.output_dim,
+            need,
+            if algorithm.per_layer_feedback {
+                "the sum of the hidden widths"
+            } else {
+                "the widest hidden layer"
+            }
+        )));
+    }
+    if !(info.entry_variance.is_finite() && info.entry_variance > 0.0) {
+        return Err(DfaError::Mismatch(format!(
+            "projector {} reports entry variance {}",
+            info.identity, info.entry_variance
+        )));
+    }
+    Ok(())
+}
+
+/// Column offset and scale of each hidden layer's slice of the projection: unit-variance
+/// entries, further divided by sqrt(classes·d_i) with feedback normalization; every layer
+/// starts at column 0 of a shared matrix, or at Σ_{j<i} d_j with per-layer feedback.
+fn feedback_slices(
+    algorithm: &AlgorithmSpec,
+    classes: usize,
+    widths: &[usize],
+    info: &ProjectorInfo,
+) -> (Vec<usize>, Vec<f32>) {
+    let unit = 1.0 / info.entry_variance.sqrt();
+    let mut offsets = Vec::with_capacity(widths.len());
+    let mut scales = Vec::with_capacity(widths.len());
+    let mut off = 0;
+    for &d in widths {
+        offsets.push(if algorithm.per_layer_feedback { off } else { 0 });
+        off += d;
+        let norm = if algorithm.feedback_normalization {
+            1.0 / ((classes * d) as f64).sqrt()
+        } else {
+            1.0
+        };
+        scales.push((unit * norm) as f32);
+    }
+    (offsets, scales)
 }
 
 /// Copies the rows of `x` (any layout) into the start of `dst`.

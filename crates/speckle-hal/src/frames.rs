@@ -56,6 +56,22 @@ impl<'a> PackedFrames<'a> {
         self.width
     }
 
+    /// Checks that the frames are `width` features wide, as `taker` (e.g. `"device"`) takes
+    /// them: [`ErrorKind::DimensionMismatch`] otherwise, with the message
+    /// `frames are W features wide but the TAKER takes WIDTH`.
+    pub fn expect_width(&self, width: usize, taker: &str) -> Result<(), Error> {
+        if self.width == width {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::DimensionMismatch,
+            format!(
+                "frames are {} features wide but the {taker} takes {width}",
+                self.width
+            ),
+        ))
+    }
+
     /// Bytes per frame, `ceil(width / 8)`.
     pub fn bytes_per_frame(&self) -> usize {
         self.width.div_ceil(8)
@@ -162,6 +178,13 @@ mod tests {
         assert_eq!(unpack_bits(&frames), values);
         assert!(frames.bit(0, 0));
         assert_eq!(frames.slice(1, 2).frames(), 2);
+        frames.expect_width(13, "device").unwrap();
+        let err = frames.expect_width(12, "medium").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DimensionMismatch);
+        assert_eq!(
+            err.to_string(),
+            "frames are 13 features wide but the medium takes 12"
+        );
     }
 
     #[test]

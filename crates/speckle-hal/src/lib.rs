@@ -16,15 +16,15 @@
 //! ```
 //! use speckle_hal::{DeviceCounters, Error, ErrorKind, ProjectorInfo, RandomProjector};
 //!
-//! /// A toy projector: y = x · P with a fixed 2 × 3 matrix P.
-//! struct Toy { p: [[f32; 3]; 2], counters: DeviceCounters }
+//! /// A toy projector: y = x · P with a fixed 2 × 3 matrix P, its info computed once.
+//! struct Toy { p: [[f32; 3]; 2], info: ProjectorInfo, counters: DeviceCounters }
 //!
 //! impl RandomProjector for Toy {
 //!     fn info(&self) -> ProjectorInfo {
-//!         ProjectorInfo::new("toy", 2, 3, 1.0)
+//!         self.info.clone()
 //!     }
 //!     fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-//!         speckle_hal::check_projection_buffers(&self.info(), input, batch, output)?;
+//!         speckle_hal::check_projection_buffers(&self.info, input, batch, output)?;
 //!         for b in 0..batch {
 //!             for j in 0..3 {
 //!                 output[b * 3 + j] = (0..2).map(|i| input[b * 2 + i] * self.p[i][j]).sum();
@@ -35,7 +35,11 @@
 //!     fn counters(&self) -> DeviceCounters { self.counters }
 //! }
 //!
-//! let mut toy = Toy { p: [[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]], counters: DeviceCounters::default() };
+//! let mut toy = Toy {
+//!     p: [[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]],
+//!     info: ProjectorInfo::new("toy", 2, 3, 1.0),
+//!     counters: DeviceCounters::default(),
+//! };
 //! let mut y = [0.0f32; 3];
 //! toy.project(&[1.0, 2.0], 1, &mut y).unwrap();
 //! assert_eq!(y, [1.0, 2.0, 0.0]);
@@ -44,7 +48,6 @@
 //! assert_eq!(err.kind(), ErrorKind::InvalidInput);
 //! ```
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod error;
 mod frames;
@@ -108,7 +111,8 @@ pub struct DeviceCounters {
 /// Implementations must validate their inputs (frame width, batch size, buffer length) and
 /// return [`ErrorKind::InvalidInput`] or [`ErrorKind::DimensionMismatch`] rather than panic.
 pub trait OpticalDevice {
-    /// Dimensions, bit depth and timing of the device.
+    /// Dimensions, bit depth and timing of the device. Callers may ask often: compute it once
+    /// (it does not change over the device's life) and return a clone.
     fn info(&self) -> DeviceInfo;
 
     /// Shows the frames and records the camera's response into `output`
@@ -174,7 +178,8 @@ impl ProjectorInfo {
 /// The same projector must apply the same matrix P for its whole life (up to device noise and
 /// drift): that is what makes it a *fixed* feedback matrix for DFA.
 pub trait RandomProjector {
-    /// Dimensions, identity and cost of the projection.
+    /// Dimensions, identity and cost of the projection. Callers may ask often: compute it once
+    /// (it does not change over the projector's life) and return a clone.
     fn info(&self) -> ProjectorInfo;
 
     /// Projects a batch into the caller's buffer.
@@ -248,16 +253,7 @@ pub fn check_device_buffers(
     input: &PackedFrames<'_>,
     output: &[f32],
 ) -> Result<(), Error> {
-    if input.width() != info.input_dim {
-        return Err(Error::new(
-            ErrorKind::DimensionMismatch,
-            format!(
-                "frames are {} features wide but the device takes {}",
-                input.width(),
-                info.input_dim
-            ),
-        ));
-    }
+    input.expect_width(info.input_dim, "device")?;
     if input.frames() > info.max_batch {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -283,62 +279,54 @@ pub fn check_device_buffers(
     Ok(())
 }
 
-impl<T: OpticalDevice + ?Sized> OpticalDevice for &mut T {
-    fn info(&self) -> DeviceInfo {
-        (**self).info()
-    }
-    fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
-        (**self).transform(input, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
+/// Forwards every method of [`OpticalDevice`] through a pointer type (`&mut T`, `Box<T>`).
+macro_rules! forward_optical_device {
+    ($($pointer:ty),+) => {$(
+        impl<T: OpticalDevice + ?Sized> OpticalDevice for $pointer {
+            fn info(&self) -> DeviceInfo {
+                (**self).info()
+            }
+            fn transform(
+                &mut self,
+                input: &PackedFrames<'_>,
+                output: &mut [f32],
+            ) -> Result<(), Error> {
+                (**self).transform(input, output)
+            }
+            fn counters(&self) -> DeviceCounters {
+                (**self).counters()
+            }
+            fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+                (**self).seek_frame(index)
+            }
+        }
+    )+};
 }
 
-impl<T: OpticalDevice + ?Sized> OpticalDevice for Box<T> {
-    fn info(&self) -> DeviceInfo {
-        (**self).info()
-    }
-    fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
-        (**self).transform(input, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
+/// Forwards every method of [`RandomProjector`] through a pointer type (`&mut T`, `Box<T>`).
+macro_rules! forward_random_projector {
+    ($($pointer:ty),+) => {$(
+        impl<T: RandomProjector + ?Sized> RandomProjector for $pointer {
+            fn info(&self) -> ProjectorInfo {
+                (**self).info()
+            }
+            fn project(
+                &mut self,
+                input: &[f32],
+                batch: usize,
+                output: &mut [f32],
+            ) -> Result<(), Error> {
+                (**self).project(input, batch, output)
+            }
+            fn counters(&self) -> DeviceCounters {
+                (**self).counters()
+            }
+            fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
+                (**self).seek_frame(index)
+            }
+        }
+    )+};
 }
 
-impl<T: RandomProjector + ?Sized> RandomProjector for &mut T {
-    fn info(&self) -> ProjectorInfo {
-        (**self).info()
-    }
-    fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-        (**self).project(input, batch, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
-}
-
-impl<T: RandomProjector + ?Sized> RandomProjector for Box<T> {
-    fn info(&self) -> ProjectorInfo {
-        (**self).info()
-    }
-    fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-        (**self).project(input, batch, output)
-    }
-    fn counters(&self) -> DeviceCounters {
-        (**self).counters()
-    }
-    fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        (**self).seek_frame(index)
-    }
-}
+forward_optical_device!(&mut T, Box<T>);
+forward_random_projector!(&mut T, Box<T>);

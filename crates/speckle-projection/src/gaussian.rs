@@ -34,6 +34,8 @@ pub struct GaussianProjector {
     output_dim: usize,
     /// Row-major `input_dim × output_dim`.
     matrix: Vec<f32>,
+    /// What [`RandomProjector::info`] reports, computed once.
+    info: ProjectorInfo,
     threads: usize,
     projected: u64,
 }
@@ -48,11 +50,21 @@ impl GaussianProjector {
             .par_chunks_mut(output_dim)
             .enumerate()
             .for_each(|(i, row)| fill_row(seed, i as u64, row));
+        // The identity's text is stored in checkpoints: keep it.
+        let info = ProjectorInfo::new(
+            format!(
+                "gaussian(seed={seed}, in={input_dim}, out={output_dim}, entries=N(0,1), rng=chacha8-stream-per-row)"
+            ),
+            input_dim,
+            output_dim,
+            1.0,
+        );
         Ok(Self {
             seed,
             input_dim,
             output_dim,
             matrix,
+            info,
             threads: 0,
             projected: 0,
         })
@@ -140,19 +152,11 @@ fn fill_row(seed: u64, row_index: u64, row: &mut [f32]) {
 
 impl RandomProjector for GaussianProjector {
     fn info(&self) -> ProjectorInfo {
-        ProjectorInfo::new(
-            format!(
-                "gaussian(seed={}, in={}, out={}, entries=N(0,1), rng=chacha8-stream-per-row)",
-                self.seed, self.input_dim, self.output_dim
-            ),
-            self.input_dim,
-            self.output_dim,
-            1.0,
-        )
+        self.info.clone()
     }
 
     fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-        check_projection_buffers(&self.info(), input, batch, output)?;
+        check_projection_buffers(&self.info, input, batch, output)?;
         if batch == 0 {
             return Ok(());
         }

@@ -227,6 +227,8 @@ pub struct Calibration {
 pub struct OpticalProjector<D: OpticalDevice> {
     device: D,
     device_info: DeviceInfo,
+    /// What [`RandomProjector::info`] reports, computed once.
+    info: ProjectorInfo,
     config: OpticalConfig,
     calibration: Calibration,
     /// Per output: `output_scale / (2 |r_j|)`.
@@ -295,6 +297,7 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         }
         let mut projector = Self {
             device,
+            info: projector_info(&config, &device_info),
             device_info,
             calibration: Calibration {
                 frames: 0,
@@ -329,6 +332,70 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     /// intensities (and so the output variance) stay right.
     pub fn calibrate(&mut self) -> Result<&Calibration, Error> {
         let frames = self.config.calibration_frames;
+        let pixels_all = self.device_info.output_dim;
+        let Averages {
+            reference: mean_ref_px,
+            dark: mean_dark_px,
+            signal,
+        } = self.average_reference_and_dark(frames)?;
+        // |r_j|² = I_j(a) − I_j(0) per pixel, and its mean over all pixels.
+        let intensity: Vec<f64> = mean_ref_px
+            .iter()
+            .zip(&mean_dark_px)
+            .map(|(a, d)| (a - d).max(0.0))
+            .collect();
+        let mean_intensity = intensity.iter().sum::<f64>() / pixels_all as f64;
+        if !(mean_intensity > 0.0 && mean_intensity.is_finite()) {
+            return Err(Error::new(
+                ErrorKind::Calibration,
+                format!(
+                    "the reference pattern gives no light on the camera (mean I(a) − I(0) = {mean_intensity})"
+                ),
+            ));
+        }
+        signal?;
+        let reference_on = self
+            .reference_bytes
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum::<usize>();
+        let field_variance = mean_intensity / reference_on as f64;
+        let output_scale = (2.0 / field_variance).sqrt();
+        let floor = self.config.dark_fraction * mean_intensity;
+
+        let (pixels, dark_pixels, bright_pixels) = if self.calibration.pixels.is_empty() {
+            self.select_pixels(&intensity, &mean_ref_px, floor)?
+        } else {
+            (
+                std::mem::take(&mut self.calibration.pixels),
+                self.calibration.dark_pixels,
+                self.calibration.bright_pixels,
+            )
+        };
+        // `floor` may be 0 (dark_fraction 0): keep strictly positive to never divide by zero.
+        let clamp = floor.max(mean_intensity * 1e-12);
+        let reference_intensity: Vec<f64> =
+            pixels.iter().map(|&p| intensity[p].max(clamp)).collect();
+        self.set_gains(&reference_intensity, output_scale);
+        self.calibration = Calibration {
+            frames,
+            reference_on,
+            mean_dark: mean_dark_px.iter().sum::<f64>() / pixels_all as f64,
+            mean_reference_intensity: mean_intensity,
+            field_variance,
+            output_scale,
+            pixels,
+            reference_intensity,
+            dark_pixels,
+            bright_pixels,
+        };
+        Ok(&self.calibration)
+    }
+
+    /// Calibration step 1: shows the reference alone, then an all-off frame, `frames` times
+    /// each, and returns the mean camera value of every device pixel, `(I(a), I(0))`, with
+    /// the outcome of [`check_signal`] (checked by the caller after the no-light check).
+    fn average_reference_and_dark(&mut self, frames: usize) -> Result<Averages, Error> {
         let pixels_all = self.device_info.output_dim;
         let bpf = self.reference_bytes.len();
         let total = 2 * frames;
@@ -369,76 +436,63 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             }
             start += count;
         }
+        let signal = check_signal([&sum_ref, &sum_dark], [&squares_ref, &squares_dark], frames);
         let inv = 1.0 / frames as f64;
-        let mean_dark_px: Vec<f64> = sum_dark.iter().map(|s| s * inv).collect();
-        let mean_ref_px: Vec<f64> = sum_ref.iter().map(|s| s * inv).collect();
-        let intensity: Vec<f64> = mean_ref_px
-            .iter()
-            .zip(&mean_dark_px)
-            .map(|(a, d)| (a - d).max(0.0))
-            .collect();
-        let mean_intensity = intensity.iter().sum::<f64>() / pixels_all as f64;
-        if !(mean_intensity > 0.0 && mean_intensity.is_finite()) {
+        let mean = |sum: Vec<f64>| sum.iter().map(|s| s * inv).collect();
+        Ok(Averages {
+            reference: mean(sum_ref),
+            dark: mean(sum_dark),
+            signal,
+        })
+    }
+
+    /// Calibration step 2, first calibration only: the first `output_dim` pixels, in pixel
+    /// order, whose reference intensity `|r_j|²` reaches `floor` and, on a quantized camera,
+    /// whose reference reading stays within the saturation ceiling. Returns them with the
+    /// counts of pixels skipped as too dark and as too bright; too few usable pixels is an
+    /// error.
+    fn select_pixels(
+        &self,
+        intensity: &[f64],
+        mean_ref_px: &[f64],
+        floor: f64,
+    ) -> Result<(Vec<usize>, usize, usize), Error> {
+        let m = self.config.output_dim;
+        let ceiling = self.device_info.max_count() as f64 * self.config.saturation_fraction;
+        let mut chosen = Vec::with_capacity(m);
+        let (mut dark, mut bright) = (0, 0);
+        for (p, (&c, &raw)) in intensity.iter().zip(mean_ref_px).enumerate() {
+            if chosen.len() == m {
+                break;
+            }
+            if c < floor || c <= 0.0 {
+                dark += 1;
+            } else if raw > ceiling {
+                bright += 1;
+            } else {
+                chosen.push(p);
+            }
+        }
+        if chosen.len() < m {
             return Err(Error::new(
                 ErrorKind::Calibration,
                 format!(
-                    "the reference pattern gives no light on the camera (mean I(a) − I(0) = {mean_intensity})"
+                    "only {} of {} camera pixels are usable ({} too dark, {} too bright) but the projector needs {}; give the device about {} outputs",
+                    chosen.len(),
+                    self.device_info.output_dim,
+                    dark,
+                    bright,
+                    m,
+                    self.config.recommended_device_output_dim()
                 ),
             ));
         }
-        check_signal([&sum_ref, &sum_dark], [&squares_ref, &squares_dark], frames)?;
-        let reference_on = self
-            .reference_bytes
-            .iter()
-            .map(|b| b.count_ones() as usize)
-            .sum::<usize>();
-        let field_variance = mean_intensity / reference_on as f64;
-        let output_scale = (2.0 / field_variance).sqrt();
-        let floor = self.config.dark_fraction * mean_intensity;
-        let m = self.config.output_dim;
+        Ok((chosen, dark, bright))
+    }
 
-        let (pixels, dark_pixels, bright_pixels) = if self.calibration.pixels.is_empty() {
-            let ceiling = self.device_info.max_count() as f64 * self.config.saturation_fraction;
-            let mut chosen = Vec::with_capacity(m);
-            let (mut dark, mut bright) = (0, 0);
-            for (p, (&c, &raw)) in intensity.iter().zip(&mean_ref_px).enumerate() {
-                if chosen.len() == m {
-                    break;
-                }
-                if c < floor || c <= 0.0 {
-                    dark += 1;
-                } else if raw > ceiling {
-                    bright += 1;
-                } else {
-                    chosen.push(p);
-                }
-            }
-            if chosen.len() < m {
-                return Err(Error::new(
-                    ErrorKind::Calibration,
-                    format!(
-                        "only {} of {} camera pixels are usable ({} too dark, {} too bright) but the projector needs {}; give the device about {} outputs",
-                        chosen.len(),
-                        pixels_all,
-                        dark,
-                        bright,
-                        m,
-                        self.config.recommended_device_output_dim()
-                    ),
-                ));
-            }
-            (chosen, dark, bright)
-        } else {
-            (
-                std::mem::take(&mut self.calibration.pixels),
-                self.calibration.dark_pixels,
-                self.calibration.bright_pixels,
-            )
-        };
-        // `floor` may be 0 (dark_fraction 0): keep strictly positive to never divide by zero.
-        let clamp = floor.max(mean_intensity * 1e-12);
-        let reference_intensity: Vec<f64> =
-            pixels.iter().map(|&p| intensity[p].max(clamp)).collect();
+    /// Calibration step 3: each output's gain `output_scale / (2 |r_j|)` and offset
+    /// `gain_j · |r_j|²` from the selected pixels' reference intensities.
+    fn set_gains(&mut self, reference_intensity: &[f64], output_scale: f64) {
         self.gain = reference_intensity
             .iter()
             .map(|c| output_scale / (2.0 * c.sqrt()))
@@ -446,22 +500,9 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         self.offset = self
             .gain
             .iter()
-            .zip(&reference_intensity)
+            .zip(reference_intensity)
             .map(|(g, c)| g * c)
             .collect();
-        self.calibration = Calibration {
-            frames,
-            reference_on,
-            mean_dark: mean_dark_px.iter().sum::<f64>() / pixels_all as f64,
-            mean_reference_intensity: mean_intensity,
-            field_variance,
-            output_scale,
-            pixels,
-            reference_intensity,
-            dark_pixels,
-            bright_pixels,
-        };
-        Ok(&self.calibration)
     }
 
     /// The latest calibration.
@@ -698,6 +739,14 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     }
 }
 
+/// What calibration step 1 measures: the mean camera value of every device pixel with the
+/// reference shown, `I(a)`, and with nothing shown, `I(0)`, and the outcome of [`check_signal`].
+struct Averages {
+    reference: Vec<f64>,
+    dark: Vec<f64>,
+    signal: Result<(), Error>,
+}
+
 /// Standard errors by which the reference's mean intensity must exceed zero.
 const SIGNAL_SIGMAS: f64 = 5.0;
 
@@ -733,33 +782,38 @@ fn check_signal(sums: [&[f64]; 2], squares: [&[f64]; 2], frames: usize) -> Resul
     ))
 }
 
-impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
-    fn info(&self) -> ProjectorInfo {
-        let c = &self.config;
-        let mut info = ProjectorInfo::new(
-            format!(
-                "optical(device={} [{}] {}x{} {}, in={}, out={}, reference={}@seed{}, encoding={})",
-                self.device_info.kind,
-                self.device_info.description,
-                self.device_info.input_dim,
-                self.device_info.output_dim,
-                c.device_label,
-                c.input_dim,
-                c.output_dim,
-                c.reference_features,
-                c.reference_seed,
-                c.encoding.canonical()
-            ),
+/// The projector's info: dimensions, cost, and an identity naming the device, its label, the
+/// reference pattern and the encoding. The identity's text is stored in checkpoints: keep it.
+fn projector_info(c: &OpticalConfig, device: &DeviceInfo) -> ProjectorInfo {
+    let mut info = ProjectorInfo::new(
+        format!(
+            "optical(device={} [{}] {}x{} {}, in={}, out={}, reference={}@seed{}, encoding={})",
+            device.kind,
+            device.description,
+            device.input_dim,
+            device.output_dim,
+            c.device_label,
             c.input_dim,
             c.output_dim,
-            1.0,
-        );
-        info.frames_per_vector = c.frames_per_vector() as f64;
-        info
+            c.reference_features,
+            c.reference_seed,
+            c.encoding.canonical()
+        ),
+        c.input_dim,
+        c.output_dim,
+        1.0,
+    );
+    info.frames_per_vector = c.frames_per_vector() as f64;
+    info
+}
+
+impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
+    fn info(&self) -> ProjectorInfo {
+        self.info.clone()
     }
 
     fn project(&mut self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), Error> {
-        check_projection_buffers(&self.info(), input, batch, output)?;
+        check_projection_buffers(&self.info, input, batch, output)?;
         let n = self.config.input_dim;
         let m = self.config.output_dim;
         let k = self.config.encoding.binary_frames();

@@ -1,10 +1,8 @@
 //! The digital Gaussian projector's distribution and trait-object use.
 
-mod common;
-
-use common::ks_normal;
 use speckle_hal::RandomProjector;
 use speckle_projection::GaussianProjector;
+use speckle_testkit::ks_normal;
 
 #[test]
 fn entries_are_standard_gaussian() {

@@ -2,11 +2,12 @@
 
 mod common;
 
-use common::{common_pixels, correlation, ks_normal, random_bits, rel_err, Camera, ExactDevice};
+use common::{common_pixels, correlation, rel_err, Camera, ExactDevice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::{ErrorKind, OpticalDevice, RandomProjector};
 use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
+use speckle_testkit::{ks_normal, random_bits, signed_vector};
 
 const N: usize = 12;
 const M: usize = 60;
@@ -120,11 +121,8 @@ fn bitplane_approaches_exact_projection_and_ternary_is_its_code() {
     let mut proj = OpticalProjector::new(exact(&config, 4), config.clone()).unwrap();
     let p = effective_matrix(&mut proj);
     let device = proj.into_inner();
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
     let batch = 4;
-    let x: Vec<f32> = (0..batch * N)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let x = signed_vector(batch * N, 11);
     let exact_y = |v: &[f32]| -> Vec<f64> {
         (0..batch * M)
             .map(|k| {
@@ -195,11 +193,8 @@ fn noisy_quantized_device_correlates_with_ideal() {
     };
     let mut ideal = OpticalProjector::new(exact(&config, 6), config.clone()).unwrap();
     let mut noisy = OpticalProjector::new(exact(&config, 6).with_camera(camera), config).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(12);
     let batch = 16;
-    let x: Vec<f32> = (0..batch * N)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let x = signed_vector(batch * N, 12);
     let mut a = vec![0.0f32; batch * M];
     let mut b = vec![0.0f32; batch * M];
     ideal.project(&x, batch, &mut a).unwrap();
@@ -248,11 +243,8 @@ fn zero_rows_project_to_exact_zero_even_with_noise() {
 #[test]
 fn chunking_by_max_batch_does_not_change_the_result() {
     let config = OpticalConfig::new(N, M).with_encoding(Encoding::BitPlane { bits: 2 });
-    let mut rng = ChaCha8Rng::seed_from_u64(13);
     let batch = 20;
-    let x: Vec<f32> = (0..batch * N)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let x = signed_vector(batch * N, 13);
     let mut results = Vec::new();
     // 8 frames per vector: 1, 3, 7 and 50 split vectors across calls.
     for max_batch in [1, 3, 7, 50, 1024] {

@@ -2,12 +2,13 @@
 
 mod common;
 
-use common::{common_pixels, correlation, ks_normal, random_bits, rel_err};
-use rand::{Rng, SeedableRng};
+use common::{common_pixels, correlation, rel_err};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::{pack_bits, PackedFrames, RandomProjector};
 use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
 use speckle_sim::{DeviceConfig, SimulatedOpu};
+use speckle_testkit::{ks_normal, random_bits, signed_vector};
 
 fn sim(preset: &str, config: &OpticalConfig, seed: u64) -> SimulatedOpu {
     let device = DeviceConfig::preset(preset).unwrap();
@@ -100,11 +101,8 @@ fn lighton_sim_correlates_with_ideal() {
     // (same matrix). Stated levels: correlation ≥ 0.95 with bit-plane 6, ≥ 0.9 with ternary
     // (measured against the ideal device's own ternary projection).
     let (n, m) = (10, 400);
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
     let batch = 32;
-    let x: Vec<f32> = (0..batch * n)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let x = signed_vector(batch * n, 3);
     for (enc, level) in [("bitplane:6", 0.95), ("ternary", 0.9)] {
         let encoding: Encoding = enc.parse().unwrap();
         let config = OpticalConfig::new(n, m).with_encoding(encoding);
@@ -132,4 +130,43 @@ fn lighton_sim_correlates_with_ideal() {
             2 * 64 + batch as u64 * noisy.info().frames_per_vector as u64
         );
     }
+}
+
+/// Identities and device info are stored in checkpoints and `summary.json`: their text must
+/// not change.
+#[test]
+fn identities_and_device_info_are_stable() {
+    use speckle_hal::OpticalDevice;
+    use speckle_projection::GaussianProjector;
+    let digital = GaussianProjector::new(10, 800, 42).unwrap();
+    assert_eq!(
+        digital.info().identity,
+        "gaussian(seed=42, in=10, out=800, entries=N(0,1), rng=chacha8-stream-per-row)"
+    );
+    let mut config = OpticalConfig::new(10, 40).with_encoding("bitplane:3".parse().unwrap());
+    config.device_label = "seed=7".into();
+    let opu = sim("lighton", &config, 7);
+    let description = "lighton: LightOn-like OPU: 912x1140 DMD, dense Gaussian medium, 8-bit camera with shot and read noise";
+    assert_eq!(
+        opu.info(),
+        speckle_hal::DeviceInfo {
+            kind: "simulated-opu".into(),
+            description: description.into(),
+            input_dim: 26,
+            output_dim: 82,
+            bit_depth: Some(8),
+            frame_time_us: 500.0,
+            exposure_us: 400.0,
+            max_batch: 65536,
+        }
+    );
+    let optical = OpticalProjector::new(opu, config).unwrap();
+    let mut want = speckle_hal::ProjectorInfo::new(
+        format!("optical(device=simulated-opu [{description}] 26x82 seed=7, in=10, out=40, reference=16@seed0, encoding=bitplane:3)"),
+        10,
+        40,
+        1.0,
+    );
+    want.frames_per_vector = 12.0;
+    assert_eq!(optical.info(), want);
 }

@@ -7,9 +7,10 @@
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
+use speckle_dfa::AlgorithmKind;
 use speckle_hal::{DeviceCounters, Error, ProjectorInfo, RandomProjector};
 use speckle_runs::perf::bench_epoch;
+use speckle_runs::RunConfig;
 
 /// y = x·P with a fixed Gaussian P (rows of x are 10 class errors).
 struct Dense {
@@ -54,7 +55,6 @@ fn epoch(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60_000);
-    let model = ModelSpec::default();
     let mut group = c.benchmark_group("train_epoch");
     // An epoch takes seconds: one epoch per sample, ten samples.
     group.sample_size(10);
@@ -62,18 +62,15 @@ fn epoch(c: &mut Criterion) {
     group.warm_up_time(std::time::Duration::from_millis(1));
     group.measurement_time(std::time::Duration::from_secs(1));
     for kind in [AlgorithmKind::Dfa, AlgorithmKind::Bp] {
-        let algorithm = AlgorithmSpec {
-            kind,
-            ..AlgorithmSpec::default()
-        };
-        let opt = OptimizerSpec::default();
+        // MNIST-shaped data, the default model and optimizer, batch 128.
+        let mut config = RunConfig::default();
+        config.training.algorithm = kind;
         group.bench_function(format!("{kind}_784-800x3-10_b128"), |b| {
             b.iter_custom(|iters| {
                 let mut total = std::time::Duration::ZERO;
                 for _ in 0..iters {
                     let p = (kind == AlgorithmKind::Dfa).then(projector);
-                    let r =
-                        bench_epoch(784, 10, &model, &algorithm, &opt, 128, samples, p).unwrap();
+                    let r = bench_epoch(&config, samples, p).unwrap();
                     eprintln!(
                         "{kind}: {:.3} s, {:.0} samples/s, {:.1} GFLOP/s",
                         r.seconds, r.samples_per_s, r.gflops

@@ -30,10 +30,17 @@
 //! assert!(failed.is_err());
 //! assert_eq!(std::fs::read(&path)?, b"second");
 //! assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+//! // Written once: a second writer finds the file there and leaves it.
+//! let manifest = dir.path().join("manifest.json");
+//! assert!(speckle_runs::atomic::create_once(&manifest, b"mine")?);
+//! assert!(!speckle_runs::atomic::create_once(&manifest, b"theirs")?);
+//! assert_eq!(std::fs::read(&manifest)?, b"mine");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -285,17 +292,14 @@ impl AtomicFile {
             )
         })?;
         sweep_stale_once(dir);
-        // The pid (for stale-file removal) and 64 random bits: unique even among processes of
-        // several machines that share the folder.
-        let random = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-            h.finish()
-        };
+        // Unique among the threads of this process (the counter) and among processes of several
+        // machines that share the folder (the process id, also read by stale-file removal, and
+        // 64 random bits).
+        let random = RandomState::new().build_hasher().finish();
         let mut tmp_name = std::ffi::OsString::from(format!(
-            "{TEMP_PREFIX}{}-{random:016x}-",
-            std::process::id()
+            "{TEMP_PREFIX}{}-{random:016x}-{}-",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         tmp_name.push(name);
         let tmp = dir.join(tmp_name);
@@ -346,6 +350,25 @@ pub fn write_atomic_with(
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Writes `bytes` to `path` unless `path` exists, atomically even when several processes (of
+/// several machines sharing the folder) try at once: each links its own complete, synced copy
+/// into place and only the first succeeds. Returns whether this call wrote the file. On a file
+/// system without hard links the last writer wins, still atomically.
+pub fn create_once(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let file = AtomicFile::new(path)?;
+    {
+        let mut f = File::create(file.path())?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    match std::fs::hard_link(file.path(), path) {
+        // Dropping `file` removes the temporary name; the linked one stays.
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(_) => file.commit().map(|()| true),
+    }
 }
 
 #[cfg(test)]

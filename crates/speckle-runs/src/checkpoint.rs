@@ -5,6 +5,24 @@
 //! Layout: `DIR/checkpoint/run.json` and `DIR/checkpoint/trainer.state`. A checkpoint is
 //! written into a temporary directory next to it and swapped in by renames, so a crash leaves
 //! either the previous checkpoint or the new one, never a mixture.
+//!
+//! ```
+//! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec, Trainer};
+//! use speckle_runs::checkpoint::{load_trainer_state, save_trainer_state};
+//!
+//! let model = ModelSpec { hidden: vec![8], ..ModelSpec::default() };
+//! let bp = AlgorithmSpec { kind: AlgorithmKind::Bp, ..AlgorithmSpec::default() };
+//! let trainer = Trainer::new(6, 3, &model, &bp, &OptimizerSpec::default(), 4, 10, 1, None)?;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("trainer.state");
+//! save_trainer_state(&trainer.state(), &path)?;
+//! assert_eq!(load_trainer_state(&path)?, trainer.state());
+//! // A damaged file is a one-line error naming it.
+//! std::fs::write(&path, b"not a trainer state")?;
+//! let e = load_trainer_state(&path).unwrap_err().to_string();
+//! assert!(e.contains("trainer.state") && e.contains("bad magic"), "{e}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::atomic::{write_atomic, write_atomic_with};
 use crate::metrics::EpochMetrics;

@@ -25,7 +25,7 @@
 use crate::data::DatasetKind;
 use serde::{Deserialize, Serialize};
 use speckle_devices::{overrides, DeviceSpec, Encoding, FeedbackSpec, OverrideError};
-use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
+use speckle_dfa::{AlgorithmKind, AlgorithmSpec, DfaError, ModelSpec, OptimizerSpec};
 use std::path::{Path, PathBuf};
 
 /// The shipped configurations, embedded in the binary (`configs/*.toml` of the repository).
@@ -71,9 +71,80 @@ pub enum ConfigError {
         /// The key and what is wrong with it.
         message: String,
     },
+    /// A value is out of range or values do not go together ([`RunConfig::check`]).
+    #[error("config {source_name}: {source}")]
+    Check {
+        /// File name or other origin.
+        source_name: String,
+        /// The key and what is wrong with it.
+        source: CheckError,
+    },
     /// A malformed `--set` override.
     #[error(transparent)]
     Override(#[from] OverrideError),
+}
+
+/// What [`RunConfig::check`] finds wrong, one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// A `[model]`, `[optimizer]` or `[feedback]` value the trainer refuses.
+    #[error(transparent)]
+    Trainer(#[from] DfaError),
+    /// A count out of its range.
+    #[error("{key} = {value} must be in {min}..={max}")]
+    OutOfRange {
+        /// The dotted key.
+        key: &'static str,
+        /// Its value.
+        value: usize,
+        /// The least value allowed.
+        min: usize,
+        /// The largest value allowed.
+        max: usize,
+    },
+    /// `training.name` is not a plain word (it names the output folder).
+    #[error("training.name = {0:?} must be a non-empty word of letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    /// A data subset of 0 images.
+    #[error("{key} = 0: leave it out to use the whole split")]
+    EmptySubset {
+        /// The dotted key.
+        key: &'static str,
+    },
+    /// `model.hidden = []` with an algorithm that needs a hidden layer.
+    #[error(
+        "model.hidden = [] is a linear model, which {algorithm} would train exactly as bp \
+         (its only layer gets the true gradient): use training.algorithm = \"bp\", or give \
+         hidden layers"
+    )]
+    LinearModel {
+        /// The configured algorithm (`fa` or `dfa`).
+        algorithm: AlgorithmKind,
+    },
+    /// The network would not fit the memory limit (the message names the limit; no `source()`).
+    #[error("{0}")]
+    Memory(speckle_hal::Error),
+}
+
+/// A [`RunConfig`] that passed [`RunConfig::check`], which is what runs take: a config is
+/// checked once, where it is read ([`RunConfig::from_table`] and the loaders), and cannot be
+/// changed afterwards. It reads as a `RunConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedRunConfig(RunConfig);
+
+impl std::ops::Deref for CheckedRunConfig {
+    type Target = RunConfig;
+    fn deref(&self) -> &RunConfig {
+        &self.0
+    }
+}
+
+impl CheckedRunConfig {
+    /// The config itself, to edit (and check again).
+    pub fn into_inner(self) -> RunConfig {
+        self.0
+    }
 }
 
 /// `[data]`: which data set, where, how much of it, and its preprocessing.
@@ -302,7 +373,10 @@ impl RunConfig {
 
     /// Deserializes and checks a TOML tree. `source_name` (a file name, `default`, ...) is
     /// used in error messages, which name the offending key.
-    pub fn from_table(tree: toml::Table, source_name: &str) -> Result<RunConfig, ConfigError> {
+    pub fn from_table(
+        tree: toml::Table,
+        source_name: &str,
+    ) -> Result<CheckedRunConfig, ConfigError> {
         // Re-serialize so that the deserializer reports a position, from which the key is
         // recovered (deserializing a `toml::Value` directly gives no location).
         let text = toml::to_string(&tree).map_err(|e| ConfigError::Invalid {
@@ -320,11 +394,10 @@ impl RunConfig {
                 message,
             }
         })?;
-        config.check().map_err(|m| ConfigError::Invalid {
+        config.check().map_err(|source| ConfigError::Check {
             source_name: source_name.to_string(),
-            message: m,
-        })?;
-        Ok(config)
+            source,
+        })
     }
 
     /// Parses TOML text, applies `overrides` (`section.key=value`) and checks the result.
@@ -332,7 +405,7 @@ impl RunConfig {
         text: &str,
         source_name: &str,
         overrides: &[String],
-    ) -> Result<RunConfig, ConfigError> {
+    ) -> Result<CheckedRunConfig, ConfigError> {
         let mut tree = parse_tree(text, source_name)?;
         for o in overrides {
             overrides::apply(&mut tree, o)?;
@@ -347,7 +420,10 @@ impl RunConfig {
 
     /// Reads a config file (or the embedded default when `path` is `None`) and applies
     /// overrides.
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<RunConfig, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<CheckedRunConfig, ConfigError> {
         match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
@@ -377,31 +453,26 @@ impl RunConfig {
         }
     }
 
-    /// Validates ranges and combinations; the message names the key.
-    pub fn check(&self) -> Result<(), String> {
-        self.model.check().map_err(|e| e.to_string())?;
-        self.optimizer.check().map_err(|e| e.to_string())?;
-        self.algorithm_spec().check().map_err(|e| e.to_string())?;
+    /// Validates ranges and combinations (linfa style: the checked config is another type,
+    /// so that what takes one never checks it again); the error names the key.
+    pub fn check(self) -> Result<CheckedRunConfig, CheckError> {
+        self.model.check()?;
+        self.optimizer.check()?;
+        self.algorithm_spec().check()?;
         let t = &self.training;
-        if t.epochs == 0 || t.epochs > 100_000 {
-            return Err(format!(
-                "training.epochs = {} must be in 1..=100000",
-                t.epochs
-            ));
-        }
-        if t.batch_size == 0 || t.batch_size > 1 << 16 {
-            return Err(format!(
-                "training.batch_size = {} must be in 1..={}",
-                t.batch_size,
-                1 << 16
-            ));
-        }
-        if t.alignment_batch == 0 || t.alignment_batch > 1 << 16 {
-            return Err(format!(
-                "training.alignment_batch = {} must be in 1..={}",
-                t.alignment_batch,
-                1 << 16
-            ));
+        for (key, value, max) in [
+            ("training.epochs", t.epochs, 100_000),
+            ("training.batch_size", t.batch_size, 1 << 16),
+            ("training.alignment_batch", t.alignment_batch, 1 << 16),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(CheckError::OutOfRange {
+                    key,
+                    value,
+                    min: 1,
+                    max,
+                });
+            }
         }
         if let Some(name) = &t.name {
             if name.is_empty()
@@ -410,9 +481,7 @@ impl RunConfig {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 || name.starts_with('.')
             {
-                return Err(format!(
-                    "training.name = {name:?} must be a non-empty word of letters, digits, '-', '_' or '.'"
-                ));
+                return Err(CheckError::BadName(name.clone()));
             }
         }
         for (key, v) in [
@@ -420,31 +489,28 @@ impl RunConfig {
             ("data.test_subset", self.data.test_subset),
         ] {
             if v == Some(0) {
-                return Err(format!("{key} = 0: leave it out to use the whole split"));
+                return Err(CheckError::EmptySubset { key });
             }
         }
         self.check_linear_model()?;
-        self.check_model_memory()
+        self.check_model_memory()?;
+        Ok(CheckedRunConfig(self))
     }
 
     /// `hidden = []` is a linear model (softmax regression on the pixels), which the true
     /// gradient trains: fine with `bp`, refused with `fa` and `dfa`, which have no hidden layer
     /// to send a random feedback to.
-    fn check_linear_model(&self) -> Result<(), String> {
+    fn check_linear_model(&self) -> Result<(), CheckError> {
         let algorithm = self.training.algorithm;
         if self.model.hidden.is_empty() && algorithm != AlgorithmKind::Bp {
-            return Err(format!(
-                "model.hidden = [] is a linear model, which {algorithm} would train exactly as bp \
-                 (its only layer gets the true gradient): use training.algorithm = \"bp\", or give \
-                 hidden layers"
-            ));
+            return Err(CheckError::LinearModel { algorithm });
         }
         Ok(())
     }
 
     /// Refuses, before anything is allocated, a network whose largest weight matrix, or whose
     /// weights and gradients together, exceed the memory limit ([`speckle_hal::memory`]).
-    fn check_model_memory(&self) -> Result<(), String> {
+    fn check_model_memory(&self) -> Result<(), CheckError> {
         let subject = format!("model.hidden = {:?}", self.model.hidden);
         let mut widths = vec![self.data.dataset.input_dim()];
         widths.extend(&self.model.hidden);
@@ -462,7 +528,7 @@ impl RunConfig {
         .times(cols)
         .of(4)
         .check()
-        .map_err(|e| e.to_string())?;
+        .map_err(CheckError::Memory)?;
         let params = widths
             .windows(2)
             .map(|w| (w[0] as u64 + 1).saturating_mul(w[1] as u64))
@@ -475,7 +541,7 @@ impl RunConfig {
         .times(2u64)
         .of(4)
         .check()
-        .map_err(|e| e.to_string())
+        .map_err(CheckError::Memory)
     }
 
     /// Short default name of the run: `<algorithm>-<dataset>`, or `training.name`.

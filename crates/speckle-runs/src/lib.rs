@@ -36,7 +36,7 @@ pub mod perf;
 pub mod plot;
 pub mod run;
 pub mod sweep;
-pub use config::{FeedbackConfig, RunConfig};
+pub use config::{CheckError, CheckedRunConfig, FeedbackConfig, RunConfig};
 pub use run::{
     train, train_with, train_with_projector, Progress, RunError, RunOptions, RunOutcome,
 };

@@ -1,5 +1,29 @@
 //! What a run records: one [`EpochMetrics`] row per epoch (written to `metrics.csv`) and a
 //! [`Summary`] at the end (`summary.json`).
+//!
+//! ```
+//! use speckle_runs::metrics::{csv_header, metrics_csv, EpochMetrics, LayerAlignment};
+//!
+//! let row = EpochMetrics {
+//!     epoch: 1,
+//!     train_loss: 0.5,
+//!     train_accuracy: 0.8,
+//!     test_loss: 0.4,
+//!     test_accuracy: 0.85,
+//!     alignment: vec![LayerAlignment { cosine_mean: 0.5, ..LayerAlignment::default() }],
+//!     epoch_train_s: 1.0,
+//!     wall_s: 1.5,
+//!     device_frames: 0,
+//!     device_time_s: 0.0,
+//! };
+//! let csv = metrics_csv(&[row]);
+//! let mut lines = csv.lines();
+//! assert_eq!(lines.next(), Some(csv_header(1).as_str()));
+//! assert_eq!(
+//!     lines.next(),
+//!     Some("1,0.500000,0.800000,0.400000,0.850000,0.500000,0.000000,0.000000,0.0000,1.000,1.500,0,0.000000")
+//! );
+//! ```
 
 use serde::{Deserialize, Serialize};
 

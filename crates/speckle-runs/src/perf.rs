@@ -2,14 +2,18 @@
 //!
 //! ```
 //! use speckle_runs::perf::bench_epoch;
-//! use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
+//! use speckle_runs::RunConfig;
 //!
-//! let model = ModelSpec { hidden: vec![32], ..ModelSpec::default() };
-//! let bp = AlgorithmSpec { kind: AlgorithmKind::Bp, ..AlgorithmSpec::default() };
-//! let r = bench_epoch(64, 10, &model, &bp, &OptimizerSpec::default(), 32, 256, None).unwrap();
+//! // The BP config's model and optimizer, narrow, at batch 32, on MNIST-shaped data.
+//! let config = RunConfig::load(
+//!     None,
+//!     &["training.algorithm=\"bp\"".into(), "model.hidden=[32]".into(), "training.batch_size=32".into()],
+//! )?;
+//! let r = bench_epoch(&config, 256, None)?;
 //! assert_eq!(r.samples, 256);
 //! assert!(r.seconds > 0.0 && r.gflops > 0.0);
 //! assert!(speckle_runs::perf::gemm_peak_gflops(0.0) > 0.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::time::Instant;
@@ -19,8 +23,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::RandomProjector;
 
-use speckle_dfa::{AlgorithmSpec, ModelSpec, OptimizerSpec};
 use speckle_dfa::{DfaError, Trainer};
+
+use crate::config::RunConfig;
 
 /// Result of [`bench_epoch`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,19 +42,18 @@ pub struct BenchReport {
     pub gflops: f64,
 }
 
-/// Trains one "epoch" of `samples` synthetic samples (uniform [0, 1) inputs, 16 distinct batches
-/// reused in turn, random labels) and times the loop alone, with the current rayon pool.
-#[allow(clippy::too_many_arguments)]
+/// Trains one "epoch" of `samples` synthetic samples of the config's data set shape (uniform
+/// [0, 1) inputs, 16 distinct batches reused in turn, random labels) with the config's model,
+/// algorithm, optimizer and batch size and `projector` as the feedback, and times the loop
+/// alone, with the current rayon pool.
 pub fn bench_epoch(
-    input_dim: usize,
-    classes: usize,
-    model: &ModelSpec,
-    algorithm: &AlgorithmSpec,
-    optimizer: &OptimizerSpec,
-    batch_size: usize,
+    config: &RunConfig,
     samples: usize,
     projector: Option<Box<dyn RandomProjector + Send>>,
 ) -> Result<BenchReport, DfaError> {
+    let input_dim = config.data.dataset.input_dim();
+    let classes = config.data.dataset.classes();
+    let batch_size = config.training.batch_size;
     if samples == 0 || batch_size == 0 {
         return Err(DfaError::InvalidSpec(
             "bench needs samples and batch size ≥ 1".into(),
@@ -57,7 +61,15 @@ pub fn bench_epoch(
     }
     let steps = samples.div_ceil(batch_size) as u64;
     let mut trainer = Trainer::new(
-        input_dim, classes, model, algorithm, optimizer, batch_size, steps, 0, projector,
+        input_dim,
+        classes,
+        &config.model,
+        &config.algorithm_spec(),
+        &config.optimizer,
+        batch_size,
+        steps,
+        0,
+        projector,
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let pool = 16.min(steps as usize);

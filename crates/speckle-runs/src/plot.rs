@@ -1,10 +1,25 @@
 //! PNG plots of a run (accuracy and per-layer alignment against epochs), drawn with plotters'
 //! bitmap backend and a bundled font (DejaVu Sans, see `assets/DejaVuSans-LICENSE.txt`), so no
 //! system font or fontconfig is involved.
+//!
+//! ```
+//! use speckle_runs::plot::{line_chart, Series};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("curve.png");
+//! let series = [Series { label: "test".into(), points: vec![(1.0, 80.0), (2.0, 90.0)] }];
+//! line_chart(&path, "accuracy", "epoch", "accuracy (%)", None, &series)?;
+//! assert_eq!(&std::fs::read(&path)?[..8], b"\x89PNG\r\n\x1a\n");
+//! // Drawn through a temporary file, renamed when complete: nothing else is left.
+//! assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+use crate::atomic::AtomicFile;
 use crate::metrics::EpochMetrics;
+use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -18,13 +33,17 @@ pub fn register_font() {
     });
 }
 
-/// A plotting failure (the message of the backend).
+/// A plotting failure: the file and the backend's (or the file system's) error.
 #[derive(Debug, thiserror::Error)]
-#[error("plotting {path}: {message}")]
+#[error("plotting {}: {cause}", path.display())]
 pub struct PlotError {
-    path: String,
-    message: String,
+    path: PathBuf,
+    /// Part of the message; not returned by `source()`, so each clause prints once.
+    cause: DrawError,
 }
+
+/// An error while drawing: the backend's, whatever its type.
+pub type DrawError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One named curve: (x, y) points.
 pub struct Series {
@@ -34,7 +53,35 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Draws line series into a PNG at `path` (written to a temporary file, then renamed).
+/// The drawing area of a PNG being drawn by [`draw_png`].
+pub type PngArea<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// Draws a PNG of `size` pixels at `path`: `draw` gets the white drawing area of a bitmap on a
+/// temporary file next to `path`, which replaces `path` once drawn ([`AtomicFile`]). Errors of
+/// `draw` are the backend's.
+pub fn draw_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&PngArea<'_>) -> Result<(), DrawError>,
+) -> Result<(), PlotError> {
+    register_font();
+    let drawn = || -> Result<(), DrawError> {
+        let file = AtomicFile::new(path)?;
+        {
+            let root = BitMapBackend::new(file.path(), size).into_drawing_area();
+            root.fill(&WHITE)?;
+            draw(&root)?;
+            root.present()?;
+        }
+        Ok(file.commit()?)
+    };
+    drawn().map_err(|cause| PlotError {
+        path: path.to_path_buf(),
+        cause,
+    })
+}
+
+/// Draws line series into a PNG at `path` (atomically, see [`draw_png`]).
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -43,15 +90,53 @@ pub fn line_chart(
     y_range: Option<(f64, f64)>,
     series: &[Series],
 ) -> Result<(), PlotError> {
-    register_font();
-    let err = |m: String| PlotError {
-        path: path.display().to_string(),
-        message: m,
-    };
-    // The backend picks the encoder from the extension, which the temporary name keeps; it is
-    // removed if drawing fails (or the process is interrupted).
-    let file = crate::atomic::AtomicFile::new(path).map_err(|e| err(e.to_string()))?;
-    let tmp = file.path().to_path_buf();
+    let (x_range, y_range) = chart_ranges(series, y_range);
+    draw_png(path, (800, 500), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x_range, y_range)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+        Ok(())
+    })
+}
+
+/// The axes' ranges of a line chart: x from the smaller of 1 and the least x to the largest x
+/// (at least 1 wide), y as given or the finite values' range padded by 5 %.
+fn chart_ranges(
+    series: &[Series],
+    y_range: Option<(f64, f64)>,
+) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
@@ -89,53 +174,7 @@ pub fn line_chart(
         }
     });
     let xmax = if xmax > xmin { xmax } else { xmin + 1.0 };
-    {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xmin..xmax, ymin..ymax)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        for (i, s) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> = s
-                .points
-                .iter()
-                .copied()
-                .filter(|p| finite(p.0) && finite(p.1))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| err(e.to_string()))?;
-        }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    file.commit().map_err(|e| err(e.to_string()))
+    (xmin..xmax, ymin..ymax)
 }
 
 /// Writes `accuracy.png` (train and test accuracy) and `alignment.png` (per-layer mean cosine)

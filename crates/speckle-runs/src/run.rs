@@ -4,10 +4,34 @@
 //! The feedback projector is opened from `[feedback]` through `speckle-devices` ([`train_with`]),
 //! or handed in by the caller ([`train_with_projector`]: a device of one's own, or a test fake).
 //! It is built once per run: the optical path is one matrix for the whole run, as on hardware.
+//!
+//! ```
+//! use speckle_runs::run::{train_with, RunOptions};
+//! use speckle_runs::RunConfig;
+//!
+//! let config = RunConfig::load(
+//!     Some(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/mnist-bp.toml"))),
+//!     &[
+//!         "data.train_subset=500".into(),
+//!         "data.test_subset=100".into(),
+//!         "model.hidden=[16]".into(),
+//!         "training.epochs=2".into(),
+//!     ],
+//! )?;
+//! let out = tempfile::tempdir()?;
+//! let dir = out.path().join("run");
+//! // Stop after the first epoch (its checkpoint is kept), then resume to the end.
+//! let first = train_with(&config, &dir, &RunOptions { stop_after_epochs: Some(1), ..RunOptions::default() })?;
+//! assert!(!first.completed && first.metrics.len() == 1);
+//! let all = train_with(&config, &dir, &RunOptions { resume: true, ..RunOptions::default() })?;
+//! assert!(all.completed && all.metrics.len() == 2);
+//! assert!(dir.join("summary.json").is_file() && dir.join("metrics.csv").is_file());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::atomic::write_atomic;
 use crate::checkpoint::{self, CheckpointError, RunState, RUN_STATE_VERSION};
-use crate::config::{ConfigError, RunConfig};
+use crate::config::{CheckedRunConfig, ConfigError, RunConfig};
 use crate::data::{self, DataError, Dataset};
 use crate::metrics::{self, AlignmentSummary, EpochMetrics, Summary};
 use crate::plot::{self, PlotError};
@@ -221,7 +245,7 @@ fn utc_stamp(secs: u64) -> String {
 
 /// Trains a run to its end (see [`train_with`]).
 pub fn train(
-    config: &RunConfig,
+    config: &CheckedRunConfig,
     out_dir: &Path,
     resume: bool,
     progress: Progress,
@@ -418,192 +442,234 @@ pub fn open_feedback(
 /// Trains a run, writing its outputs into `out_dir`, with the feedback projector that
 /// `[feedback]` names (see [`train_with_projector`]).
 pub fn train_with(
-    config: &RunConfig,
+    config: &CheckedRunConfig,
     out_dir: &Path,
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
-    check(config)?;
     let projector = open_feedback(config, config.data.dataset.classes())?;
     train_with_projector(config, out_dir, projector, options)
-}
-
-fn check(config: &RunConfig) -> Result<(), RunError> {
-    config.check().map_err(|message| ConfigError::Invalid {
-        source_name: "run".into(),
-        message,
-    })?;
-    Ok(())
 }
 
 /// Trains a run, writing its outputs into `out_dir`, with `projector` as the DFA feedback
 /// (`None` for BP and FA).
 ///
-/// A new run needs `out_dir` absent or empty; with `options.resume` it must hold a checkpoint
-/// of the same configuration and projector identity, and training continues from it to the
+/// The folder is locked for the run (a second run into it is refused). A new run needs
+/// `out_dir` absent or empty; with `options.resume` it must hold a checkpoint of the same
+/// configuration and projector identity (or only the `config.toml` of a run killed before its
+/// first checkpoint, which starts again), and training continues from it to the
 /// same result as an uninterrupted run (bit for bit with a deterministic projector; a noisy
 /// device restarts its noise stream). After every epoch the outputs and a checkpoint are
 /// written. A non-finite loss or evaluation stops the run with [`RunError::Diverged`], leaving
 /// the last good checkpoint in place.
 pub fn train_with_projector(
-    config: &RunConfig,
+    config: &CheckedRunConfig,
     out_dir: &Path,
     projector: Option<Box<dyn RandomProjector + Send>>,
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    check(config)?;
+    let (train_set, test_set) = load_splits(config)?;
+    let identity = projector.as_ref().map(|p| p.info().identity);
+    let (_lock, from_checkpoint) = open_out_dir(out_dir, options.resume, &config.to_toml())?;
+    let (state, trainer) = if from_checkpoint {
+        resume(config, out_dir, projector, &identity, &train_set)?
+    } else {
+        start(config, out_dir, projector, &identity, &train_set)?
+    };
+    let data = (&train_set, &test_set);
+    let mut run = Run::new(
+        config,
+        out_dir,
+        data,
+        trainer,
+        state,
+        options.progress,
+        started,
+    )?;
+    let epochs = config.training.epochs;
+    let stop_at = options.stop_after_epochs.unwrap_or(epochs).min(epochs);
+    for epoch in run.state.epochs_done..stop_at {
+        if let Err(e) = run.epoch(epoch) {
+            run.reporter.finish();
+            return Err(e);
+        }
+    }
+    run.reporter.finish();
+    run.finish(identity)
+}
+
+/// The data of a run ([`load_data`]), with neither split empty.
+fn load_splits(config: &RunConfig) -> Result<(Dataset, Dataset), RunError> {
     let (train_set, test_set) = load_data(config)?;
     if train_set.is_empty() || test_set.is_empty() {
         return Err(RunError::Data(DataError::Missing {
             message: "the training or the test split is empty".into(),
         }));
     }
-    let input_dim = train_set.input_dim();
-    let classes = train_set.classes;
-    let algorithm = config.algorithm_spec();
-    let identity = projector.as_ref().map(|p| p.info().identity);
+    Ok((train_set, test_set))
+}
 
-    let bs = config.training.batch_size;
-    let n_train = train_set.len();
-    let steps_per_epoch = n_train.div_ceil(bs);
-    let epochs = config.training.epochs;
-    let total_steps = (epochs * steps_per_epoch) as u64;
-    let config_toml = config.to_toml();
-
-    let (_lock, from_checkpoint) = open_out_dir(out_dir, options.resume, &config_toml)?;
-    let (mut run_state, mut trainer) = if from_checkpoint {
-        let (run_state, trainer_state) = checkpoint::load(out_dir)?;
-        checkpoint::check_consistent(
-            out_dir,
-            &run_state,
-            &trainer_state,
-            steps_per_epoch as u64,
-            epochs,
-        )?;
-        let mismatch = |message: String| RunError::ResumeMismatch {
-            dir: out_dir.to_path_buf(),
-            message,
-        };
-        if run_state.config_toml != config_toml {
-            return Err(mismatch(
-                "the configuration differs from the checkpoint's (see its config.toml)".into(),
-            ));
-        }
-        if run_state.projector_identity != identity {
-            return Err(mismatch(format!(
-                "the feedback projector is {:?} but the checkpoint was trained with {:?}",
-                identity.as_deref().unwrap_or("none"),
-                run_state.projector_identity.as_deref().unwrap_or("none")
-            )));
-        }
-        let trainer = Trainer::restore(trainer_state, projector)?;
-        (run_state, trainer)
-    } else {
-        let trainer = Trainer::new(
-            input_dim,
-            classes,
-            &config.model,
-            &algorithm,
-            &config.optimizer,
-            bs,
-            total_steps,
-            config.training.seed,
-            projector,
-        )?;
-        let path = out_dir.join("config.toml");
-        write_atomic(&path, config_toml.as_bytes()).map_err(io_err(&path))?;
-        let run_state = RunState {
-            version: RUN_STATE_VERSION,
-            epochs_done: 0,
-            metrics: Vec::new(),
-            config_toml: config_toml.clone(),
-            projector_identity: identity.clone(),
-            wall_s: 0.0,
-            train_s: 0.0,
-            device_frames: 0,
-            device_time_s: 0.0,
-        };
-        (run_state, trainer)
+/// Picks up the run checkpointed in `out_dir`, which must be of this configuration and
+/// projector, and consistent with itself and this schedule ([`checkpoint::check_consistent`]).
+fn resume(
+    config: &RunConfig,
+    out_dir: &Path,
+    projector: Option<Box<dyn RandomProjector + Send>>,
+    identity: &Option<String>,
+    train_set: &Dataset,
+) -> Result<(RunState, Trainer), RunError> {
+    let (run_state, trainer_state) = checkpoint::load(out_dir)?;
+    let steps_per_epoch = train_set.len().div_ceil(config.training.batch_size);
+    checkpoint::check_consistent(
+        out_dir,
+        &run_state,
+        &trainer_state,
+        steps_per_epoch as u64,
+        config.training.epochs,
+    )?;
+    let mismatch = |message: String| RunError::ResumeMismatch {
+        dir: out_dir.to_path_buf(),
+        message,
     };
+    if run_state.config_toml != config.to_toml() {
+        return Err(mismatch(
+            "the configuration differs from the checkpoint's (see its config.toml)".into(),
+        ));
+    }
+    if run_state.projector_identity != *identity {
+        return Err(mismatch(format!(
+            "the feedback projector is {:?} but the checkpoint was trained with {:?}",
+            identity.as_deref().unwrap_or("none"),
+            run_state.projector_identity.as_deref().unwrap_or("none")
+        )));
+    }
+    let trainer = Trainer::restore(trainer_state, projector)?;
+    Ok((run_state, trainer))
+}
 
-    // Counters of the invocations before a resume: this invocation's projector starts from zero.
-    let (frames0, time0) = (run_state.device_frames, run_state.device_time_s);
-    let wall0 = run_state.wall_s;
-    let n_align = config.training.alignment_batch.min(test_set.len());
-    let align_x = test_set.images.slice(s![..n_align, ..]);
-    let align_y = &test_set.labels[..n_align];
-    let reporter = Reporter::new(options.progress);
-    let label = format!(
-        "{} on {}",
-        config.training.algorithm.to_string().to_uppercase(),
-        config.data.dataset.name()
-    );
+/// Starts a new run in `out_dir`: a fresh trainer for the whole schedule, and `config.toml`.
+fn start(
+    config: &RunConfig,
+    out_dir: &Path,
+    projector: Option<Box<dyn RandomProjector + Send>>,
+    identity: &Option<String>,
+    train_set: &Dataset,
+) -> Result<(RunState, Trainer), RunError> {
+    let bs = config.training.batch_size;
+    let total_steps = (config.training.epochs * train_set.len().div_ceil(bs)) as u64;
+    let trainer = Trainer::new(
+        train_set.input_dim(),
+        train_set.classes,
+        &config.model,
+        &config.algorithm_spec(),
+        &config.optimizer,
+        bs,
+        total_steps,
+        config.training.seed,
+        projector,
+    )?;
+    let config_toml = config.to_toml();
+    let path = out_dir.join("config.toml");
+    write_atomic(&path, config_toml.as_bytes()).map_err(io_err(&path))?;
+    let run_state = RunState {
+        version: RUN_STATE_VERSION,
+        epochs_done: 0,
+        metrics: Vec::new(),
+        config_toml,
+        projector_identity: identity.clone(),
+        wall_s: 0.0,
+        train_s: 0.0,
+        device_frames: 0,
+        device_time_s: 0.0,
+    };
+    Ok((run_state, trainer))
+}
 
-    let mut batch_x = Array2::<f32>::zeros((bs, input_dim));
-    let mut batch_y = vec![0u8; bs];
-    let train_flat = train_set
-        .images
-        .as_slice()
-        .ok_or_else(|| RunError::OutDir("training images are not contiguous".into()))?;
+/// A run under way: its data, trainer, state and batch buffers.
+struct Run<'a> {
+    config: &'a RunConfig,
+    out_dir: &'a Path,
+    train_set: &'a Dataset,
+    train_flat: &'a [f32],
+    test_set: &'a Dataset,
+    trainer: Trainer,
+    state: RunState,
+    reporter: Reporter,
+    /// When this invocation started.
+    started: Instant,
+    /// Wall time, device frames and device time of the invocations before a resume (this
+    /// invocation's projector counts from zero).
+    before: (f64, u64, f64),
+    batch_x: Array2<f32>,
+    batch_y: Vec<u8>,
+}
 
-    let stop_at = options.stop_after_epochs.unwrap_or(epochs).min(epochs);
-    for epoch in run_state.epochs_done..stop_at {
-        let diverged = |detail: String, last_good: usize| RunError::Diverged {
+impl<'a> Run<'a> {
+    fn new(
+        config: &'a RunConfig,
+        out_dir: &'a Path,
+        (train_set, test_set): (&'a Dataset, &'a Dataset),
+        trainer: Trainer,
+        state: RunState,
+        progress: Progress,
+        started: Instant,
+    ) -> Result<Self, RunError> {
+        let bs = config.training.batch_size;
+        let train_flat = train_set
+            .images
+            .as_slice()
+            .ok_or_else(|| RunError::OutDir("training images are not contiguous".into()))?;
+        Ok(Self {
+            config,
+            out_dir,
+            train_set,
+            train_flat,
+            test_set,
+            trainer,
+            before: (state.wall_s, state.device_frames, state.device_time_s),
+            state,
+            reporter: Reporter::new(progress),
+            started,
+            batch_x: Array2::<f32>::zeros((bs, train_set.input_dim())),
+            batch_y: vec![0u8; bs],
+        })
+    }
+
+    fn diverged(&self, epoch: usize, detail: String) -> RunError {
+        RunError::Diverged {
             epoch: epoch + 1,
             detail,
-            last_good,
-            dir: out_dir.to_path_buf(),
-        };
-        reporter.start_epoch(epoch + 1, epochs, steps_per_epoch);
-        let order = epoch_order(n_train, config.training.seed, epoch);
-        let (mut loss_sum, mut correct, mut count) = (0.0f64, 0usize, 0usize);
-        let t0 = Instant::now();
-        for chunk in order.chunks(bs) {
-            let b = chunk.len();
-            for (row, &i) in chunk.iter().enumerate() {
-                batch_x
-                    .row_mut(row)
-                    .as_slice_mut()
-                    .expect("owned standard-layout row")
-                    .copy_from_slice(&train_flat[i * input_dim..(i + 1) * input_dim]);
-                batch_y[row] = train_set.labels[i];
-            }
-            let stats = match trainer.train_batch(batch_x.slice(s![..b, ..]), &batch_y[..b]) {
-                Ok(s) => s,
-                Err(DfaError::Diverged { step, loss }) => {
-                    reporter.finish();
-                    return Err(diverged(
-                        format!("loss {loss} at step {step}"),
-                        run_state.epochs_done,
-                    ));
-                }
-                Err(e) => {
-                    reporter.finish();
-                    return Err(e.into());
-                }
-            };
-            loss_sum += stats.loss_sum;
-            correct += stats.correct;
-            count += stats.count;
-            reporter.step(
-                loss_sum / count.max(1) as f64,
-                correct as f64 / count.max(1) as f64,
-            );
+            last_good: self.state.epochs_done,
+            dir: self.out_dir.to_path_buf(),
         }
+    }
+
+    /// Epoch `epoch` (0-based): training, evaluation and alignment, then its row, the
+    /// metrics file and a checkpoint.
+    fn epoch(&mut self, epoch: usize) -> Result<(), RunError> {
+        let epochs = self.config.training.epochs;
+        let (wall0, frames0, time0) = self.before;
+        let t0 = Instant::now();
+        let (train_loss, train_accuracy) = self.train_epoch(epoch)?;
         let epoch_train_s = t0.elapsed().as_secs_f64();
-        run_state.train_s += epoch_train_s;
-        let train_loss = loss_sum / count.max(1) as f64;
-        let train_accuracy = correct as f64 / count.max(1) as f64;
-        let test = evaluate(&mut trainer, &test_set)?;
+        self.state.train_s += epoch_train_s;
+        let test = evaluate(&mut self.trainer, self.test_set)?;
         if !train_loss.is_finite() || !test.0.is_finite() {
-            reporter.finish();
-            return Err(diverged(
+            return Err(self.diverged(
+                epoch,
                 format!("train loss {train_loss}, test loss {}", test.0),
-                run_state.epochs_done,
             ));
         }
-        let alignment = trainer.alignment(align_x, align_y)?;
-        let counters = add_counters(trainer.counters(), frames0, time0);
+        let n_align = self
+            .config
+            .training
+            .alignment_batch
+            .min(self.test_set.len());
+        let alignment = self.trainer.alignment(
+            self.test_set.images.slice(s![..n_align, ..]),
+            &self.test_set.labels[..n_align],
+        )?;
+        let counters = add_counters(self.trainer.counters(), frames0, time0);
         let row = EpochMetrics {
             epoch: epoch + 1,
             train_loss,
@@ -612,48 +678,107 @@ pub fn train_with_projector(
             test_accuracy: test.1,
             alignment,
             epoch_train_s,
-            wall_s: wall0 + started.elapsed().as_secs_f64(),
+            wall_s: wall0 + self.started.elapsed().as_secs_f64(),
             device_frames: counters.frames,
             device_time_s: counters.device_time_s,
         };
-        reporter.line(&epoch_line(&row, epochs));
-        run_state.metrics.push(row);
-        run_state.epochs_done = epoch + 1;
-        run_state.wall_s = wall0 + started.elapsed().as_secs_f64();
-        run_state.device_frames = counters.frames;
-        run_state.device_time_s = counters.device_time_s;
-        let csv_path = out_dir.join("metrics.csv");
+        self.reporter.line(&epoch_line(&row, epochs));
+        self.record(row, counters)
+    }
+
+    /// The optimizer steps of epoch `epoch` over the shuffled training set: mean loss and
+    /// accuracy of its batches.
+    fn train_epoch(&mut self, epoch: usize) -> Result<(f64, f64), RunError> {
+        let (bs, seed) = (self.config.training.batch_size, self.config.training.seed);
+        let n_train = self.train_set.len();
+        let input_dim = self.train_set.input_dim();
+        self.reporter
+            .start_epoch(epoch + 1, self.config.training.epochs, n_train.div_ceil(bs));
+        let order = epoch_order(n_train, seed, epoch);
+        let (mut loss_sum, mut correct, mut count) = (0.0f64, 0usize, 0usize);
+        for chunk in order.chunks(bs) {
+            let b = chunk.len();
+            for (row, &i) in chunk.iter().enumerate() {
+                self.batch_x
+                    .row_mut(row)
+                    .as_slice_mut()
+                    .expect("owned standard-layout row")
+                    .copy_from_slice(&self.train_flat[i * input_dim..(i + 1) * input_dim]);
+                self.batch_y[row] = self.train_set.labels[i];
+            }
+            let stats = match self
+                .trainer
+                .train_batch(self.batch_x.slice(s![..b, ..]), &self.batch_y[..b])
+            {
+                Ok(s) => s,
+                Err(DfaError::Diverged { step, loss }) => {
+                    return Err(self.diverged(epoch, format!("loss {loss} at step {step}")));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            loss_sum += stats.loss_sum;
+            correct += stats.correct;
+            count += stats.count;
+            self.reporter.step(
+                loss_sum / count.max(1) as f64,
+                correct as f64 / count.max(1) as f64,
+            );
+        }
+        Ok((
+            loss_sum / count.max(1) as f64,
+            correct as f64 / count.max(1) as f64,
+        ))
+    }
+
+    /// Adds an epoch's row to the state, then writes `metrics.csv` and the checkpoint.
+    fn record(&mut self, row: EpochMetrics, counters: DeviceCounters) -> Result<(), RunError> {
+        let epoch = row.epoch;
+        self.state.metrics.push(row);
+        self.state.epochs_done = epoch;
+        self.state.wall_s = self.before.0 + self.started.elapsed().as_secs_f64();
+        self.state.device_frames = counters.frames;
+        self.state.device_time_s = counters.device_time_s;
+        let csv_path = self.out_dir.join("metrics.csv");
         write_atomic(
             &csv_path,
-            metrics::metrics_csv(&run_state.metrics).as_bytes(),
+            metrics::metrics_csv(&self.state.metrics).as_bytes(),
         )
         .map_err(io_err(&csv_path))?;
-        checkpoint::save(out_dir, &run_state, &trainer.state())?;
+        checkpoint::save(self.out_dir, &self.state, &self.trainer.state())?;
+        Ok(())
     }
-    reporter.finish();
 
-    let summary = summarize(
-        config,
-        &run_state,
-        trainer.flops_per_sample(),
-        n_train,
-        identity,
-    );
-    let completed = run_state.epochs_done >= epochs;
-    if completed {
-        let path = out_dir.join("summary.json");
-        let json = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
-        write_atomic(&path, json.as_bytes()).map_err(io_err(&path))?;
+    /// The outcome, with `summary.json` when every epoch is done and the plots.
+    fn finish(self, identity: Option<String>) -> Result<RunOutcome, RunError> {
+        let config = self.config;
+        let summary = summarize(
+            config,
+            &self.state,
+            self.trainer.flops_per_sample(),
+            self.train_set.len(),
+            identity,
+        );
+        let completed = self.state.epochs_done >= config.training.epochs;
+        if completed {
+            let path = self.out_dir.join("summary.json");
+            let json = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+            write_atomic(&path, json.as_bytes()).map_err(io_err(&path))?;
+        }
+        if !self.state.metrics.is_empty() {
+            let label = format!(
+                "{} on {}",
+                config.training.algorithm.to_string().to_uppercase(),
+                config.data.dataset.name()
+            );
+            plot::plot_run(self.out_dir, &self.state.metrics, &label)?;
+        }
+        Ok(RunOutcome {
+            summary,
+            metrics: self.state.metrics,
+            completed,
+            out_dir: self.out_dir.to_path_buf(),
+        })
     }
-    if !run_state.metrics.is_empty() {
-        plot::plot_run(out_dir, &run_state.metrics, &label)?;
-    }
-    Ok(RunOutcome {
-        summary,
-        metrics: run_state.metrics,
-        completed,
-        out_dir: out_dir.to_path_buf(),
-    })
 }
 
 /// Mean loss and accuracy on a data set, in chunks (weighted by chunk size).

@@ -6,7 +6,7 @@ use rand_distr::Distribution;
 use speckle_dfa::AlgorithmKind;
 use speckle_hal::{DeviceCounters, Error, ProjectorInfo, RandomProjector};
 use speckle_runs::checkpoint;
-use speckle_runs::config::{RunConfig, SHIPPED_CONFIGS};
+use speckle_runs::config::{CheckedRunConfig, RunConfig, SHIPPED_CONFIGS};
 use speckle_runs::run::{train_with_projector, Progress, RunError, RunOptions};
 use speckle_runs::FeedbackConfig;
 use std::path::Path;
@@ -97,7 +97,7 @@ fn fake_failing_after(
 }
 
 /// A small, fast DFA config on the bundled MNIST.
-fn small(extra: &[&str]) -> RunConfig {
+fn small(extra: &[&str]) -> CheckedRunConfig {
     let mut sets: Vec<String> = [
         "data.train_subset=2000",
         "data.test_subset=500",

@@ -38,7 +38,6 @@
 //! drop(device); // closes the link; the emulator returns
 //! server.join().unwrap();
 //! ```
-#![warn(missing_docs)]
 
 /// Baud rate used when a `serial:PATH` spec gives none (ignored by pseudo-terminals and USB
 /// CDC-ACM devices, which run at bus speed).

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use speckle_hal::{ErrorKind, OpticalDevice, PackedFrames};
 use speckle_protocol::{
     decode_frame, encode_frame, encode_raw_frame, Capabilities, Deframer, ErrorCode, ErrorReport,
     Message, MessageType, ResetNotice, TransformResponse,
 };
 use speckle_serial::*;
+use speckle_testkit::random_frames;
 
 const SEED: u64 = 42;
 
@@ -58,16 +57,6 @@ fn serve_on<T: Transport + Send + 'static>(
 fn serve(bits: Option<u8>, options: EmulatorOptions) -> (MemoryPort, Served<MemoryPort>) {
     let (host, dev) = memory_link();
     (host, serve_on(dev, bits, options))
-}
-
-fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..frames * width)
-        .map(|_| rng.random_range(0..2u8))
-        .collect();
-    let mut packed = Vec::new();
-    speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
-    packed
 }
 
 fn local_run(

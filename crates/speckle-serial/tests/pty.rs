@@ -11,23 +11,12 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use speckle_hal::{ErrorKind, OpticalDevice, PackedFrames};
 use speckle_protocol::{encode_frame, Hello, Message};
 use speckle_serial::pty::PtyLink;
 use speckle_serial::*;
 use speckle_sim::{DeviceConfig, SimulatedOpu};
-
-fn random_frames(frames: usize, width: usize, seed: u64) -> Vec<u8> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let values: Vec<u8> = (0..frames * width)
-        .map(|_| rng.random_range(0..2u8))
-        .collect();
-    let mut packed = Vec::new();
-    speckle_hal::pack_bits(&values, frames, width, &mut packed).unwrap();
-    packed
-}
+use speckle_testkit::random_frames;
 
 fn run_batches(dev: &mut dyn OpticalDevice, sizes: &[usize], seed: u64) -> Vec<f32> {
     let info = dev.info();

@@ -157,19 +157,86 @@ impl<'de> Deserialize<'de> for MacroPixel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediumConfig {
-    /// The medium model: `"dense"` (an explicit iid complex Gaussian matrix) or `"structured"`
-    /// (Walsh–Hadamard transforms and random phases, O(n log n), for million-feature devices).
-    #[serde(default = "default_kind")]
-    pub kind: String,
+    /// The medium model, `kind = "dense"` (the default) or `"structured"` in TOML.
+    #[serde(default)]
+    pub kind: MediumKind,
     /// Most memory the transmission matrix may hold, in MiB. The whole matrix is cached when it
     /// fits; otherwise it is regenerated block by block for every batch.
     #[serde(default = "default_budget")]
     pub matrix_budget_mib: u64,
 }
 
-fn default_kind() -> String {
-    "dense".to_owned()
+/// Why an unknown `medium.kind` is rejected.
+const MEDIUM_KINDS: &str = "must be \"dense\" or \"structured\"";
+
+/// The medium model (`medium.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MediumKind {
+    /// `"dense"`: an explicit iid complex Gaussian transmission matrix.
+    #[default]
+    Dense,
+    /// `"structured"`: Walsh–Hadamard transforms and random phases, O(n log n), for
+    /// million-feature devices (see [`StructuredMedium`](crate::StructuredMedium)).
+    Structured,
 }
+
+impl MediumKind {
+    /// Every kind, in the order the error message lists them.
+    pub const ALL: [MediumKind; 2] = [MediumKind::Dense, MediumKind::Structured];
+
+    /// The TOML spelling: `"dense"` or `"structured"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediumKind::Dense => "dense",
+            MediumKind::Structured => "structured",
+        }
+    }
+}
+
+impl fmt::Display for MediumKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MediumKind {
+    type Err = ConfigError;
+
+    /// Parses `"dense"` or `"structured"`; anything else is [`ConfigError::Invalid`] naming
+    /// `medium.kind`.
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        MediumKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| invalid("medium.kind", format!("{s:?}"), MEDIUM_KINDS))
+    }
+}
+
+impl Serialize for MediumKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MediumKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = MediumKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"dense\" or \"structured\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MediumKind, E> {
+                // One line naming the key and the choices (the TOML error adds the line).
+                v.parse().map_err(|_: ConfigError| {
+                    E::custom(format!("medium.kind = {v:?}: {MEDIUM_KINDS}"))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 fn default_budget() -> u64 {
     256
 }
@@ -177,7 +244,7 @@ fn default_budget() -> u64 {
 impl Default for MediumConfig {
     fn default() -> Self {
         Self {
-            kind: default_kind(),
+            kind: MediumKind::default(),
             matrix_budget_mib: default_budget(),
         }
     }
@@ -415,13 +482,6 @@ impl DeviceConfig {
         if self.dmd.cols == 0 {
             return Err(invalid("dmd.cols", 0, "must be ≥ 1"));
         }
-        if self.medium.kind != "dense" && self.medium.kind != "structured" {
-            return Err(invalid(
-                "medium.kind",
-                format!("{:?}", self.medium.kind),
-                "must be \"dense\" or \"structured\"",
-            ));
-        }
         if self.medium.matrix_budget_mib == 0 || self.medium.matrix_budget_mib > (1 << 30) {
             return Err(invalid(
                 "medium.matrix_budget_mib",
@@ -502,6 +562,55 @@ mod tests {
         }
         assert!(DeviceConfig::preset("lighton").unwrap().mirrors() == 912 * 1140);
         assert!(DeviceConfig::preset("ideal").unwrap().camera.ideal);
+        for (name, kind) in [
+            ("lighton", MediumKind::Dense),
+            ("ideal", MediumKind::Dense),
+            ("structured", MediumKind::Structured),
+        ] {
+            assert_eq!(
+                DeviceConfig::preset(name).unwrap().medium.kind,
+                kind,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn medium_kind_is_parsed_at_the_edge() {
+        let base = DeviceConfig::preset_toml("lighton").unwrap();
+        assert!(base.contains("kind = \"dense\""));
+        let structured = base.replace("kind = \"dense\"", "kind = \"structured\"");
+        let cfg = DeviceConfig::from_toml_str(&structured).unwrap();
+        assert_eq!(cfg.medium.kind, MediumKind::Structured);
+        // The same text back: serialized as the TOML string.
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(text.contains("kind = \"structured\""), "{text}");
+        assert_eq!(DeviceConfig::from_toml_str(&text).unwrap(), cfg);
+        // Omitted: dense.
+        let omitted = base.replace("kind = \"dense\"", "");
+        let cfg = DeviceConfig::from_toml_str(&omitted).unwrap();
+        assert_eq!(cfg.medium.kind, MediumKind::Dense);
+        // Unknown: one line naming the key and the choices.
+        for bad in ["kind = \"sparse\"", "kind = 3"] {
+            let err = DeviceConfig::from_toml_str(&base.replace("kind = \"dense\"", bad))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains('\n'), "{err}");
+            assert!(err.contains("kind"), "{err}");
+            assert!(err.contains("\"dense\" or \"structured\""), "{err}");
+        }
+        let err =
+            DeviceConfig::from_toml_str(&base.replace("kind = \"dense\"", "kind = \"sparse\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("medium.kind = \"sparse\""), "{err}");
+        let err = "Dense".parse::<MediumKind>().unwrap_err().to_string();
+        assert!(err.contains("medium.kind = \"Dense\""), "{err}");
+        assert_eq!(
+            "structured".parse::<MediumKind>().unwrap(),
+            MediumKind::Structured
+        );
+        assert_eq!(MediumKind::Dense.to_string(), "dense");
     }
 
     #[test]

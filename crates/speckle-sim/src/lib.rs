@@ -77,7 +77,6 @@
 //! `ln`/`exp` from the platform's libm, so a libm that rounds differently could change an
 //! occasional count.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod camera;
 mod config;
@@ -86,6 +85,7 @@ mod rng;
 
 pub use config::{
     CameraConfig, ConfigError, DeviceConfig, DmdConfig, DriftConfig, MacroPixel, MediumConfig,
+    MediumKind,
 };
 
 use medium::dense::{DenseMedium, DenseParams};
@@ -115,6 +115,8 @@ pub struct SimulatedOpu {
     frame_index: u64,
     frames_shown: u64,
     x: Vec<f32>,
+    /// What [`OpticalDevice::info`] reports, computed once.
+    info: DeviceInfo,
 }
 
 impl std::fmt::Debug for SimulatedOpu {
@@ -153,24 +155,40 @@ impl SimulatedOpu {
             }
         }
         let macro_pixel = config.macro_pixel_for(input_dim)?;
-        let medium: Box<dyn Medium> = if config.medium.kind == "structured" {
-            let mut structured = StructuredMedium::new(input_dim, output_dim, seed)?
-                .with_budget_mib(config.medium.matrix_budget_mib);
-            if config.drift.rate > 0.0 {
-                structured = structured.with_drift(config.drift.rate)?;
+        let medium: Box<dyn Medium> = match config.medium.kind {
+            MediumKind::Structured => {
+                let mut structured = StructuredMedium::new(input_dim, output_dim, seed)?
+                    .with_budget_mib(config.medium.matrix_budget_mib);
+                if config.drift.rate > 0.0 {
+                    structured = structured.with_drift(config.drift.rate)?;
+                }
+                Box::new(structured)
             }
-            Box::new(structured)
-        } else {
-            Box::new(DenseMedium::new(DenseParams {
+            MediumKind::Dense => Box::new(DenseMedium::new(DenseParams {
                 input_dim,
                 output_dim,
                 seed,
                 budget_mib: config.medium.matrix_budget_mib,
                 drift_rate: config.drift.rate,
-            })?)
+            })?),
         };
         let raw_var = medium.raw_entry_variance();
         let entry_variance = macro_pixel as f64 / config.mirrors() as f64;
+        let camera = camera::Camera::new(&config.camera, seed);
+        let info = DeviceInfo {
+            kind: "simulated-opu".to_owned(),
+            description: if config.description.is_empty() {
+                config.name.clone()
+            } else {
+                format!("{}: {}", config.name, config.description)
+            },
+            input_dim,
+            output_dim,
+            bit_depth: (!camera.is_ideal()).then_some(config.camera.bits),
+            frame_time_us: config.camera.frame_time_us,
+            exposure_us: config.camera.exposure_us,
+            max_batch: MAX_BATCH,
+        };
         Ok(Self {
             config: config.clone(),
             input_dim,
@@ -179,10 +197,11 @@ impl SimulatedOpu {
             macro_pixel,
             field_scale: (entry_variance / raw_var).sqrt(),
             medium,
-            camera: camera::Camera::new(&config.camera, seed),
+            camera,
             frame_index: 0,
             frames_shown: 0,
             x: Vec::new(),
+            info,
         })
     }
 
@@ -254,20 +273,6 @@ impl SimulatedOpu {
         self.medium.matrix_bytes()
     }
 
-    fn check_frames(&self, frames: &PackedFrames<'_>) -> Result<(), Error> {
-        if frames.width() != self.input_dim {
-            return Err(Error::new(
-                ErrorKind::DimensionMismatch,
-                format!(
-                    "frames are {} features wide but the device takes {}",
-                    frames.width(),
-                    self.input_dim
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Unpacks frames into 0/1 floats, frame after frame.
     fn unpack(&mut self, frames: &PackedFrames<'_>) {
         let n = self.input_dim;
@@ -293,7 +298,7 @@ impl SimulatedOpu {
         out_re: &mut [f32],
         out_im: &mut [f32],
     ) -> Result<(), Error> {
-        self.check_frames(frames)?;
+        frames.expect_width(self.input_dim, "device")?;
         let m = self.output_dim;
         let want = frames.frames().checked_mul(m);
         if want != Some(out_re.len()) || want != Some(out_im.len()) {
@@ -348,24 +353,11 @@ impl SimulatedOpu {
 
 impl OpticalDevice for SimulatedOpu {
     fn info(&self) -> DeviceInfo {
-        DeviceInfo {
-            kind: "simulated-opu".to_owned(),
-            description: if self.config.description.is_empty() {
-                self.config.name.clone()
-            } else {
-                format!("{}: {}", self.config.name, self.config.description)
-            },
-            input_dim: self.input_dim,
-            output_dim: self.output_dim,
-            bit_depth: (!self.camera.is_ideal()).then_some(self.config.camera.bits),
-            frame_time_us: self.config.camera.frame_time_us,
-            exposure_us: self.config.camera.exposure_us,
-            max_batch: MAX_BATCH,
-        }
+        self.info.clone()
     }
 
     fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
-        speckle_hal::check_device_buffers(&self.info(), input, output)?;
+        speckle_hal::check_device_buffers(&self.info, input, output)?;
         let m = self.output_dim;
         let total = input.frames();
         let mut start = 0;

@@ -1,10 +1,10 @@
 //! Seed derivation and the quantized Gaussian used by the medium.
 //!
 //! Every random number of the simulator comes from a `ChaCha8Rng` whose 256-bit key is derived
-//! from the device seed and a *purpose* (medium, drift, camera), and whose 64-bit stream number
-//! says *which* part of that purpose it serves (a matrix block, a camera frame). Nothing depends
-//! on the order in which parts are computed, so results are independent of batch splitting and of
-//! the number of threads.
+//! from the device seed and a *purpose* (medium, drift, camera, structured medium), and whose
+//! 64-bit stream number says *which* part of that purpose it serves (a matrix block, a camera
+//! frame). Nothing depends on the order in which parts are computed, so results are independent
+//! of batch splitting and of the number of threads.
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +21,10 @@ pub(crate) enum Purpose {
     Drift = 2,
     /// Camera noise; the frame index is the stream.
     Camera = 3,
+    /// The phase diagonals of block `index` of the structured medium.
+    Structured = 4,
+    /// The phase steps of the structured medium's drift step `index`; the block is the stream.
+    StructuredDrift = 5,
 }
 
 /// A 256-bit key for `purpose`, number `index`: words `8·index .. 8·index + 8` of stream

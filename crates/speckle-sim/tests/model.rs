@@ -1,13 +1,8 @@
 //! Statistical tests of the physical model: each fails without the stage it tests.
 
-use speckle_hal::{pack_bits, OpticalDevice, PackedFrames};
+use speckle_hal::{OpticalDevice, PackedFrames};
 use speckle_sim::{DeviceConfig, MacroPixel, SimulatedOpu};
-
-fn pack(bits: &[u8], frames: usize, width: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    pack_bits(bits, frames, width, &mut out).unwrap();
-    out
-}
+use speckle_testkit::{ks_exponential, pack};
 
 /// `count` frames of `width` features, feature i of frame f lit by a fixed hash.
 fn pattern(frames: usize, width: usize, salt: usize) -> Vec<u8> {
@@ -37,22 +32,6 @@ fn transform(opu: &mut SimulatedOpu, bits: &[u8], frames: usize) -> Vec<f32> {
     out
 }
 
-/// Kolmogorov–Smirnov distance between the sample and Exp(mean).
-fn ks_exponential(sample: &[f32], mean: f64) -> f64 {
-    let mut s: Vec<f64> = sample.iter().map(|&v| f64::from(v)).collect();
-    s.sort_by(f64::total_cmp);
-    let n = s.len() as f64;
-    s.iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let cdf = 1.0 - (-v / mean).exp();
-            (cdf - i as f64 / n)
-                .abs()
-                .max((cdf - (i + 1) as f64 / n).abs())
-        })
-        .fold(0.0, f64::max)
-}
-
 #[test]
 fn ideal_intensities_are_exponential_with_mean_proportional_to_norm() {
     let config = DeviceConfig::preset("ideal").unwrap();
@@ -64,7 +43,8 @@ fn ideal_intensities_are_exponential_with_mean_proportional_to_norm() {
         let out = transform(&mut opu, &bits, 1);
         // Documented: mean intensity = ‖x‖² · E|R_ji|² = lit · k / M.
         let mean = lit as f64 * opu.entry_variance();
-        let d = ks_exponential(&out, mean);
+        let sample: Vec<f64> = out.iter().map(|&v| f64::from(v)).collect();
+        let d = ks_exponential(&sample, mean);
         // KS critical value at α = 0.001 for 4000 samples: 1.95 / sqrt(4000) = 0.031.
         assert!(d < 0.031, "lit {lit}: KS distance {d} to Exp({mean})");
         // And the sample mean (relative std 1/sqrt(4000) = 1.6 %) is within 5 %.

@@ -129,28 +129,6 @@ impl OpticalDevice for ExactDevice {
     }
 }
 
-/// Kolmogorov–Smirnov statistic of `samples` against N(0, variance).
-pub fn ks_normal(samples: &[f64], variance: f64) -> f64 {
-    let mut s = samples.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = s.len() as f64;
-    let sd = variance.sqrt();
-    s.iter()
-        .enumerate()
-        .map(|(k, &v)| {
-            let cdf = 0.5 * libm::erfc(-v / (sd * std::f64::consts::SQRT_2));
-            (cdf - k as f64 / n)
-                .abs()
-                .max(((k + 1) as f64 / n - cdf).abs())
-        })
-        .fold(0.0, f64::max)
-}
-
-/// Deterministic pseudo-random binary vectors.
-pub fn random_bits(rng: &mut ChaCha8Rng, len: usize, density: f64) -> Vec<u8> {
-    (0..len).map(|_| rng.random_bool(density) as u8).collect()
-}
-
 /// ‖a − b‖ / ‖b‖.
 pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - y).powi(2)).sum();

@@ -1,7 +1,8 @@
 //! CIFAR-10 binary batches: records of one label byte followed by 3072 pixel bytes
 //! (1024 red, 1024 green, 1024 blue, row-major 32×32), 10,000 records per file.
 
-use super::{DataError, Dataset, Splits};
+use super::dataset::{Dataset, Splits};
+use super::error::DataError;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
 

@@ -1,11 +1,34 @@
 //! `speckle data fetch`: downloads a data set from its usual public mirrors, verifies each file's
-//! checksum and writes it atomically (temporary file in the same directory, then rename), so a
-//! failed or corrupted download never leaves a file that looks complete.
+//! checksum and writes it atomically ([`crate::atomic`]: temporary file in the same directory,
+//! synced, then renamed), so a failed or corrupted download never leaves a file that looks
+//! complete.
+//!
+//! ```
+//! use speckle_runs::data::fetch::{fetch, plan, sha256_hex, Checksum, FetchPlan, RemoteFile};
+//! use speckle_runs::data::DatasetKind;
+//!
+//! assert_eq!(plan(DatasetKind::Mnist).files.len(), 4);
+//! // A file already present with the right checksum is kept: nothing is downloaded.
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("a.bin"), b"data")?;
+//! let mine = FetchPlan {
+//!     mirrors: vec!["http://127.0.0.1:9/".into()],
+//!     files: vec![RemoteFile { name: "a.bin".into(), checksum: Checksum::Sha256(sha256_hex(b"data")) }],
+//!     unpack_cifar: false,
+//! };
+//! let mut log = Vec::new();
+//! let files = fetch(&mine, dir.path(), None, &mut |line| log.push(line.to_string()))?;
+//! assert_eq!(files, [dir.path().join("a.bin")]);
+//! assert!(log[0].ends_with("present, checksum ok"), "{log:?}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-use super::{DataError, DatasetKind};
+use super::dataset::DatasetKind;
+use super::error::DataError;
 use crate::atomic::AtomicFile;
 use md5::Md5;
 use sha2::{Digest, Sha256};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -172,12 +195,18 @@ fn file_digest(path: &Path, checksum: &Checksum) -> Result<String, DataError> {
     Ok(h.hex())
 }
 
-/// A temporary file for `dest` ([`AtomicFile`]: removed unless committed, also on SIGINT or
-/// SIGTERM), and the file open for writing.
-fn temp_file(dest: &Path) -> Result<(AtomicFile, std::fs::File), DataError> {
+/// A temporary file for `dest` ([`AtomicFile`], removed unless committed) and the file opened
+/// on it for writing.
+fn temp_file(dest: &Path) -> Result<(AtomicFile, File), DataError> {
     let tmp = AtomicFile::new(dest).map_err(|e| DataError::io(dest, e))?;
-    let f = std::fs::File::create(tmp.path()).map_err(|e| DataError::io(tmp.path(), e))?;
+    let f = File::create(tmp.path()).map_err(|e| DataError::io(tmp.path(), e))?;
     Ok((tmp, f))
+}
+
+/// Closes `out`, then syncs its temporary file and renames it over `dest`.
+fn commit(tmp: AtomicFile, out: File, dest: &Path) -> Result<(), DataError> {
+    drop(out);
+    tmp.commit().map_err(|e| DataError::io(dest, e))
 }
 
 /// Downloads `url` into `dest` (atomically), verifying the checksum on the way.
@@ -206,8 +235,6 @@ fn download(
         out.write_all(&buf[..n])
             .map_err(|e| DataError::io(tmp.path(), e))?;
     }
-    out.sync_all().map_err(|e| DataError::io(tmp.path(), e))?;
-    drop(out);
     let got = hasher.hex();
     if got != file.checksum.expected() {
         return Err(DataError::Fetch(format!(
@@ -216,7 +243,7 @@ fn download(
             file.checksum.expected()
         )));
     }
-    tmp.commit().map_err(|e| DataError::io(dest, e))
+    commit(tmp, out, dest)
 }
 
 /// Unpacks the `.bin` batches of the CIFAR-10 binary archive into `dir`.
@@ -238,9 +265,7 @@ fn unpack_cifar(archive: &Path, dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         let dest = dir.join(&name);
         let (tmp, mut out) = temp_file(&dest)?;
         std::io::copy(&mut entry, &mut out).map_err(bad)?;
-        out.sync_all().map_err(|e| DataError::io(tmp.path(), e))?;
-        drop(out);
-        tmp.commit().map_err(|e| DataError::io(&dest, e))?;
+        commit(tmp, out, &dest)?;
         written.push(dest);
     }
     if written.is_empty() {

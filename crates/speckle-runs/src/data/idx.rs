@@ -1,7 +1,7 @@
 //! IDX files (the MNIST and Fashion-MNIST format): a big-endian header (magic `0x0000_08NN`
 //! where NN is the number of dimensions, then one u32 per dimension) followed by unsigned bytes.
 
-use super::{read_maybe_gz, DataError};
+use super::error::DataError;
 use ndarray::Array2;
 use std::path::Path;
 
@@ -135,4 +135,48 @@ pub fn read_idx_labels(path: &Path, classes: usize) -> Result<Vec<u8>, DataError
         ));
     }
     Ok(labels)
+}
+
+/// Reads a file, gunzipping it when it starts with the gzip magic bytes, and never more than
+/// its header announces: the first `header_len` bytes, then at most `data_len(header)` bytes
+/// and one more (so that trailing data is seen). `data_len` checks the announced size (against
+/// the memory limit); a 9 MB gzip bomb is not inflated to gigabytes. A header shorter than
+/// `header_len` is returned as it is, for the caller to report.
+fn read_maybe_gz(
+    path: &Path,
+    header_len: usize,
+    data_len: impl FnOnce(&[u8]) -> Result<u64, DataError>,
+) -> Result<Vec<u8>, DataError> {
+    use std::io::{BufReader, Read};
+    let mut file = BufReader::new(std::fs::File::open(path).map_err(|e| DataError::io(path, e))?);
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|e| DataError::io(path, e))?;
+    let start = std::io::Cursor::new(magic[..n].to_vec());
+    let gzipped = magic[..n] == [0x1f, 0x8b];
+    let mut reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::MultiGzDecoder::new(start.chain(file)))
+    } else {
+        Box::new(start.chain(file))
+    };
+    let read_err = |e: std::io::Error| {
+        if gzipped {
+            DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
+        } else {
+            DataError::io(path, e)
+        }
+    };
+    let mut out = Vec::with_capacity(header_len);
+    (&mut reader)
+        .take(header_len as u64)
+        .read_to_end(&mut out)
+        .map_err(read_err)?;
+    if out.len() < header_len {
+        return Ok(out);
+    }
+    let want = data_len(&out)?;
+    reader
+        .take(want.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(read_err)?;
+    Ok(out)
 }

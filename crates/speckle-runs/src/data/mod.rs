@@ -3,174 +3,33 @@
 //!
 //! Every reader checks what it reads (magic number, dimensions, counts of images against labels,
 //! file length, label range) and reports a problem as a [`DataError`] naming the file.
+//!
+//! ```
+//! use speckle_runs::data::{load, DatasetKind};
+//! use std::path::Path;
+//!
+//! let bundled = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist"));
+//! let splits = load(DatasetKind::Mnist, bundled)?;
+//! assert_eq!((splits.train.len(), splits.test.len()), (60_000, 10_000));
+//! assert_eq!(splits.train.input_dim(), DatasetKind::Mnist.input_dim());
+//! // A missing directory is an error that says how to get the data.
+//! let e = load(DatasetKind::Cifar10, Path::new("/nonexistent")).unwrap_err();
+//! assert!(e.to_string().contains("speckle data fetch"), "{e}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod cifar;
+mod dataset;
+mod error;
 pub mod fetch;
 mod idx;
 
-use ndarray::Array2;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use cifar::read_cifar_batch;
+pub use dataset::{Dataset, DatasetKind, Splits};
+pub use error::DataError;
 pub use idx::{read_idx_images, read_idx_labels};
-
-/// A problem with a data file or directory. The message names the file.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DataError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {cause}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause (part of the message; not returned by `source()`, so each clause prints once).
-        cause: std::io::Error,
-    },
-    /// A file is not in the expected format (magic number, dimensions, length, labels).
-    #[error("{path}: {message}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// A data set directory lacks the files of the data set.
-    #[error("{message}")]
-    Missing {
-        /// What is missing and how to get it.
-        message: String,
-    },
-    /// A download failed or did not match its checksum.
-    #[error("{0}")]
-    Fetch(String),
-}
-
-impl DataError {
-    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
-        DataError::Format {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
-    }
-    pub(crate) fn io(path: &Path, cause: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.to_path_buf(),
-            cause,
-        }
-    }
-}
-
-/// Which data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum DatasetKind {
-    /// Handwritten digits, 28×28 grey, 60,000 + 10,000.
-    Mnist,
-    /// Zalando's clothes, same format and sizes as MNIST.
-    FashionMnist,
-    /// 32×32 colour images of 10 classes, 50,000 + 10,000.
-    Cifar10,
-}
-
-impl DatasetKind {
-    /// The name used in configs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            DatasetKind::Mnist => "mnist",
-            DatasetKind::FashionMnist => "fashion-mnist",
-            DatasetKind::Cifar10 => "cifar10",
-        }
-    }
-
-    /// Parses a name as written in configs (`mnist`, `fashion-mnist`, `cifar10`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "mnist" => Some(DatasetKind::Mnist),
-            "fashion-mnist" => Some(DatasetKind::FashionMnist),
-            "cifar10" => Some(DatasetKind::Cifar10),
-            _ => None,
-        }
-    }
-
-    /// Features per image.
-    pub fn input_dim(self) -> usize {
-        match self {
-            DatasetKind::Mnist | DatasetKind::FashionMnist => 28 * 28,
-            DatasetKind::Cifar10 => 3 * 32 * 32,
-        }
-    }
-
-    /// Number of classes (10 for all three).
-    pub fn classes(self) -> usize {
-        10
-    }
-}
-
-/// Images and labels of one split: `images` is `n × input_dim`, values in `[0, 1]` (or
-/// standardized), `labels[i] < classes`.
-#[derive(Debug, Clone)]
-pub struct Dataset {
-    /// One image per row.
-    pub images: Array2<f32>,
-    /// One label per image.
-    pub labels: Vec<u8>,
-    /// Number of classes.
-    pub classes: usize,
-}
-
-impl Dataset {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Features per image.
-    pub fn input_dim(&self) -> usize {
-        self.images.ncols()
-    }
-
-    /// Keeps the first `n` images (all if `n` is larger).
-    pub fn truncate(&mut self, n: usize) {
-        if n < self.len() {
-            self.images = self.images.slice(ndarray::s![..n, ..]).to_owned();
-            self.labels.truncate(n);
-        }
-    }
-
-    /// Mean and standard deviation over all pixels of all images.
-    pub fn pixel_stats(&self) -> (f32, f32) {
-        let n = self.images.len().max(1) as f64;
-        let mean = self.images.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = self
-            .images
-            .iter()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        (mean as f32, var.sqrt().max(1e-12) as f32)
-    }
-
-    /// Applies `(x − mean) / std` to every pixel.
-    pub fn standardize(&mut self, mean: f32, std: f32) {
-        self.images.mapv_inplace(|v| (v - mean) / std);
-    }
-}
-
-/// The training and test splits of a data set.
-#[derive(Debug, Clone)]
-pub struct Splits {
-    /// Training split.
-    pub train: Dataset,
-    /// Test split.
-    pub test: Dataset,
-}
 
 /// Loads both splits of a data set from `dir`, pixels scaled to `[0, 1]`.
 ///
@@ -257,48 +116,4 @@ fn load_idx_pair(kind: DatasetKind, dir: &Path, prefix: &str) -> Result<Dataset,
         labels,
         classes: kind.classes(),
     })
-}
-
-/// Reads a file, gunzipping it when it starts with the gzip magic bytes, and never more than
-/// its header announces: the first `header_len` bytes, then at most `data_len(header)` bytes
-/// and one more (so that trailing data is seen). `data_len` checks the announced size (against
-/// the memory limit); a 9 MB gzip bomb is not inflated to gigabytes. A header shorter than
-/// `header_len` is returned as it is, for the caller to report.
-pub(crate) fn read_maybe_gz(
-    path: &Path,
-    header_len: usize,
-    data_len: impl FnOnce(&[u8]) -> Result<u64, DataError>,
-) -> Result<Vec<u8>, DataError> {
-    use std::io::{BufReader, Read};
-    let mut file = BufReader::new(std::fs::File::open(path).map_err(|e| DataError::io(path, e))?);
-    let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(|e| DataError::io(path, e))?;
-    let start = std::io::Cursor::new(magic[..n].to_vec());
-    let gzipped = magic[..n] == [0x1f, 0x8b];
-    let mut reader: Box<dyn Read> = if gzipped {
-        Box::new(flate2::read::MultiGzDecoder::new(start.chain(file)))
-    } else {
-        Box::new(start.chain(file))
-    };
-    let read_err = |e: std::io::Error| {
-        if gzipped {
-            DataError::format(path, format!("corrupt or truncated gzip data ({e})"))
-        } else {
-            DataError::io(path, e)
-        }
-    };
-    let mut out = Vec::with_capacity(header_len);
-    (&mut reader)
-        .take(header_len as u64)
-        .read_to_end(&mut out)
-        .map_err(read_err)?;
-    if out.len() < header_len {
-        return Ok(out);
-    }
-    let want = data_len(&out)?;
-    reader
-        .take(want.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(read_err)?;
-    Ok(out)
 }

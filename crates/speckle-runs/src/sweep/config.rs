@@ -15,10 +15,13 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
-use super::SweepError;
+use super::error::{FileOp, SweepError};
+use super::point::PointError;
 
 /// Key-value settings in application order.
 type Settings = Vec<(String, Value)>;
+/// Keys with lists of values (a grid, zip or keep table), in order.
+type ValueLists = Vec<(String, Vec<Value>)>;
 
 /// Raw file layout; see the module docs and `configs/noise-sweep.toml` for an example.
 #[derive(Debug, Deserialize)]
@@ -38,13 +41,6 @@ struct RawSweep {
     groups: Vec<RawGroup>,
     quick: Option<RawQuick>,
     report: Option<RawReport>,
-}
-
-struct RawBlock {
-    set: Option<Table>,
-    grid: Option<Table>,
-    zip: Option<Table>,
-    points: Option<Vec<Table>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,10 +69,10 @@ struct RawReport {
 /// One block of points: constants × explicit points × zipped lists × grid.
 #[derive(Debug, Clone, Default)]
 struct Block {
-    set: Vec<(String, Value)>,
-    points: Vec<Vec<(String, Value)>>,
-    zip: Vec<(String, Vec<Value>)>,
-    grid: Vec<(String, Vec<Value>)>,
+    set: Settings,
+    points: Vec<Settings>,
+    zip: ValueLists,
+    grid: ValueLists,
 }
 
 impl Block {
@@ -97,8 +93,8 @@ impl Block {
 
     /// The block's rows in a stable order: explicit points outermost, then zip rows, then the
     /// grid with its last key varying fastest.
-    fn rows(&self) -> Vec<Vec<(String, Value)>> {
-        let explicit: Vec<Vec<(String, Value)>> = if self.points.is_empty() {
+    fn rows(&self) -> Vec<Settings> {
+        let explicit: Vec<Settings> = if self.points.is_empty() {
             vec![Vec::new()]
         } else {
             self.points.clone()
@@ -146,8 +142,8 @@ pub struct SweepConfig {
     pub report_params: Option<Vec<String>>,
     top: Block,
     groups: Vec<(String, Block)>,
-    quick_set: Vec<(String, Value)>,
-    quick_keep: Vec<(String, Vec<Value>)>,
+    quick_set: Settings,
+    quick_keep: ValueLists,
 }
 
 /// One expanded point of a sweep.
@@ -195,8 +191,12 @@ impl SweepPoint {
     pub fn resolve(&self, base: &Table) -> Result<Table, SweepError> {
         let mut table = base.clone();
         for (key, value) in &self.settings {
-            overrides::set_dotted(&mut table, key, value.clone(), key).map_err(|m| {
-                SweepError::Config(format!("point {} ({}): {m}", self.index, self.describe()))
+            overrides::set_dotted(&mut table, key, value.clone(), key).map_err(|e| {
+                SweepError::Point {
+                    index: self.index,
+                    settings: self.describe(),
+                    source: PointError::Setting(e),
+                }
             })?;
         }
         Ok(table)
@@ -223,18 +223,16 @@ fn check_name(name: String) -> Result<String, SweepError> {
 impl SweepConfig {
     /// Reads and parses a sweep file; a relative `base` path is resolved against its folder.
     pub fn load(path: &Path) -> Result<Self, SweepError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SweepError::Config(format!("cannot read sweep config {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path).map_err(SweepError::io(FileOp::Read, path))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or("sweep")
             .to_string();
-        Self::parse(&text, dir, &stem).map_err(|e| match e {
-            SweepError::Config(m) => SweepError::Config(format!("{}: {m}", path.display())),
-            other => other,
+        Self::parse(&text, dir, &stem).map_err(|e| SweepError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
         })
     }
 
@@ -242,79 +240,10 @@ impl SweepConfig {
     /// sweep that has no `name`.
     pub fn parse(text: &str, base_dir: &Path, default_name: &str) -> Result<Self, SweepError> {
         let raw: RawSweep = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        let base = match raw.base {
-            None => Table::new(),
-            Some(Value::Table(t)) => t,
-            Some(Value::String(p)) => {
-                let path: PathBuf = base_dir.join(&p);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    SweepError::Config(format!("cannot read base config {}: {e}", path.display()))
-                })?;
-                toml::from_str::<Table>(&text).map_err(|e| {
-                    SweepError::Config(format!(
-                        "base config {}: {}",
-                        path.display(),
-                        toml_error(&text, &e)
-                    ))
-                })?
-            }
-            Some(_) => {
-                return Err(SweepError::Config(
-                    "`base` must be a path to a run config or a table".into(),
-                ))
-            }
-        };
-        for l in &raw.labels {
-            if l.is_empty() || l.contains('.') {
-                return Err(SweepError::Config(format!(
-                    "label {l:?} must be a plain name without dots"
-                )));
-            }
-            if base.contains_key(l) {
-                return Err(SweepError::Config(format!(
-                    "label {l:?} is also a section of the run config"
-                )));
-            }
-        }
-        let top = block(
-            "top level",
-            RawBlock {
-                set: raw.set,
-                grid: raw.grid,
-                zip: raw.zip,
-                points: raw.points,
-            },
-        )?;
-        let mut groups = Vec::new();
-        let mut names = BTreeSet::new();
-        for g in raw.groups {
-            if !names.insert(g.name.clone()) {
-                return Err(SweepError::Config(format!(
-                    "group name {:?} is used twice",
-                    g.name
-                )));
-            }
-            let where_ = format!("group {:?}", g.name);
-            let b = block(
-                &where_,
-                RawBlock {
-                    set: g.set,
-                    grid: g.grid,
-                    zip: g.zip,
-                    points: g.points,
-                },
-            )?;
-            if b.is_empty() {
-                return Err(SweepError::Config(format!("{where_} has no points")));
-            }
-            let clash: Vec<String> = b.keys().intersection(&top.keys()).cloned().collect();
-            if let Some(k) = clash.first() {
-                return Err(SweepError::Config(format!(
-                    "key {k:?} is set both at the top level and in {where_}"
-                )));
-            }
-            groups.push((g.name, b));
-        }
+        let base = base_config(raw.base, base_dir)?;
+        check_labels(&raw.labels, &base)?;
+        let top = block("top level", raw.set, raw.grid, raw.zip, raw.points)?;
+        let groups = groups(raw.groups, &top)?;
         if groups.is_empty() && top.points.is_empty() && top.zip.is_empty() && top.grid.is_empty() {
             return Err(SweepError::Config(
                 "the sweep is empty: give a non-empty [grid], [zip], [[points]] or [[groups]]"
@@ -323,19 +252,7 @@ impl SweepConfig {
         }
         let (quick_set, quick_keep) = match raw.quick {
             None => (Vec::new(), Vec::new()),
-            Some(q) => {
-                let set = q
-                    .set
-                    .map(|t| flatten_leaves("[quick.set]", &t))
-                    .transpose()?
-                    .unwrap_or_default();
-                let keep = q
-                    .keep
-                    .map(|t| flatten_lists("[quick.keep]", &t, true, true))
-                    .transpose()?
-                    .unwrap_or_default();
-                (set, keep)
-            }
+            Some(q) => quick(q)?,
         };
         Ok(Self {
             name: check_name(raw.name.unwrap_or_else(|| default_name.to_string()))?,
@@ -468,12 +385,104 @@ fn toml_error(text: &str, e: &toml::de::Error) -> SweepError {
     }
 }
 
-fn block(where_: &str, raw: RawBlock) -> Result<Block, SweepError> {
-    let set = match raw.set {
+/// The base run config: none (the run defaults), an inline table, or a file relative to
+/// `base_dir`.
+fn base_config(base: Option<Value>, base_dir: &Path) -> Result<Table, SweepError> {
+    match base {
+        None => Ok(Table::new()),
+        Some(Value::Table(t)) => Ok(t),
+        Some(Value::String(p)) => {
+            let path: PathBuf = base_dir.join(&p);
+            let text =
+                std::fs::read_to_string(&path).map_err(SweepError::io(FileOp::Read, &path))?;
+            toml::from_str::<Table>(&text).map_err(|e| {
+                SweepError::Config(format!(
+                    "base config {}: {}",
+                    path.display(),
+                    toml_error(&text, &e)
+                ))
+            })
+        }
+        Some(_) => Err(SweepError::Config(
+            "`base` must be a path to a run config or a table".into(),
+        )),
+    }
+}
+
+/// Labels are plain names that no run-config section uses.
+fn check_labels(labels: &[String], base: &Table) -> Result<(), SweepError> {
+    for l in labels {
+        if l.is_empty() || l.contains('.') {
+            return Err(SweepError::Config(format!(
+                "label {l:?} must be a plain name without dots"
+            )));
+        }
+        if base.contains_key(l) {
+            return Err(SweepError::Config(format!(
+                "label {l:?} is also a section of the run config"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The `[[groups]]` blocks: distinct names, each with points, none setting a key of the top
+/// level.
+fn groups(raw: Vec<RawGroup>, top: &Block) -> Result<Vec<(String, Block)>, SweepError> {
+    let mut groups = Vec::new();
+    let mut names = BTreeSet::new();
+    for g in raw {
+        if !names.insert(g.name.clone()) {
+            return Err(SweepError::Config(format!(
+                "group name {:?} is used twice",
+                g.name
+            )));
+        }
+        let where_ = format!("group {:?}", g.name);
+        let b = block(&where_, g.set, g.grid, g.zip, g.points)?;
+        if b.is_empty() {
+            return Err(SweepError::Config(format!("{where_} has no points")));
+        }
+        let clash: Vec<String> = b.keys().intersection(&top.keys()).cloned().collect();
+        if let Some(k) = clash.first() {
+            return Err(SweepError::Config(format!(
+                "key {k:?} is set both at the top level and in {where_}"
+            )));
+        }
+        groups.push((g.name, b));
+    }
+    Ok(groups)
+}
+
+/// The `[quick]` section: settings added to every point, and the values each key keeps.
+fn quick(q: RawQuick) -> Result<(Settings, ValueLists), SweepError> {
+    let set = q
+        .set
+        .map(|t| flatten_leaves("[quick.set]", &t))
+        .transpose()?
+        .unwrap_or_default();
+    let keep = q
+        .keep
+        .map(|t| flatten_lists("[quick.keep]", &t, true, true))
+        .transpose()?
+        .unwrap_or_default();
+    Ok((set, keep))
+}
+
+/// One block of points from its four parts (each optional), checked: no empty grid, zip or
+/// points list, zip lists of equal lengths, and every key in one part only.
+fn block(
+    where_: &str,
+    set: Option<Table>,
+    grid: Option<Table>,
+    zip: Option<Table>,
+    points: Option<Vec<Table>>,
+) -> Result<Block, SweepError> {
+    let set = match set {
         Some(t) => flatten_leaves(&format!("{where_} set"), &t)?,
         None => Vec::new(),
     };
-    let grid = match raw.grid {
+    let grid = match grid {
         Some(t) => {
             let g = flatten_lists(&format!("{where_} grid"), &t, false, true)?;
             if g.is_empty() {
@@ -483,7 +492,7 @@ fn block(where_: &str, raw: RawBlock) -> Result<Block, SweepError> {
         }
         None => Vec::new(),
     };
-    let zip = match raw.zip {
+    let zip = match zip {
         Some(t) => {
             let z = flatten_lists(&format!("{where_} zip"), &t, false, false)?;
             if z.is_empty() {
@@ -503,7 +512,7 @@ fn block(where_: &str, raw: RawBlock) -> Result<Block, SweepError> {
         }
         None => Vec::new(),
     };
-    let points = match raw.points {
+    let points = match points {
         Some(list) => {
             if list.is_empty() {
                 return Err(SweepError::Config(format!("{where_}: `points` is empty")));
@@ -548,17 +557,22 @@ fn block(where_: &str, raw: RawBlock) -> Result<Block, SweepError> {
     Ok(b)
 }
 
+/// `prefix.key`, or `key` at the top.
+pub(super) fn dotted(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
 /// Flattens a table of settings into (dotted key, leaf value); nested tables and quoted dotted
 /// keys are equivalent.
-fn flatten_leaves(where_: &str, t: &Table) -> Result<Vec<(String, Value)>, SweepError> {
+fn flatten_leaves(where_: &str, t: &Table) -> Result<Settings, SweepError> {
     let mut out = Vec::new();
-    fn walk(prefix: &str, t: &Table, out: &mut Vec<(String, Value)>) {
+    fn walk(prefix: &str, t: &Table, out: &mut Settings) {
         for (k, v) in t {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
+            let key = dotted(prefix, k);
             match v {
                 Value::Table(sub) => walk(&key, sub, out),
                 other => out.push((key, other.clone())),
@@ -576,21 +590,17 @@ fn flatten_lists(
     t: &Table,
     allow_empty: bool,
     unique: bool,
-) -> Result<Vec<(String, Vec<Value>)>, SweepError> {
+) -> Result<ValueLists, SweepError> {
     let mut out = Vec::new();
     fn walk(
         where_: &str,
         prefix: &str,
         t: &Table,
         allow_empty: bool,
-        out: &mut Vec<(String, Vec<Value>)>,
+        out: &mut ValueLists,
     ) -> Result<(), SweepError> {
         for (k, v) in t {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
+            let key = dotted(prefix, k);
             match v {
                 Value::Table(sub) => walk(where_, &key, sub, allow_empty, out)?,
                 Value::Array(vals) => {
@@ -624,7 +634,7 @@ fn flatten_lists(
             }
         }
     }
-    let pairs: Vec<(String, Value)> = out
+    let pairs: Settings = out
         .iter()
         .map(|(k, _)| (k.clone(), Value::Boolean(true)))
         .collect();

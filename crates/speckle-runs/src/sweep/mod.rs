@@ -29,6 +29,9 @@
 //! ```
 
 mod config;
+mod error;
+mod folder;
+mod point;
 pub mod report;
 mod runner;
 mod train;
@@ -37,25 +40,14 @@ mod train;
 mod tests;
 
 pub use config::{canonical, SweepConfig, SweepPoint};
+pub use error::{FileOp, ManifestMismatch, Record, SweepError};
+pub use folder::{
+    Manifest, ManifestPoint, PointResult, MANIFEST_FILE, POINT_FILE, RESULT_FILE, SUMMARY_FILE,
+};
+pub use point::{PointError, PointRunner};
 pub use runner::{
-    collect_results, merge, results_csv, run_sweep, write_outputs, Manifest, ManifestPoint,
-    PointResult, PointRunner, Shard, SweepOptions, SweepOutcome, MANIFEST_FILE, POINT_FILE,
-    RESULT_FILE, SUMMARY_FILE,
+    collect_results, merge, results_csv, run_sweep, write_outputs, Shard, SweepOptions,
+    SweepOutcome,
 };
 pub use speckle_devices::overrides::get_dotted;
 pub use train::TrainRunner;
-
-/// A sweep failure, one line.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SweepError {
-    /// A bad sweep file, point or option.
-    #[error("{0}")]
-    Config(String),
-    /// A file could not be read or written.
-    #[error("{0}")]
-    Io(String),
-    /// Something a run needs failed outside the run itself (e.g. the SNR measurement).
-    #[error("{0}")]
-    Run(String),
-}

@@ -1,6 +1,53 @@
 //! `report.md` and its figures: accuracy and per-layer alignment against each swept parameter,
 //! mean ± standard deviation over the points that differ only in seeds (or in other keys that
 //! do not vary at a fixed value of the parameter).
+//!
+//! ```
+//! use speckle_runs::sweep::report::study_param;
+//! use speckle_runs::sweep::{Manifest, ManifestPoint, PointResult, SweepConfig};
+//!
+//! // Two widths × two seeds: the study averages the seeds at each width.
+//! let text = "[grid]\n\"model.hidden\" = [[8], [16]]\n\"training.seed\" = [0, 1]\n";
+//! let sweep = SweepConfig::parse(text, std::path::Path::new("."), "demo")?;
+//! let points = sweep.expand(false)?;
+//! let manifest = Manifest {
+//!     format: 1,
+//!     name: sweep.name.clone(),
+//!     description: String::new(),
+//!     quick: false,
+//!     base_hash: sweep.base_hash(),
+//!     grouped: false,
+//!     labels: Vec::new(),
+//!     columns: sweep.swept_keys(&points),
+//!     report_params: None,
+//!     points: Vec::new(),
+//! };
+//! // Accuracies 0.5 and 0.6 at [8], 0.7 and 0.8 at [16] (the last key varies fastest).
+//! let rows: Vec<(ManifestPoint, PointResult)> = points
+//!     .into_iter()
+//!     .enumerate()
+//!     .map(|(i, point)| {
+//!         let result = PointResult {
+//!             status: "ok".into(),
+//!             error: None,
+//!             test_accuracy: Some(0.5 + 0.1 * i as f64),
+//!             alignment: vec![(0.3, 0.1)],
+//!             snr_db: None,
+//!             device_frames: None,
+//!             device_time_s: None,
+//!             wall_s: None,
+//!         };
+//!         (ManifestPoint { point, values: Default::default() }, result)
+//!     })
+//!     .collect();
+//! let study = study_param(&manifest, &rows, "model.hidden").expect("two values");
+//! assert_eq!(study.values, ["[8]", "[16]"]);
+//! let (series, cells) = &study.series[0];
+//! assert_eq!(series, "all");
+//! let (mean, std) = cells[1].as_ref().unwrap().accuracy.unwrap();
+//! assert!((mean - 0.75).abs() < 1e-12 && (std - 0.005f64.sqrt()).abs() < 1e-12);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -8,11 +55,13 @@ use std::path::Path;
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use speckle_dfa::stats::{mean_std, Spread};
 use toml::Value;
 
 use super::config::{canonical, cell};
-use super::runner::{layer_count, write_atomic, Manifest, ManifestPoint, PointResult};
-use super::SweepError;
+use super::error::SweepError;
+use super::folder::{layer_count, mkdir, write_file, Manifest, ManifestPoint, PointResult};
+use crate::plot::{draw_png, DrawError, PngArea};
 
 /// Whether a column is a seed (averaged over, never plotted against).
 pub fn is_seed_key(key: &str) -> bool {
@@ -22,19 +71,9 @@ pub fn is_seed_key(key: &str) -> bool {
 }
 
 /// Mean and sample standard deviation (0 for a single value) of the finite values.
-pub fn mean_std(values: &[f64]) -> Option<(f64, f64, usize)> {
-    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = if v.len() > 1 {
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    Some((mean, std, v.len()))
+fn finite_mean_std(values: &[f64]) -> Option<(f64, f64)> {
+    let finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    mean_std(finite, Spread::Sample)
 }
 
 /// Statistics of one (series, parameter value) cell.
@@ -73,16 +112,50 @@ pub fn study_param(
         .iter()
         .filter(|(mp, r)| r.is_ok() && mp.point.get(param).is_some())
         .collect();
-    // Values: numeric ones sorted, others in point order.
+    let vals = param_values(&with, param)?;
+    let keys: Vec<String> = vals.iter().map(canonical).collect();
+    let splitting = splitting_keys(manifest, &with, param);
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<(String, usize), Vec<&PointResult>> = BTreeMap::new();
+    for (mp, r) in &with {
+        let s = series_label(manifest, &splitting, mp);
+        if !order.contains(&s) {
+            order.push(s.clone());
+        }
+        let x = canonical(param_value(mp, param));
+        let xi = keys.iter().position(|k| *k == x).unwrap_or(0);
+        groups.entry((s, xi)).or_default().push(r);
+    }
+    let series = order
+        .into_iter()
+        .map(|s| {
+            let cells = (0..vals.len())
+                .map(|xi| Some(Cell::of(groups.get(&(s.clone(), xi))?, layers)))
+                .collect();
+            (s, cells)
+        })
+        .collect();
+    Some(ParamStudy {
+        param: param.to_string(),
+        values: vals.iter().map(cell).collect(),
+        series,
+    })
+}
+
+/// A point's value of the parameter (`false` where it has none, which the callers exclude).
+fn param_value<'a>(mp: &'a ManifestPoint, param: &str) -> &'a Value {
+    const NONE: &Value = &Value::Boolean(false);
+    mp.point.get(param).unwrap_or(NONE)
+}
+
+/// The distinct values of the parameter, numeric ones sorted, others in point order; `None`
+/// when there are fewer than two.
+fn param_values(with: &[&(ManifestPoint, PointResult)], param: &str) -> Option<Vec<Value>> {
     let mut vals: Vec<Value> = Vec::new();
-    for (mp, _) in &with {
-        let v = mp
-            .point
-            .get(param)
-            .cloned()
-            .unwrap_or(Value::Boolean(false));
-        if !vals.iter().any(|x| canonical(x) == canonical(&v)) {
-            vals.push(v);
+    for (mp, _) in with {
+        let v = param_value(mp, param);
+        if !vals.iter().any(|x| canonical(x) == canonical(v)) {
+            vals.push(v.clone());
         }
     }
     if vals.len() < 2 {
@@ -101,13 +174,20 @@ pub fn study_param(
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
     }
-    let keys: Vec<String> = vals.iter().map(canonical).collect();
-    // Keys that split series: other non-seed columns taking several values at one (group,
-    // parameter value).
+    Some(vals)
+}
+
+/// Keys that split series: the other non-seed columns taking several values at one (group,
+/// parameter value).
+fn splitting_keys(
+    manifest: &Manifest,
+    with: &[&(ManifestPoint, PointResult)],
+    param: &str,
+) -> BTreeSet<String> {
     let mut spread: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
-    for (mp, _) in &with {
+    for (mp, _) in with {
         let g = mp.point.group.clone().unwrap_or_default();
-        let x = canonical(mp.point.get(param).unwrap_or(&Value::Boolean(false)));
+        let x = canonical(param_value(mp, param));
         for c in &manifest.columns {
             if c == param || is_seed_key(c) {
                 continue;
@@ -119,71 +199,52 @@ pub fn study_param(
                 .insert(v);
         }
     }
-    let splitting: BTreeSet<String> = spread
+    spread
         .iter()
         .filter(|(_, s)| s.len() > 1)
         .map(|((c, _, _), _)| c.clone())
-        .collect();
-    let series_label = |mp: &ManifestPoint| -> String {
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(g) = &mp.point.group {
-            parts.push(g.clone());
-        }
-        for c in manifest.columns.iter().filter(|c| splitting.contains(*c)) {
-            if let Some(v) = mp.point.get(c) {
-                parts.push(format!("{c}={}", cell(v)));
-            }
-        }
-        if parts.is_empty() {
-            "all".into()
-        } else {
-            parts.join(", ")
-        }
-    };
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<(String, usize), Vec<&PointResult>> = BTreeMap::new();
-    for (mp, r) in &with {
-        let s = series_label(mp);
-        if !order.contains(&s) {
-            order.push(s.clone());
-        }
-        let x = canonical(mp.point.get(param).unwrap_or(&Value::Boolean(false)));
-        let xi = keys.iter().position(|k| *k == x).unwrap_or(0);
-        groups.entry((s, xi)).or_default().push(r);
+        .collect()
+}
+
+/// The series of a point: its group and its values of the splitting keys (`all` when none).
+fn series_label(manifest: &Manifest, splitting: &BTreeSet<String>, mp: &ManifestPoint) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(g) = &mp.point.group {
+        parts.push(g.clone());
     }
-    let series = order
-        .into_iter()
-        .map(|s| {
-            let cells = (0..vals.len())
-                .map(|xi| {
-                    let rs = groups.get(&(s.clone(), xi))?;
-                    let acc: Vec<f64> = rs.iter().filter_map(|r| r.test_accuracy).collect();
-                    let snr: Vec<f64> = rs.iter().filter_map(|r| r.snr_db).collect();
-                    let cosine = (0..layers)
-                        .map(|l| {
-                            let c: Vec<f64> = rs
-                                .iter()
-                                .filter_map(|r| r.alignment.get(l).map(|a| a.0))
-                                .collect();
-                            mean_std(&c).map(|(m, s, _)| (m, s))
-                        })
-                        .collect();
-                    Some(Cell {
-                        runs: rs.len(),
-                        accuracy: mean_std(&acc).map(|(m, s, _)| (m, s)),
-                        cosine,
-                        snr_db: mean_std(&snr).map(|(m, _, _)| m),
-                    })
-                })
-                .collect();
-            (s, cells)
-        })
-        .collect();
-    Some(ParamStudy {
-        param: param.to_string(),
-        values: vals.iter().map(cell).collect(),
-        series,
-    })
+    for c in manifest.columns.iter().filter(|c| splitting.contains(*c)) {
+        if let Some(v) = mp.point.get(c) {
+            parts.push(format!("{c}={}", cell(v)));
+        }
+    }
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl Cell {
+    /// The statistics of the runs `rs` of one cell, with `layers` alignment columns.
+    fn of(rs: &[&PointResult], layers: usize) -> Cell {
+        let acc: Vec<f64> = rs.iter().filter_map(|r| r.test_accuracy).collect();
+        let snr: Vec<f64> = rs.iter().filter_map(|r| r.snr_db).collect();
+        let cosine = (0..layers)
+            .map(|l| {
+                let c: Vec<f64> = rs
+                    .iter()
+                    .filter_map(|r| r.alignment.get(l).map(|a| a.0))
+                    .collect();
+                finite_mean_std(&c)
+            })
+            .collect();
+        Cell {
+            runs: rs.len(),
+            accuracy: finite_mean_std(&acc),
+            cosine,
+            snr_db: finite_mean_std(&snr).map(|(m, _)| m),
+        }
+    }
 }
 
 fn slug(s: &str) -> String {
@@ -250,8 +311,7 @@ pub fn write_report(
             continue;
         };
         let _ = writeln!(md, "## Against `{param}`\n");
-        std::fs::create_dir_all(&fig_dir)
-            .map_err(|e| SweepError::Io(format!("cannot create {}: {e}", fig_dir.display())))?;
+        mkdir(&fig_dir)?;
         let name = format!("{}.png", slug(param));
         plot_study(&fig_dir.join(&name), &study, layers)?;
         let _ = writeln!(md, "![{param}](figures/{name})\n");
@@ -295,7 +355,7 @@ pub fn write_report(
         }
         md.push('\n');
     }
-    write_atomic(&dir.join("report.md"), md.as_bytes())
+    write_file(&dir.join("report.md"), md.as_bytes())
 }
 
 const PALETTE: [RGBColor; 8] = [
@@ -312,14 +372,28 @@ const PALETTE: [RGBColor; 8] = [
 /// Two panels: accuracy, and alignment per layer, against the parameter's values (evenly
 /// spaced categories, so that log-spaced and non-numeric values read alike).
 fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), SweepError> {
-    crate::plot::register_font();
-    let err = |e: String| SweepError::Io(format!("plotting {}: {e}", path.display()));
-    // Removed if drawing fails (or the process is interrupted); renamed into place at the end.
-    let file = crate::atomic::AtomicFile::new(path).map_err(|e| err(e.to_string()))?;
-    let tmp = file.path().to_path_buf();
-    {
-        let n = study.values.len() as i32;
-        let labels = study.values.clone();
+    let axis = Categories::new(&study.values);
+    draw_png(path, (1400, 470 + axis.label_area), |root| {
+        let (left, right) = root.split_horizontally(680);
+        let tick_style = axis.tick_style(root);
+        accuracy_panel(&left, study, &axis, &tick_style)?;
+        alignment_panel(&right, study, layers, &axis, &tick_style)
+    })?;
+    Ok(())
+}
+
+/// The x axis of a study's figure: one evenly spaced category per value of the parameter.
+struct Categories<'a> {
+    labels: &'a [String],
+    /// Whether the tick labels are drawn vertically (they are wider than their slots).
+    vertical: bool,
+    /// Height of the area below the x axis, in pixels.
+    label_area: u32,
+}
+
+impl<'a> Categories<'a> {
+    fn new(labels: &'a [String]) -> Self {
+        let n = labels.len() as i32;
         // Labels wider than their slot (about 7 px a character at 14 px) are drawn vertically,
         // with room below the axis (and a taller figure) for the longest one.
         let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
@@ -329,150 +403,171 @@ fn plot_study(path: &Path, study: &ParamStudy, layers: usize) -> Result<(), Swee
         } else {
             50
         };
-        let root = BitMapBackend::new(&tmp, (1400, 470 + label_area)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let (left, right) = root.split_horizontally(680);
-        let tick_labels = labels.clone();
-        let fmt = move |v: &SegmentValue<i32>| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if !vertical => {
-                tick_labels.get(*i as usize).cloned().unwrap_or_default()
-            }
-            _ => String::new(),
-        };
-        let tick_style = if vertical {
+        Self {
+            labels,
+            vertical,
+            label_area,
+        }
+    }
+
+    fn tick_style(&self, root: &PngArea<'_>) -> TextStyle<'static> {
+        if self.vertical {
             ("sans-serif", 14)
-                .into_text_style(&root)
+                .into_text_style(root)
                 .transform(FontTransform::Rotate90)
                 .pos(plotters::style::text_anchor::Pos::new(
                     plotters::style::text_anchor::HPos::Left,
                     plotters::style::text_anchor::VPos::Center,
                 ))
         } else {
-            ("sans-serif", 14).into_text_style(&root)
-        };
-
-        // Accuracy panel.
-        let accs: Vec<(f64, f64)> = study
-            .series
-            .iter()
-            .flat_map(|(_, cs)| cs.iter().flatten().filter_map(|c| c.accuracy))
-            .collect();
-        let lo = accs
-            .iter()
-            .map(|a| 100.0 * (a.0 - a.1))
-            .fold(f64::INFINITY, f64::min);
-        let hi = accs
-            .iter()
-            .map(|a| 100.0 * (a.0 + a.1))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if lo.is_finite() && hi.is_finite() {
-            let pad = ((hi - lo) * 0.1).max(0.5);
-            ((lo - pad).max(0.0), (hi + pad).min(100.0))
-        } else {
-            (0.0, 100.0)
-        };
-        let mut chart = ChartBuilder::on(&left)
-            .caption("test accuracy", ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(label_area)
-            .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), lo..hi)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(study.param.as_str())
-            .y_desc("test accuracy (%)")
-            .x_labels(study.values.len() + 1)
-            .x_label_formatter(&fmt)
-            .label_style(("sans-serif", 14))
-            .x_label_style(tick_style.clone())
-            .axis_desc_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        if vertical {
-            draw_vertical_labels(&chart, &labels, &tick_style).map_err(err)?;
+            ("sans-serif", 14).into_text_style(root)
         }
-        for (si, (label, cells)) in study.series.iter().enumerate() {
-            let color = PALETTE[si % PALETTE.len()];
-            let pts: Vec<(SegmentValue<i32>, f64, f64)> = cells
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    let (m, s) = c.as_ref()?.accuracy?;
-                    Some((SegmentValue::CenterOf(i as i32), 100.0 * m, 100.0 * s))
-                })
-                .collect();
-            draw_series(&mut chart, &pts, color, label).map_err(err)?;
-        }
-        if study.series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-        }
-        // Alignment panel.
-        let mut chart = ChartBuilder::on(&right)
-            .caption(
-                "alignment (cosine, DFA signal vs backprop)",
-                ("sans-serif", 22),
-            )
-            .margin(12)
-            .x_label_area_size(label_area)
-            .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), -0.1f64..1.0)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(study.param.as_str())
-            .y_desc("cosine")
-            .x_labels(study.values.len() + 1)
-            .x_label_formatter(&fmt)
-            .label_style(("sans-serif", 14))
-            .x_label_style(tick_style.clone())
-            .axis_desc_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        if vertical {
-            draw_vertical_labels(&chart, &labels, &tick_style).map_err(err)?;
-        }
-        let mut k = 0;
-        for (label, cells) in &study.series {
-            for l in 0..layers {
-                let color = PALETTE[k % PALETTE.len()];
-                k += 1;
-                let pts: Vec<(SegmentValue<i32>, f64, f64)> = cells
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, c)| {
-                        let (m, s) = c.as_ref()?.cosine.get(l).copied().flatten()?;
-                        Some((SegmentValue::CenterOf(i as i32), m, s))
-                    })
-                    .collect();
-                let name = if study.series.len() > 1 {
-                    format!("{label}: layer {}", l + 1)
-                } else {
-                    format!("layer {}", l + 1)
-                };
-                draw_series(&mut chart, &pts, color, &name).map_err(err)?;
-            }
-        }
-        if k > 0 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-        }
-        root.present().map_err(|e| err(e.to_string()))?;
     }
-    file.commit().map_err(|e| err(e.to_string()))
+}
+
+/// A panel with the categories on x and `y_range` on y: caption, mesh and tick labels drawn.
+fn panel<'a, 'b>(
+    area: &'a PngArea<'b>,
+    caption: &str,
+    (param, y_desc): (&str, &str),
+    y_range: std::ops::Range<f64>,
+    axis: &Categories<'_>,
+    tick_style: &TextStyle<'static>,
+) -> Result<Chart<'a, 'b>, DrawError> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(axis.label_area)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0..axis.labels.len() as i32).into_segmented(), y_range)?;
+    let fmt = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) if !axis.vertical => {
+            axis.labels.get(*i as usize).cloned().unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .x_desc(param)
+        .y_desc(y_desc)
+        .x_labels(axis.labels.len() + 1)
+        .x_label_formatter(&fmt)
+        .label_style(("sans-serif", 14))
+        .x_label_style(tick_style.clone())
+        .axis_desc_style(("sans-serif", 15))
+        .draw()?;
+    if axis.vertical {
+        draw_vertical_labels(&chart, axis.labels, tick_style)?;
+    }
+    Ok(chart)
+}
+
+/// Test accuracy (%) of each series, its axis fitted to mean ± std with a margin.
+fn accuracy_panel(
+    area: &PngArea<'_>,
+    study: &ParamStudy,
+    axis: &Categories<'_>,
+    tick_style: &TextStyle<'static>,
+) -> Result<(), DrawError> {
+    let accs: Vec<(f64, f64)> = study
+        .series
+        .iter()
+        .flat_map(|(_, cs)| cs.iter().flatten().filter_map(|c| c.accuracy))
+        .collect();
+    let lo = accs
+        .iter()
+        .map(|a| 100.0 * (a.0 - a.1))
+        .fold(f64::INFINITY, f64::min);
+    let hi = accs
+        .iter()
+        .map(|a| 100.0 * (a.0 + a.1))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        let pad = ((hi - lo) * 0.1).max(0.5);
+        ((lo - pad).max(0.0), (hi + pad).min(100.0))
+    } else {
+        (0.0, 100.0)
+    };
+    let mut chart = panel(
+        area,
+        "test accuracy",
+        (&study.param, "test accuracy (%)"),
+        lo..hi,
+        axis,
+        tick_style,
+    )?;
+    for (si, (label, cells)) in study.series.iter().enumerate() {
+        let color = PALETTE[si % PALETTE.len()];
+        let pts = points(cells, |c| c.accuracy.map(|(m, s)| (100.0 * m, 100.0 * s)));
+        draw_series(&mut chart, &pts, color, label)?;
+    }
+    if study.series.len() > 1 {
+        draw_legend(&mut chart)?;
+    }
+    Ok(())
+}
+
+/// The alignment cosine of each hidden layer of each series.
+fn alignment_panel(
+    area: &PngArea<'_>,
+    study: &ParamStudy,
+    layers: usize,
+    axis: &Categories<'_>,
+    tick_style: &TextStyle<'static>,
+) -> Result<(), DrawError> {
+    let mut chart = panel(
+        area,
+        "alignment (cosine, DFA signal vs backprop)",
+        (&study.param, "cosine"),
+        -0.1f64..1.0,
+        axis,
+        tick_style,
+    )?;
+    let mut k = 0;
+    for (label, cells) in &study.series {
+        for l in 0..layers {
+            let color = PALETTE[k % PALETTE.len()];
+            k += 1;
+            let pts = points(cells, |c| c.cosine.get(l).copied().flatten());
+            let name = if study.series.len() > 1 {
+                format!("{label}: layer {}", l + 1)
+            } else {
+                format!("layer {}", l + 1)
+            };
+            draw_series(&mut chart, &pts, color, &name)?;
+        }
+    }
+    if k > 0 {
+        draw_legend(&mut chart)?;
+    }
+    Ok(())
+}
+
+/// (category, mean, std) of the cells that have a `value`.
+fn points(
+    cells: &[Option<Cell>],
+    value: impl Fn(&Cell) -> Option<(f64, f64)>,
+) -> Vec<(SegmentValue<i32>, f64, f64)> {
+    cells
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let (m, s) = value(c.as_ref()?)?;
+            Some((SegmentValue::CenterOf(i as i32), m, s))
+        })
+        .collect()
+}
+
+/// The series' legend, in the lower right corner.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), DrawError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    Ok(())
 }
 
 /// Tick labels written downwards from just below the x axis (plotters centres rotated tick
@@ -481,19 +576,17 @@ fn draw_vertical_labels(
     chart: &Chart<'_, '_>,
     labels: &[String],
     style: &TextStyle<'_>,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let y_axis = chart.y_range().start;
     let area = chart.plotting_area();
     let (x0, y0) = area.get_base_pixel();
     for (i, label) in labels.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(SegmentValue::CenterOf(i as i32), y_axis));
-        area.strip_coord_spec()
-            .draw(&Text::new(
-                format!("  {label}"),
-                (px - x0, py - y0 + 4),
-                style.clone(),
-            ))
-            .map_err(|e| e.to_string())?;
+        area.strip_coord_spec().draw(&Text::new(
+            format!("  {label}"),
+            (px - x0, py - y0 + 4),
+            style.clone(),
+        ))?;
     }
     Ok(())
 }
@@ -512,7 +605,7 @@ fn draw_series(
     pts: &[(SegmentValue<i32>, f64, f64)],
     color: RGBColor,
     label: &str,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     if pts.is_empty() {
         return Ok(());
     }
@@ -521,24 +614,19 @@ fn draw_series(
         .draw_series(LineSeries::new(
             pts.iter().map(|p| (p.0.clone(), p.1)),
             style,
-        ))
-        .map_err(|e| e.to_string())?
+        ))?
         .label(label.to_string())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-    chart
-        .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
-            // ± one standard deviation as a vertical bar.
-            PathElement::new(
-                vec![(p.0.clone(), p.1 - p.2), (p.0.clone(), p.1 + p.2)],
-                style,
-            )
-        }))
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(
-            pts.iter()
-                .map(|p| Circle::new((p.0.clone(), p.1), 4, style.filled())),
+    chart.draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
+        // ± one standard deviation as a vertical bar.
+        PathElement::new(
+            vec![(p.0.clone(), p.1 - p.2), (p.0.clone(), p.1 + p.2)],
+            style,
         )
-        .map_err(|e| e.to_string())?;
+    }))?;
+    chart.draw_series(
+        pts.iter()
+            .map(|p| Circle::new((p.0.clone(), p.1), 4, style.filled())),
+    )?;
     Ok(())
 }

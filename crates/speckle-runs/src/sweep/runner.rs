@@ -1,7 +1,6 @@
 //! Running a sweep: the manifest, the per-point run folders, parallel execution, resume, shards
 //! and merge.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -10,38 +9,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-use toml::{Table, Value};
+use toml::Table;
 
-use super::config::{SweepConfig, SweepPoint};
-use super::{report, SweepError};
-use speckle_devices::overrides::get_dotted;
-
-/// File that marks a finished training run (written by the run layer).
-pub const SUMMARY_FILE: &str = "summary.json";
-/// The sweep's own record of a finished (or failed) point, next to the run's files.
-pub const RESULT_FILE: &str = "result.json";
-/// The point's settings, written when its run ends.
-pub const POINT_FILE: &str = "point.json";
-/// The sweep manifest at the top of an output folder.
-pub const MANIFEST_FILE: &str = "sweep.json";
-
-/// What the sweep needs from a trainer: validation of a resolved run config, one training run,
-/// and the projection SNR of the run's feedback device. The root crate implements it on the run
-/// layer; tests implement it with a fake.
-pub trait PointRunner: Sync {
-    /// Checks a resolved run config with the run config parser (one-line message on error).
-    fn validate(&self, config: &Table) -> Result<(), String>;
-
-    /// Trains one point into `run_dir`, leaving `summary.json` there when done. `run_dir` does
-    /// not exist unless `resume` is true: then an earlier attempt of this point left files
-    /// there; continue from its checkpoint if there is one, else start again.
-    fn run(&self, config: &Table, run_dir: &Path, resume: bool) -> Result<(), String>;
-
-    /// Projection SNR (dB) of the point's feedback device against the ideal projection of the
-    /// same matrix, or `None` when the projector is digital.
-    fn snr_db(&self, config: &Table) -> Result<Option<f64>, String>;
-}
+use super::config::{cell, SweepConfig, SweepPoint};
+use super::error::{FileOp, ManifestMismatch, SweepError};
+use super::folder::{
+    create_once, layer_count, mkdir, read_result, write_file, write_json, Manifest, ManifestPoint,
+    PointResult, MANIFEST_FILE, POINT_FILE, RESULT_FILE, SUMMARY_FILE,
+};
+use super::point::{PointError, PointRunner};
+use super::report;
 
 /// `I/N`: run the points whose index `% N == I`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,188 +91,6 @@ impl SweepOptions {
     }
 }
 
-/// A point of the manifest: the point and its value in every swept column (from the point's
-/// settings, else from the resolved config; absent when neither has it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestPoint {
-    /// The point.
-    pub point: SweepPoint,
-    /// Column → value.
-    pub values: BTreeMap<String, Value>,
-}
-
-/// `sweep.json`: what the folder's sweep is. Shards of one sweep have equal manifests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Format version.
-    pub format: u32,
-    /// Sweep name.
-    pub name: String,
-    /// Sweep description.
-    pub description: String,
-    /// Whether `[quick]` was applied.
-    pub quick: bool,
-    /// Fingerprint of the base run config.
-    pub base_hash: String,
-    /// Whether the sweep has groups (then results have a `group` column).
-    pub grouped: bool,
-    /// Label columns.
-    pub labels: Vec<String>,
-    /// Swept columns (labels first), in results order.
-    pub columns: Vec<String>,
-    /// Parameters the report plots against (`None`: all swept columns).
-    pub report_params: Option<Vec<String>>,
-    /// Every point of the full sweep (not only this shard's).
-    pub points: Vec<ManifestPoint>,
-}
-
-impl Manifest {
-    /// Builds the manifest of a sweep, resolving and validating every point's config.
-    /// Returns it with the resolved configs, in point order.
-    pub fn build(
-        sweep: &SweepConfig,
-        quick: bool,
-        runner: &dyn PointRunner,
-    ) -> Result<(Self, Vec<Table>), SweepError> {
-        let points = sweep.expand(quick)?;
-        let columns = sweep.swept_keys(&points);
-        let mut configs = Vec::with_capacity(points.len());
-        let mut mpoints = Vec::with_capacity(points.len());
-        for p in points {
-            let config = p.resolve(&sweep.base)?;
-            runner.validate(&config).map_err(|m| {
-                SweepError::Config(format!("point {} ({}): {m}", p.index, p.describe()))
-            })?;
-            let values = columns
-                .iter()
-                .filter_map(|c| {
-                    p.get(c)
-                        .or_else(|| get_dotted(&config, c))
-                        .map(|v| (c.clone(), v.clone()))
-                })
-                .collect();
-            configs.push(config);
-            mpoints.push(ManifestPoint { point: p, values });
-        }
-        Ok((
-            Self {
-                format: 1,
-                name: sweep.name.clone(),
-                description: sweep.description.clone(),
-                quick,
-                base_hash: sweep.base_hash(),
-                grouped: mpoints.iter().any(|p| p.point.group.is_some()),
-                labels: sweep.labels.clone(),
-                columns,
-                report_params: sweep.report_params.clone(),
-                points: mpoints,
-            },
-            configs,
-        ))
-    }
-
-    /// Reads `DIR/sweep.json`.
-    pub fn read(dir: &Path) -> Result<Self, SweepError> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&path).map_err(|e| {
-            SweepError::Io(format!(
-                "cannot read sweep manifest {}: {e}",
-                path.display()
-            ))
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            SweepError::Io(format!("sweep manifest {} is corrupt: {e}", path.display()))
-        })
-    }
-}
-
-/// Outcome of one point in a sweep's results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PointResult {
-    /// `ok` or `failed`.
-    pub status: String,
-    /// The error of a failed point.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Final test accuracy (fraction).
-    #[serde(default)]
-    pub test_accuracy: Option<f64>,
-    /// Final (cosine mean, cosine std) per hidden layer, input side first.
-    #[serde(default)]
-    pub alignment: Vec<(f64, f64)>,
-    /// Projection SNR of the feedback device in dB (`None`: digital projector).
-    #[serde(default)]
-    pub snr_db: Option<f64>,
-    /// Device frames spent by the run's feedback projector.
-    #[serde(default)]
-    pub device_frames: Option<u64>,
-    /// Device time of those frames, seconds.
-    #[serde(default)]
-    pub device_time_s: Option<f64>,
-    /// Wall time of the run, seconds (not in results.csv, which is deterministic).
-    #[serde(default)]
-    pub wall_s: Option<f64>,
-}
-
-impl PointResult {
-    /// Reads the metrics of a finished run from its `summary.json`.
-    pub fn from_summary(run_dir: &Path, snr_db: Option<f64>) -> Result<Self, SweepError> {
-        let path = run_dir.join(SUMMARY_FILE);
-        let text = fs::read_to_string(&path)
-            .map_err(|e| SweepError::Io(format!("cannot read {}: {e}", path.display())))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| SweepError::Io(format!("{} is not valid JSON: {e}", path.display())))?;
-        let f = |key: &str| v.get(key).and_then(|x| x.as_f64());
-        let alignment = v
-            .get("alignment")
-            .and_then(|a| a.as_array())
-            .map(|layers| {
-                layers
-                    .iter()
-                    .map(|l| {
-                        (
-                            l.get("cosine_mean")
-                                .and_then(|x| x.as_f64())
-                                .unwrap_or(f64::NAN),
-                            l.get("cosine_std")
-                                .and_then(|x| x.as_f64())
-                                .unwrap_or(f64::NAN),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Self {
-            status: "ok".into(),
-            error: None,
-            test_accuracy: f("test_accuracy"),
-            alignment,
-            snr_db: snr_db.filter(|s| s.is_finite()),
-            device_frames: v.get("device_frames").and_then(|x| x.as_u64()),
-            device_time_s: f("device_time_s"),
-            wall_s: f("wall_s"),
-        })
-    }
-
-    fn failed(error: String) -> Self {
-        Self {
-            status: "failed".into(),
-            error: Some(error),
-            test_accuracy: None,
-            alignment: Vec::new(),
-            snr_db: None,
-            device_frames: None,
-            device_time_s: None,
-            wall_s: None,
-        }
-    }
-
-    /// Whether the run finished.
-    pub fn is_ok(&self) -> bool {
-        self.status == "ok"
-    }
-}
-
 /// What a sweep did.
 #[derive(Debug, Clone, Default)]
 pub struct SweepOutcome {
@@ -311,79 +106,28 @@ pub struct SweepOutcome {
     pub failed: Vec<(String, String)>,
 }
 
-/// Writes a file atomically ([`crate::atomic::write_atomic`]: a temporary file in the same
-/// folder, named uniquely even among machines that share it, then a rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    crate::atomic::write_atomic(path, bytes)
-        .map_err(|e| SweepError::Io(format!("cannot write {}: {e}", path.display())))
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SweepError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| SweepError::Io(format!("cannot encode {}: {e}", path.display())))?;
-    write_atomic(path, text.as_bytes())
-}
-
-fn read_result(run_dir: &Path) -> Result<Option<PointResult>, SweepError> {
-    let path = run_dir.join(RESULT_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            SweepError::Io(format!(
-                "{} is corrupt ({e}); delete it to rerun the point",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SweepError::Io(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-fn mkdir(dir: &Path) -> Result<(), SweepError> {
-    fs::create_dir_all(dir)
-        .map_err(|e| SweepError::Io(format!("cannot create {}: {e}", dir.display())))
-}
-
-/// Writes `path` unless it exists, atomically even when several processes (shards sharing a
-/// folder) try at once: each links its own complete copy into place and only the first
-/// succeeds. Returns whether this call wrote it.
-fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, SweepError> {
-    let cannot =
-        |e: std::io::Error| SweepError::Io(format!("cannot write {}: {e}", path.display()));
-    let tmp = crate::atomic::AtomicFile::new(path).map_err(cannot)?;
-    fs::write(tmp.path(), bytes).map_err(cannot)?;
-    let linked = fs::hard_link(tmp.path(), path);
-    drop(tmp); // removes the temporary file
-    match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        // A file system without hard links: the last writer wins (equal manifests, atomically).
-        Err(_) => write_atomic(path, bytes).map(|()| true),
-    }
-}
-
 /// Checks the folder's manifest against this sweep's (or writes it in a fresh folder).
 fn claim_dir(out: &Path, manifest: &Manifest) -> Result<(), SweepError> {
     mkdir(out)?;
     let path = out.join(MANIFEST_FILE);
-    let text = serde_json::to_string_pretty(manifest)
-        .map_err(|e| SweepError::Io(format!("cannot encode {}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(manifest).map_err(|source| SweepError::Encode {
+        path: path.clone(),
+        source,
+    })?;
     if path.exists() || !create_once(&path, text.as_bytes())? {
         let old = Manifest::read(out)?;
         if &old != manifest {
             let why = if old.quick != manifest.quick {
-                "one with --quick and one without"
+                ManifestMismatch::Quick
             } else if old.base_hash != manifest.base_hash {
-                "the base run config changed"
+                ManifestMismatch::BaseConfig
             } else {
-                "the points differ"
+                ManifestMismatch::Points
             };
-            return Err(SweepError::Config(format!(
-                "{} holds a different sweep ({why}): use another --out folder",
-                out.display()
-            )));
+            return Err(SweepError::OtherSweep {
+                dir: out.to_path_buf(),
+                why,
+            });
         }
     }
     Ok(())
@@ -403,20 +147,64 @@ pub fn run_sweep(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<SweepOutcome, SweepError> {
     if opts.jobs == 0 || opts.threads_per_run == 0 {
-        return Err(SweepError::Config("--jobs must be at least 1".into()));
+        return Err(SweepError::NoJobs);
     }
     let (manifest, configs) = Manifest::build(sweep, opts.quick, runner)?;
     claim_dir(&opts.out_dir, &manifest)?;
     let runs = opts.out_dir.join("runs");
     mkdir(&runs)?;
+    let (mut outcome, todo) = pending(&manifest, &configs, &runs, opts.shard, runner)?;
+    progress(&format!(
+        "sweep {}: {} points, shard {}/{} has {}, {} already done, {} to run with {} jobs",
+        manifest.name,
+        outcome.total,
+        opts.shard.index,
+        opts.shard.count,
+        outcome.selected,
+        outcome.skipped,
+        todo.len(),
+        opts.jobs
+    ));
+    let queue = Queue {
+        manifest: &manifest,
+        configs: &configs,
+        runs: &runs,
+        todo,
+        runner,
+        progress,
+        next: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+        failures: Mutex::new(Vec::new()),
+        fatal: Mutex::new(None),
+    };
+    let (finished, failed) = queue.run(opts.jobs, opts.threads_per_run)?;
+    outcome.failed = failed;
+    outcome.ran = finished - outcome.failed.len();
+    // A shard leaves results.csv and the report to `merge`: shards may share the folder, and no
+    // two of them write the same file.
+    if opts.shard.count == 1 {
+        write_outputs(&opts.out_dir, &manifest)?;
+    }
+    Ok(outcome)
+}
 
+/// Counts the points of the sweep and of this shard, and lists the shard's points still to
+/// run; a point whose training finished but whose result the sweep did not record yet is
+/// recorded now.
+fn pending(
+    manifest: &Manifest,
+    configs: &[Table],
+    runs: &Path,
+    shard: Shard,
+    runner: &dyn PointRunner,
+) -> Result<(SweepOutcome, Vec<usize>), SweepError> {
     let mut outcome = SweepOutcome {
         total: manifest.points.len(),
         ..Default::default()
     };
     let mut todo: Vec<usize> = Vec::new();
     for (i, mp) in manifest.points.iter().enumerate() {
-        if !opts.shard.takes(i) {
+        if !shard.takes(i) {
             continue;
         }
         outcome.selected += 1;
@@ -436,108 +224,126 @@ pub fn run_sweep(
             todo.push(i);
         }
     }
-    progress(&format!(
-        "sweep {}: {} points, shard {}/{} has {}, {} already done, {} to run with {} jobs",
-        manifest.name,
-        outcome.total,
-        opts.shard.index,
-        opts.shard.count,
-        outcome.selected,
-        outcome.skipped,
-        todo.len(),
-        opts.jobs
-    ));
-
-    let next = AtomicUsize::new(0);
-    let finished = AtomicUsize::new(0);
-    let failures: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-    let fatal: Mutex<Option<SweepError>> = Mutex::new(None);
-    let workers = opts.jobs.min(todo.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                let pool = match rayon::ThreadPoolBuilder::new()
-                    .num_threads(opts.threads_per_run)
-                    .build()
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        *fatal.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(SweepError::Io(format!("cannot start a thread pool: {e}")));
-                        return;
-                    }
-                };
-                loop {
-                    if fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&i) = todo.get(k) else { return };
-                    let mp = &manifest.points[i];
-                    let dir = runs.join(&mp.point.id);
-                    let resume = dir.exists();
-                    let started = Instant::now();
-                    let result = pool.install(|| {
-                        catch_unwind(AssertUnwindSafe(|| runner.run(&configs[i], &dir, resume)))
-                            .unwrap_or_else(|panic| Err(panic_message(&panic)))
-                    });
-                    let ok = result.is_ok();
-                    let msg = result.as_ref().err().cloned();
-                    match finish_point(runner, &mp.point, &configs[i], &dir, result) {
-                        Ok(res) => {
-                            let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
-                            let what = if ok {
-                                format!(
-                                    "test accuracy {}",
-                                    res.test_accuracy
-                                        .map_or("?".into(), |a| format!("{:.2} %", 100.0 * a))
-                                )
-                            } else {
-                                let m = msg.unwrap_or_default();
-                                failures
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push((mp.point.id.clone(), m.clone()));
-                                format!("FAILED: {m}")
-                            };
-                            progress(&format!(
-                                "[{n}/{}] point {} {} ({}): {what}, {:.1} s",
-                                todo.len(),
-                                mp.point.index,
-                                mp.point.id,
-                                mp.point.describe(),
-                                started.elapsed().as_secs_f64()
-                            ));
-                        }
-                        Err(e) => {
-                            *fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    outcome.failed = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-    outcome.ran = finished.load(Ordering::SeqCst) - outcome.failed.len();
-    // A shard leaves results.csv and the report to `merge`: shards may share the folder, and no
-    // two of them write the same file.
-    if opts.shard.count == 1 {
-        write_outputs(&opts.out_dir, &manifest)?;
-    }
-    Ok(outcome)
+    Ok((outcome, todo))
 }
 
+/// The points left to run (`todo`, indices into the manifest) and what the workers share
+/// while they take them in turn.
+struct Queue<'a> {
+    manifest: &'a Manifest,
+    configs: &'a [Table],
+    runs: &'a Path,
+    todo: Vec<usize>,
+    runner: &'a dyn PointRunner,
+    progress: &'a (dyn Fn(&str) + Sync),
+    next: AtomicUsize,
+    finished: AtomicUsize,
+    failures: Mutex<Vec<(String, String)>>,
+    /// The first error that stops the sweep (not a failed point: a file that cannot be
+    /// written, a thread pool that cannot start).
+    fatal: Mutex<Option<SweepError>>,
+}
+
+impl Queue<'_> {
+    /// Runs the queue on up to `jobs` worker threads, each with its own rayon pool of
+    /// `threads_per_run` threads; returns the points finished (failed ones included) and the
+    /// failures as (point id, error).
+    fn run(
+        self,
+        jobs: usize,
+        threads_per_run: usize,
+    ) -> Result<(usize, Vec<(String, String)>), SweepError> {
+        let workers = jobs.min(self.todo.len()).max(1);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| self.work(threads_per_run));
+            }
+        });
+        if let Some(e) = self.fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        let failures = self
+            .failures
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok((self.finished.load(Ordering::SeqCst), failures))
+    }
+
+    /// One worker: takes points until none is left or the sweep has to stop.
+    fn work(&self, threads_per_run: usize) {
+        let stop = |e: SweepError| *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        let pool = match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads_per_run)
+            .build()
+        {
+            Ok(p) => p,
+            Err(e) => return stop(e.into()),
+        };
+        while let Some(i) = self.take() {
+            if let Err(e) = self.run_point(&pool, i) {
+                return stop(e);
+            }
+        }
+    }
+
+    /// The next point to run, unless none is left or the sweep has to stop.
+    fn take(&self) -> Option<usize> {
+        if self.fatal.lock().map(|f| f.is_some()).unwrap_or(true) {
+            return None;
+        }
+        let k = self.next.fetch_add(1, Ordering::SeqCst);
+        self.todo.get(k).copied()
+    }
+
+    /// Trains point `i` in `pool` (a panic is the point's failure), records its result and
+    /// reports it.
+    fn run_point(&self, pool: &rayon::ThreadPool, i: usize) -> Result<(), SweepError> {
+        let mp = &self.manifest.points[i];
+        let dir = self.runs.join(&mp.point.id);
+        let resume = dir.exists();
+        let started = Instant::now();
+        let result = pool.install(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                self.runner.run(&self.configs[i], &dir, resume)
+            }))
+            .unwrap_or_else(|panic| Err(PointError::Panicked(panic_message(&panic))))
+        });
+        let failure = result.as_ref().err().map(ToString::to_string);
+        let res = finish_point(self.runner, &mp.point, &self.configs[i], &dir, result)?;
+        let n = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
+        let what = match failure {
+            None => format!(
+                "test accuracy {}",
+                res.test_accuracy
+                    .map_or("?".into(), |a| format!("{:.2} %", 100.0 * a))
+            ),
+            Some(m) => {
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((mp.point.id.clone(), m.clone()));
+                format!("FAILED: {m}")
+            }
+        };
+        (self.progress)(&format!(
+            "[{n}/{}] point {} {} ({}): {what}, {:.1} s",
+            self.todo.len(),
+            mp.point.index,
+            mp.point.id,
+            mp.point.describe(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+}
+
+/// The message of a panic's payload.
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let what = panic
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("the run panicked: {what}")
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Records a point's result (with its device SNR) after its run.
@@ -546,18 +352,19 @@ fn finish_point(
     point: &SweepPoint,
     config: &Table,
     dir: &Path,
-    run: Result<(), String>,
+    run: Result<(), PointError>,
 ) -> Result<PointResult, SweepError> {
     mkdir(dir)?;
     write_json(&dir.join(POINT_FILE), point)?;
     let result = match run {
         Ok(()) => {
-            let snr = runner.snr_db(config).map_err(|m| {
-                SweepError::Run(format!("projection SNR for {}: {m}", dir.display()))
+            let snr = runner.snr_db(config).map_err(|source| SweepError::Snr {
+                dir: dir.to_path_buf(),
+                source,
             })?;
             PointResult::from_summary(dir, snr)?
         }
-        Err(m) => PointResult::failed(m),
+        Err(e) => PointResult::failed(e.to_string()),
     };
     write_json(&dir.join(RESULT_FILE), &result)?;
     Ok(result)
@@ -580,19 +387,11 @@ pub fn collect_results(
 /// Writes `results.csv`, `report.md` and the figures for the finished points in `dir`.
 pub fn write_outputs(dir: &Path, manifest: &Manifest) -> Result<(), SweepError> {
     let rows = collect_results(dir, manifest)?;
-    write_atomic(
+    write_file(
         &dir.join("results.csv"),
         results_csv(manifest, &rows).as_bytes(),
     )?;
     report::write_report(dir, manifest, &rows)
-}
-
-/// Hidden layers reported: the most any finished point has.
-pub fn layer_count(rows: &[(ManifestPoint, PointResult)]) -> usize {
-    rows.iter()
-        .map(|(_, r)| r.alignment.len())
-        .max()
-        .unwrap_or(0)
 }
 
 /// The text of `results.csv`: a row per finished or failed point.
@@ -628,7 +427,7 @@ pub fn results_csv(manifest: &Manifest, rows: &[(ManifestPoint, PointResult)]) -
             cells.push(mp.point.group.clone().unwrap_or_default());
         }
         for c in &manifest.columns {
-            cells.push(mp.values.get(c).map_or(String::new(), super::config::cell));
+            cells.push(mp.values.get(c).map_or(String::new(), cell));
         }
         cells.push(num(r.test_accuracy));
         for l in 0..layers {
@@ -665,17 +464,14 @@ fn csv_line(cells: &[String]) -> String {
 /// `summary.json`, `metrics.csv`, configs and plots; not checkpoints) and writes the results and
 /// report of the union. Returns (points found, points in the sweep).
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(usize, usize), SweepError> {
-    let first = dirs
-        .first()
-        .ok_or_else(|| SweepError::Config("merge needs at least one sweep folder".into()))?;
+    let first = dirs.first().ok_or(SweepError::NothingToMerge)?;
     let manifest = Manifest::read(first)?;
     for d in &dirs[1..] {
         if Manifest::read(d)? != manifest {
-            return Err(SweepError::Config(format!(
-                "{} and {} hold different sweeps",
-                first.display(),
-                d.display()
-            )));
+            return Err(SweepError::DifferentShards {
+                first: first.clone(),
+                other: d.clone(),
+            });
         }
     }
     claim_dir(out, &manifest)?;
@@ -706,11 +502,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(usize, usize), SweepError>
 /// Copies the small files of a run folder (not checkpoints or folders); `result.json` last, so
 /// that an interrupted merge never shows a point as finished without its files.
 fn copy_small_files(src: &Path, dst: &Path) -> Result<(), SweepError> {
-    let entries = fs::read_dir(src)
-        .map_err(|e| SweepError::Io(format!("cannot list {}: {e}", src.display())))?;
+    let entries = fs::read_dir(src).map_err(SweepError::io(FileOp::List, src))?;
     let mut names: Vec<String> = Vec::new();
     for e in entries {
-        let e = e.map_err(|e| SweepError::Io(format!("cannot list {}: {e}", src.display())))?;
+        let e = e.map_err(SweepError::io(FileOp::List, src))?;
         let name = e.file_name().to_string_lossy().to_string();
         let keep = [".json", ".csv", ".toml", ".png", ".md"]
             .iter()
@@ -723,9 +518,9 @@ fn copy_small_files(src: &Path, dst: &Path) -> Result<(), SweepError> {
     names.sort();
     names.push(RESULT_FILE.into());
     for n in names {
-        let bytes = fs::read(src.join(&n))
-            .map_err(|e| SweepError::Io(format!("cannot read {}: {e}", src.join(&n).display())))?;
-        write_atomic(&dst.join(&n), &bytes)?;
+        let from = src.join(&n);
+        let bytes = fs::read(&from).map_err(SweepError::io(FileOp::Read, &from))?;
+        write_file(&dst.join(&n), &bytes)?;
     }
     Ok(())
 }

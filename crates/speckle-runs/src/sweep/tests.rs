@@ -36,18 +36,14 @@ fn num(config: &Table, key: &str) -> f64 {
 }
 
 impl PointRunner for Fake {
-    fn validate(&self, config: &Table) -> Result<(), String> {
-        fn walk(prefix: &str, t: &Table) -> Result<(), String> {
+    fn validate(&self, config: &Table) -> Result<(), PointError> {
+        fn walk(prefix: &str, t: &Table) -> Result<(), PointError> {
             for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let key = config::dotted(prefix, k);
                 match v {
                     toml::Value::Table(sub) => walk(&key, sub)?,
                     _ if ALLOWED.contains(&key.as_str()) => {}
-                    _ => return Err(format!("unknown key {key}")),
+                    _ => return Err(PointError::Other(format!("unknown key {key}").into())),
                 }
             }
             Ok(())
@@ -55,20 +51,21 @@ impl PointRunner for Fake {
         walk("", config)
     }
 
-    fn run(&self, config: &Table, run_dir: &Path, resume: bool) -> Result<(), String> {
+    fn run(&self, config: &Table, run_dir: &Path, resume: bool) -> Result<(), PointError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         if resume {
             self.resumed.lock().unwrap().push(run_dir.to_path_buf());
         }
         if get_dotted(config, "x.fail") == Some(&toml::Value::Boolean(true)) {
-            return Err("training diverged in epoch 1".into());
+            return Err(PointError::Other("training diverged in epoch 1".into()));
         }
         let bits = num(config, "x.bits");
         let width = num(config, "x.width").max(1.0);
         let seed = num(config, "training.seed");
         let acc = 0.5 + bits / 40.0 + seed / 1000.0;
         let cos = (width / 800.0).sqrt();
-        std::fs::create_dir_all(run_dir).map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| PointError::Other(e.into());
+        std::fs::create_dir_all(run_dir).map_err(io)?;
         let summary = serde_json::json!({
             "test_accuracy": acc,
             "alignment": [
@@ -79,10 +76,10 @@ impl PointRunner for Fake {
             "device_time_s": bits * 0.5,
             "wall_s": 0.01,
         });
-        std::fs::write(run_dir.join(SUMMARY_FILE), summary.to_string()).map_err(|e| e.to_string())
+        std::fs::write(run_dir.join(SUMMARY_FILE), summary.to_string()).map_err(io)
     }
 
-    fn snr_db(&self, config: &Table) -> Result<Option<f64>, String> {
+    fn snr_db(&self, config: &Table) -> Result<Option<f64>, PointError> {
         Ok(Some(6.02 * num(config, "x.bits")))
     }
 }
@@ -438,6 +435,12 @@ params = ["bottleneck"]
     assert!(report.contains("| masked | 800 | 2 |"), "{report}");
     let png = std::fs::read(dir.path().join("figures/bottleneck.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // Figures are written atomically: no temporary file is left beside them.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("figures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["bottleneck.png"]);
     let csv = read(&dir.path().join("results.csv"));
     assert!(
         csv.starts_with("group,variant,bottleneck,training.seed,"),

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 
 use toml::Table;
 
-use super::PointRunner;
+use super::point::{PointError, PointRunner};
 use crate::checkpoint;
-use crate::config::RunConfig;
+use crate::config::{CheckedRunConfig, RunConfig};
 use crate::run::{self, Progress};
 use speckle_dfa::AlgorithmKind;
 
@@ -28,8 +28,8 @@ impl TrainRunner {
     }
 }
 
-fn parse(config: &Table) -> Result<RunConfig, String> {
-    RunConfig::from_table(config.clone(), "sweep point").map_err(|e| e.to_string())
+fn parse(config: &Table) -> Result<CheckedRunConfig, PointError> {
+    Ok(RunConfig::from_table(config.clone(), "sweep point")?)
 }
 
 /// Input (classes) and output (widest hidden layer, or the sum with per-layer feedback)
@@ -40,28 +40,29 @@ fn feedback_dims(config: &RunConfig) -> (usize, usize) {
 }
 
 impl PointRunner for TrainRunner {
-    fn validate(&self, config: &Table) -> Result<(), String> {
+    fn validate(&self, config: &Table) -> Result<(), PointError> {
         let c = parse(config)?;
         if c.training.algorithm == AlgorithmKind::Dfa {
-            c.feedback.spec().check().map_err(|e| e.to_string())?;
+            c.feedback.spec().check()?;
         }
         Ok(())
     }
 
-    fn run(&self, config: &Table, run_dir: &Path, resume: bool) -> Result<(), String> {
+    fn run(&self, config: &Table, run_dir: &Path, resume: bool) -> Result<(), PointError> {
         let c = parse(config)?;
         let resume = resume && checkpoint::exists(run_dir);
         if !resume && run_dir.exists() {
             // An attempt that stopped before its first checkpoint: start again.
-            std::fs::remove_dir_all(run_dir)
-                .map_err(|e| format!("cannot clear {}: {e}", run_dir.display()))?;
+            std::fs::remove_dir_all(run_dir).map_err(|source| PointError::Clear {
+                path: run_dir.to_path_buf(),
+                source,
+            })?;
         }
-        run::train(&c, run_dir, resume, Progress::Quiet)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        run::train(&c, run_dir, resume, Progress::Quiet)?;
+        Ok(())
     }
 
-    fn snr_db(&self, config: &Table) -> Result<Option<f64>, String> {
+    fn snr_db(&self, config: &Table) -> Result<Option<f64>, PointError> {
         let c = parse(config)?;
         if c.training.algorithm != AlgorithmKind::Dfa {
             return Ok(None);
@@ -80,7 +81,7 @@ impl PointRunner for TrainRunner {
             return Ok(*v);
         }
         // Measured outside the lock: two workers may measure the same setting once each.
-        let v = c.feedback.spec().snr_db(i, o).map_err(|e| e.to_string())?;
+        let v = c.feedback.spec().snr_db(i, o)?;
         self.snr_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())

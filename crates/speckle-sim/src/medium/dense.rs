@@ -58,23 +58,22 @@ pub(crate) struct DenseMedium {
 }
 
 /// Visits the entries of rows `j0 .. j0 + rows` (j0 a multiple of BLOCK) of the matrix drawn
-/// from `key`, with `n` columns, stored stacked and column-major in `ri`: column stride `ld`,
-/// real part of row `j0 + r` at `r`, imaginary part at `im_off + r`. Calls
+/// from `key`, with `n` columns, stored stacked and column-major in `ri` (`2·rows × n`, the
+/// layout of the whole cached matrix and of a streamed chunk alike): real part of row `j0 + r`
+/// of column i at `2·rows·i + r`, imaginary part at `2·rows·i + rows + r`. Calls
 /// `f(re_slot, im_slot, drawn_re, drawn_im)`. Parallel over column blocks; every entry is visited
 /// once, so the result does not depend on the thread count.
-#[allow(clippy::too_many_arguments)]
 fn for_each_entry(
     key: &[u8; 32],
     j0: usize,
     rows: usize,
     n: usize,
-    ld: usize,
-    im_off: usize,
     ri: &mut [f32],
     f: impl Fn(&mut f32, &mut f32, f32, f32) + Sync,
 ) {
     debug_assert_eq!(j0 % BLOCK, 0);
-    debug_assert!(ri.len() >= ld * n && ld >= im_off + rows && im_off >= rows);
+    let ld = 2 * rows;
+    debug_assert!(ri.len() >= ld * n);
     let ri = &mut ri[..ld * n];
     ri.par_chunks_mut(ld * BLOCK)
         .enumerate()
@@ -87,7 +86,7 @@ fn for_each_entry(
                 let block_rows = (rows - row_off).min(BLOCK);
                 rng::fill_block(key, bj, bi, block_rows, cols, |jl, il, g_re, g_im| {
                     let col = &mut cols_data[il * ld..(il + 1) * ld];
-                    let (re_part, im_part) = col.split_at_mut(im_off);
+                    let (re_part, im_part) = col.split_at_mut(rows);
                     let r = row_off + jl;
                     f(&mut re_part[r], &mut im_part[r], g_re, g_im);
                 });
@@ -96,16 +95,8 @@ fn for_each_entry(
 }
 
 /// Draws rows `j0 .. j0 + rows` into `ri` (see [`for_each_entry`]).
-fn draw(
-    key: &[u8; 32],
-    j0: usize,
-    rows: usize,
-    n: usize,
-    ld: usize,
-    im_off: usize,
-    ri: &mut [f32],
-) {
-    for_each_entry(key, j0, rows, n, ld, im_off, ri, |r, i, g_re, g_im| {
+fn draw(key: &[u8; 32], j0: usize, rows: usize, n: usize, ri: &mut [f32]) {
+    for_each_entry(key, j0, rows, n, ri, |r, i, g_re, g_im| {
         *r = g_re;
         *i = g_im;
     });
@@ -152,7 +143,7 @@ impl DenseMedium {
         let key = rng::derive_key(p.seed, Purpose::Medium, 0);
         let storage = if whole <= budget {
             let mut ri = vec![0f32; 2 * m * n];
-            draw(&key, 0, m, n, 2 * m, m, &mut ri);
+            draw(&key, 0, m, n, &mut ri);
             Storage::Cached { ri }
         } else {
             if p.drift_rate > 0.0 {
@@ -297,7 +288,7 @@ impl Medium for DenseMedium {
                 while j0 < m {
                     let rows = chunk_rows.min(m - j0);
                     ri.resize(2 * rows * n, 0.0);
-                    draw(&self.key, j0, rows, n, 2 * rows, rows, ri);
+                    draw(&self.key, j0, rows, n, ri);
                     let lhs = MatRef::from_column_major_slice(&ri[..2 * rows * n], 2 * rows, n);
                     Self::gemm_stacked(
                         lhs,
@@ -329,14 +320,14 @@ impl Medium for DenseMedium {
         let (n, m) = (self.n, self.m);
         if epoch < self.epoch {
             // Going back: redraw epoch 0 and replay the drift steps.
-            draw(&self.key, 0, m, n, 2 * m, m, ri);
+            draw(&self.key, 0, m, n, ri);
             self.epoch = 0;
         }
         for e in self.epoch + 1..=epoch {
             let g_key = rng::derive_key(self.seed, Purpose::Drift, e);
             // Rounding keeps the entries integers (exact sums); it adds a variance of 1/12 raw
             // units² per step, negligible against QUANT².
-            for_each_entry(&g_key, 0, m, n, 2 * m, m, ri, |r, i, g_re, g_im| {
+            for_each_entry(&g_key, 0, m, n, ri, |r, i, g_re, g_im| {
                 *r = (a * f64::from(*r) + b * f64::from(g_re)).round() as f32;
                 *i = (a * f64::from(*i) + b * f64::from(g_im)).round() as f32;
             });

@@ -2,12 +2,13 @@
 //! See [`StructuredMedium`].
 
 use num_complex::Complex32;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use speckle_hal::{Error, ErrorKind, PackedFrames};
 
 use super::{FieldSink, Medium};
+use crate::rng::{self, Purpose};
 
 /// Smallest padded width. Narrow inputs (10 error classes, say) are padded to this width so that
 /// each output mixes enough random phases to be Gaussian.
@@ -16,25 +17,8 @@ pub const MIN_PAD: usize = 256;
 /// Largest padded width accepted (2^26 features): beyond it the `f32` transform loses accuracy.
 pub const MAX_PAD: usize = 1 << 26;
 
-/// ChaCha stream of `ChaCha8Rng::seed_from_u64(seed)` that block keys are read from
-/// (distinct from the streams the dense medium, its drift and the camera use).
-const PURPOSE_STRUCTURED: u64 = 4;
-/// Stream the keys of the phase drift steps are read from.
-const PURPOSE_STRUCTURED_DRIFT: u64 = 5;
-
 /// Elements per cache chunk of the Walsh–Hadamard transform (128 KiB of `f32`: fits in L2).
 const WHT_CHUNK: usize = 1 << 15;
-
-/// A 256-bit key: words `8·index .. 8·index + 8` of stream `purpose` of
-/// `ChaCha8Rng::seed_from_u64(seed)`.
-fn derive_key(seed: u64, purpose: u64, index: u64) -> [u8; 32] {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(purpose);
-    rng.set_word_pos(u128::from(index) * 8);
-    let mut key = [0u8; 32];
-    rng.fill_bytes(&mut key);
-    key
-}
 
 /// A point uniform on the unit circle, by rejection from the square (no trigonometry, so the
 /// value is bit-identical on every platform: only IEEE-exact operations are used).
@@ -72,8 +56,7 @@ struct Diagonal {
 
 impl Diagonal {
     fn draw(key: &[u8; 32], stream: u64, n: usize) -> Self {
-        let mut rng = ChaCha8Rng::from_seed(*key);
-        rng.set_stream(stream);
+        let mut rng = rng::stream_rng(key, stream);
         let (re, im) = (0..n)
             .map(|_| {
                 let c = unit_phase(&mut rng);
@@ -194,7 +177,7 @@ fn draw_blocks(seed: u64, n_pad: usize, n_blocks: usize) -> Vec<Block> {
     (0..n_blocks)
         .into_par_iter()
         .map(|b| {
-            let key = derive_key(seed, PURPOSE_STRUCTURED, b as u64);
+            let key = rng::derive_key(seed, Purpose::Structured, b as u64);
             Block {
                 d1: Diagonal::draw(&key, 1, n_pad),
                 d2: Diagonal::draw(&key, 2, n_pad),
@@ -326,16 +309,7 @@ impl StructuredMedium {
         out_re: &mut [f32],
         out_im: &mut [f32],
     ) -> Result<(), Error> {
-        if frames.width() != self.n_in {
-            return Err(Error::new(
-                ErrorKind::DimensionMismatch,
-                format!(
-                    "frames are {} features wide but the medium takes {}",
-                    frames.width(),
-                    self.n_in
-                ),
-            ));
-        }
+        frames.expect_width(self.n_in, "medium")?;
         self.check_out(frames.frames(), out_re.len(), out_im.len())?;
         let n = self.n_in;
         self.apply_with(
@@ -457,13 +431,12 @@ impl StructuredMedium {
         }
         let sigma = (-libm::log(1.0 - self.drift_rho) / 3.0).sqrt();
         for s in self.drift_step..step {
-            let key = derive_key(self.seed, PURPOSE_STRUCTURED_DRIFT, s);
+            let key = rng::derive_key(self.seed, Purpose::StructuredDrift, s);
             self.blocks
                 .par_iter_mut()
                 .enumerate()
                 .for_each(|(b, block)| {
-                    let mut rng = ChaCha8Rng::from_seed(key);
-                    rng.set_stream(b as u64);
+                    let mut rng = rng::stream_rng(&key, b as u64);
                     for d in [&mut block.d1, &mut block.d2, &mut block.d3] {
                         for (re, im) in d.re.iter_mut().zip(d.im.iter_mut()) {
                             let delta = sigma * standard_normal(&mut rng);
@@ -714,56 +687,8 @@ fn wht(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
-
-    /// Standard normal CDF via the complementary error function (Numerical Recipes erfcc,
-    /// fractional error < 1.2e-7 everywhere).
-    fn normal_cdf(x: f64) -> f64 {
-        let z = x.abs() / std::f64::consts::SQRT_2;
-        let t = 1.0 / (1.0 + 0.5 * z);
-        let poly = -z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-        let erfc = t * poly.exp();
-        if x >= 0.0 {
-            1.0 - 0.5 * erfc
-        } else {
-            0.5 * erfc
-        }
-    }
-
-    /// Kolmogorov–Smirnov statistic of `samples` against `cdf`.
-    fn ks_statistic(mut samples: Vec<f64>, cdf: impl Fn(f64) -> f64) -> f64 {
-        samples.sort_by(|a, b| a.total_cmp(b));
-        let n = samples.len() as f64;
-        samples
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| {
-                let f = cdf(x);
-                (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
-            })
-            .fold(0.0, f64::max)
-    }
-
-    /// KS critical value at significance 0.001 (c(α) = 1.95).
-    fn ks_critical(n: usize) -> f64 {
-        1.95 / (n as f64).sqrt()
-    }
-
-    fn random_bits(n: usize, frames: usize, p: f64, seed: u64) -> Vec<u8> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let values: Vec<u8> = (0..n * frames).map(|_| rng.random_bool(p) as u8).collect();
-        let mut packed = Vec::new();
-        speckle_hal::pack_bits(&values, frames, n, &mut packed).unwrap();
-        packed
-    }
+    use rand::SeedableRng;
+    use speckle_testkit::{ks_critical, ks_exponential, ks_normal, random_frames_with_density};
 
     fn zip_complex(re: &[f32], im: &[f32]) -> Vec<Complex32> {
         re.iter()
@@ -826,7 +751,7 @@ mod tests {
         assert_eq!((m.padded_dim(), m.block_count()), (512, 2));
         let d = m.blocks[1].d2.get(5);
         assert_eq!((d.re.to_bits(), d.im.to_bits()), GOLDEN_PHASE, "{d:?}");
-        let packed = random_bits(300, 1, 0.5, 9);
+        let packed = random_frames_with_density(1, 300, 0.5, 9);
         let y = fields(&m, &packed, 1);
         let got: Vec<(u32, u32)> = [0, 511, 512, 699]
             .iter()
@@ -845,7 +770,7 @@ mod tests {
     #[test]
     fn identical_across_thread_counts_and_batch_splits() {
         let m = StructuredMedium::new(1000, 5000, 3).unwrap();
-        let packed = random_bits(1000, 6, 0.3, 4);
+        let packed = random_frames_with_density(6, 1000, 0.3, 4);
         let run = |threads: usize| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -870,7 +795,7 @@ mod tests {
             .unwrap()
             .with_entry_variance(0.25)
             .unwrap();
-        let packed = random_bits(n, 2, 0.5, 6);
+        let packed = random_frames_with_density(2, n, 0.5, 6);
         let from_bits = fields(&m, &packed, 2);
         let pf = PackedFrames::new(&packed, 2, n).unwrap();
         let real: Vec<f32> = speckle_hal::unpack_bits(&pf)
@@ -975,8 +900,8 @@ mod tests {
         let re: Vec<f64> = y.iter().map(|c| f64::from(c.re) / half).collect();
         let im: Vec<f64> = y.iter().map(|c| f64::from(c.im) / half).collect();
         let crit = ks_critical(m_out);
-        let ks_re = ks_statistic(re.clone(), normal_cdf);
-        let ks_im = ks_statistic(im.clone(), normal_cdf);
+        let ks_re = ks_normal(&re, 1.0);
+        let ks_im = ks_normal(&im, 1.0);
         assert!(
             ks_re < crit && ks_im < crit,
             "KS re {ks_re} im {ks_im} crit {crit}"
@@ -995,7 +920,7 @@ mod tests {
         // Intensities exponential with mean v·‖x‖².
         let mean_i = v * norm2;
         let intens: Vec<f64> = y.iter().map(|c| f64::from(c.norm_sqr()) / mean_i).collect();
-        let ks_exp = ks_statistic(intens, |t| 1.0 - (-t.max(0.0)).exp());
+        let ks_exp = ks_exponential(&intens, 1.0);
         assert!(ks_exp < crit, "KS exponential {ks_exp} crit {crit}");
         // Linear outputs Re(conj(r_j)·y_j)/|r_j| are N(0, v‖x‖²/2).
         let lin: Vec<f64> = y
@@ -1003,7 +928,7 @@ mod tests {
             .zip(&r)
             .map(|(yj, rj)| f64::from((rj.conj() * yj).re / rj.norm()) / half)
             .collect();
-        let ks_lin = ks_statistic(lin, normal_cdf);
+        let ks_lin = ks_normal(&lin, 1.0);
         assert!(ks_lin < crit, "KS linear {ks_lin} crit {crit}");
     }
 
@@ -1163,19 +1088,20 @@ mod tests {
     /// convention (mean intensity `‖x‖²·k/M`), and rejects a drift rate of 1.
     #[test]
     fn simulated_opu_with_the_structured_preset() {
+        use crate::MediumKind;
         use speckle_hal::OpticalDevice;
         let mut config = crate::DeviceConfig::preset("structured").unwrap();
-        assert_eq!(config.medium.kind, "structured");
+        assert_eq!(config.medium.kind, MediumKind::Structured);
         config.camera.ideal = true;
         let (n, m) = (3000, 8192);
-        let packed = random_bits(n, 1, 0.5, 61);
+        let packed = random_frames_with_density(1, n, 0.5, 61);
         let pf = PackedFrames::new(&packed, 1, n).unwrap();
         let lit = speckle_hal::unpack_bits(&pf)
             .iter()
             .filter(|&&b| b == 1)
             .count() as f64;
-        let mut mean = |kind: &str| {
-            config.medium.kind = kind.into();
+        let mut mean = |kind: MediumKind| {
+            config.medium.kind = kind;
             let mut opu = crate::SimulatedOpu::new(&config, n, m, 5).unwrap();
             let mut out = vec![0f32; m];
             opu.transform(&pf, &mut out).unwrap();
@@ -1183,19 +1109,19 @@ mod tests {
             out.iter().map(|&v| f64::from(v)).sum::<f64>() / m as f64 / want
         };
         // Structured: exact energy conservation per full block, so the mean is 1 to rounding.
-        let structured = mean("structured");
+        let structured = mean(MediumKind::Structured);
         assert!(
             (structured - 1.0).abs() < 1e-3,
             "structured mean ratio {structured}"
         );
         // Dense: the mean of 8192 exponentials, within 4 standard errors.
-        let dense = mean("dense");
+        let dense = mean(MediumKind::Dense);
         assert!(
             (dense - 1.0).abs() < 4.0 / (m as f64).sqrt(),
             "dense mean ratio {dense}"
         );
 
-        config.medium.kind = "structured".into();
+        config.medium.kind = MediumKind::Structured;
         config.drift.rate = 1.0;
         let err = crate::SimulatedOpu::new(&config, n, m, 5).unwrap_err();
         assert!(err.to_string().contains("drift.rate"), "{err}");
