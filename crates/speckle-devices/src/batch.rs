@@ -254,26 +254,7 @@ pub fn transform_rows<T: CameraSample, D: OpticalDevice + ?Sized>(
         ));
     }
     let width = info.output_dim;
-    // The largest count to store (None: store the camera's values as they are).
-    let max_count = match (T::MAX_COUNT, info.bit_depth) {
-        (None, _) => None,
-        (Some(type_max), Some(bits)) if (1..=31).contains(&bits) => {
-            let camera_max = (1u32 << bits) - 1;
-            if camera_max > type_max {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("a {bits}-bit camera's counts do not fit a {type_max}-count type"),
-                ));
-            }
-            Some(camera_max)
-        }
-        (Some(_), _) => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "the device returns float intensities, not counts",
-            ))
-        }
-    };
+    let max_count = count_limit::<T>(info)?;
     // Frames per device call: the device's maximum, and, when frames are converted through
     // `camera`, no more than CAMERA_SCRATCH_VALUES values of it.
     let direct = out_dim == width && T::MAX_COUNT.is_none();
@@ -312,49 +293,88 @@ pub fn transform_rows<T: CameraSample, D: OpticalDevice + ?Sized>(
         }
         let buf = &mut camera[..n * width];
         device.transform(&batch, buf).map_err(failed)?;
-        let rows_out = buf
-            .chunks_exact(width)
-            .zip(dst.chunks_exact_mut(out_dim.max(1)));
-        match max_count {
-            None => {
-                for (frame, row) in rows_out {
-                    let row = T::as_f32_mut(row).expect("only f32 has no largest count");
-                    row.copy_from_slice(&frame[..row.len()]);
-                }
+        store_frames(buf, dst, width, out_dim, max_count, start, info)?;
+        start += n;
+    }
+    Ok(())
+}
+
+/// The largest count `T` stores for this device's camera (`None`: the camera's values are stored
+/// as they are), or why `T` cannot hold them.
+fn count_limit<T: CameraSample>(info: &DeviceInfo) -> Result<Option<u32>, Error> {
+    match (T::MAX_COUNT, info.bit_depth) {
+        (None, _) => Ok(None),
+        (Some(type_max), Some(bits)) if (1..=31).contains(&bits) => {
+            let camera_max = (1u32 << bits) - 1;
+            if camera_max > type_max {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("a {bits}-bit camera's counts do not fit a {type_max}-count type"),
+                ));
             }
-            Some(max) => {
-                // Rows in parallel when there is enough to share (the device's threads are idle
-                // meanwhile); the first bad value, if any, is then looked up in row order.
-                let converted = if n * out_dim >= PARALLEL_CONVERSION_VALUES {
-                    buf.par_chunks_exact(width)
-                        .zip(dst.par_chunks_exact_mut(out_dim.max(1)))
-                        .all(|(frame, row)| store_counts(frame, row, max).is_ok())
-                } else {
-                    rows_out
-                        .map(|(frame, row)| store_counts(frame, row, max).is_ok())
-                        .fold(true, |a, b| a & b)
-                };
-                if !converted {
-                    let bad = buf.chunks_exact(width).enumerate().find_map(|(r, frame)| {
-                        let mut probe = vec![T::from_count(0); out_dim];
-                        store_counts(frame, &mut probe, max)
-                            .err()
-                            .map(|c| (r, c, frame[c]))
-                    });
-                    if let Some((r, c, v)) = bad {
-                        let bits = info.bit_depth.unwrap_or(0);
-                        return Err(Error::new(
-                            ErrorKind::Device,
-                            format!(
-                                "device returned {v} at row {}, pixel {c}: not a {bits}-bit count",
-                                start + r
-                            ),
-                        ));
-                    }
+            Ok(Some(camera_max))
+        }
+        (Some(_), _) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the device returns float intensities, not counts",
+        )),
+    }
+}
+
+/// Stores the camera frames of one device call (`buf`, `width` pixels a frame) as the first
+/// `out_dim` values of each row of `dst`, checking counts against `max_count`; `start` is the
+/// call's first row, for messages.
+fn store_frames<T: CameraSample>(
+    buf: &[f32],
+    dst: &mut [T],
+    width: usize,
+    out_dim: usize,
+    max_count: Option<u32>,
+    start: usize,
+    info: &DeviceInfo,
+) -> Result<(), Error> {
+    let values = dst.len();
+    let rows_out = buf
+        .chunks_exact(width)
+        .zip(dst.chunks_exact_mut(out_dim.max(1)));
+    match max_count {
+        None => {
+            for (frame, row) in rows_out {
+                let row = T::as_f32_mut(row).expect("only f32 has no largest count");
+                row.copy_from_slice(&frame[..row.len()]);
+            }
+        }
+        Some(max) => {
+            // Rows in parallel when there is enough to share (the device's threads are idle
+            // meanwhile); the first bad value, if any, is then looked up in row order.
+            let converted = if values >= PARALLEL_CONVERSION_VALUES {
+                buf.par_chunks_exact(width)
+                    .zip(dst.par_chunks_exact_mut(out_dim.max(1)))
+                    .all(|(frame, row)| store_counts(frame, row, max).is_ok())
+            } else {
+                rows_out
+                    .map(|(frame, row)| store_counts(frame, row, max).is_ok())
+                    .fold(true, |a, b| a & b)
+            };
+            if !converted {
+                let bad = buf.chunks_exact(width).enumerate().find_map(|(r, frame)| {
+                    let mut probe = vec![T::from_count(0); out_dim];
+                    store_counts(frame, &mut probe, max)
+                        .err()
+                        .map(|c| (r, c, frame[c]))
+                });
+                if let Some((r, c, v)) = bad {
+                    let bits = info.bit_depth.unwrap_or(0);
+                    return Err(Error::new(
+                        ErrorKind::Device,
+                        format!(
+                            "device returned {v} at row {}, pixel {c}: not a {bits}-bit count",
+                            start + r
+                        ),
+                    ));
                 }
             }
         }
-        start += n;
     }
     Ok(())
 }

@@ -416,33 +416,7 @@ impl Message {
                     max_payload: r.u32()?,
                 })
             }
-            MessageType::Capabilities => {
-                let mut w = [0u32; 9];
-                for v in &mut w {
-                    *v = r.u32()?;
-                }
-                let bit_depth = r.u8()?;
-                r.u8()?;
-                let firmware_version = [r.u16()?, r.u16()?, r.u16()?];
-                let description = r.string()?;
-                if value_size(bit_depth).is_none() {
-                    return Err(r.malformed("bit depth above 16"));
-                }
-                Message::Capabilities(Capabilities {
-                    input_dim: w[0],
-                    output_dim: w[1],
-                    max_input_dim: w[2],
-                    max_output_dim: w[3],
-                    max_batch: w[4],
-                    max_payload: w[5],
-                    frame_time_ns: w[6],
-                    exposure_ns: w[7],
-                    boot_count: w[8],
-                    bit_depth,
-                    firmware_version,
-                    description,
-                })
-            }
+            MessageType::Capabilities => decode_capabilities(&mut r)?,
             MessageType::Configure => Message::Configure(Configure {
                 input_dim: r.u32()?,
                 output_dim: r.u32()?,
@@ -450,58 +424,8 @@ impl Message {
                 exposure_ns: r.u32()?,
                 gain: f32::from_bits(r.u32()?),
             }),
-            MessageType::TransformRequest => {
-                let first_frame = r.u64()?;
-                let frame_count = r.u32()?;
-                let input_dim = r.u32()?;
-                if frame_count == 0 {
-                    return Err(
-                        r.malformed("frame_count is 0 (a request carries 1 to max_batch frames)")
-                    );
-                }
-                let want = packed_len(frame_count, input_dim)
-                    .ok_or_else(|| r.malformed("frame data length overflows"))?;
-                if r.remaining() != want {
-                    return Err(
-                        r.malformed("frame data length disagrees with frame count × input_dim")
-                    );
-                }
-                Message::TransformRequest(TransformRequest {
-                    first_frame,
-                    frame_count,
-                    input_dim,
-                    frames: r.rest().to_vec(),
-                })
-            }
-            MessageType::TransformResponse => {
-                let first_frame = r.u64()?;
-                let frame_count = r.u32()?;
-                let output_dim = r.u32()?;
-                let bit_depth = r.u8()?;
-                r.bytes(3)?;
-                if frame_count == 0 {
-                    return Err(r.malformed(
-                        "frame_count is 0 (an answer echoes a request of at least 1 frame)",
-                    ));
-                }
-                if value_size(bit_depth).is_none() {
-                    return Err(r.malformed("bit depth above 16"));
-                }
-                let want = values_len(frame_count, output_dim, bit_depth)
-                    .ok_or_else(|| r.malformed("value data length overflows"))?;
-                if r.remaining() != want {
-                    return Err(
-                        r.malformed("value data length disagrees with frame count × output_dim")
-                    );
-                }
-                Message::TransformResponse(TransformResponse {
-                    first_frame,
-                    frame_count,
-                    output_dim,
-                    bit_depth,
-                    values: r.rest().to_vec(),
-                })
-            }
+            MessageType::TransformRequest => decode_transform_request(&mut r)?,
+            MessageType::TransformResponse => decode_transform_response(&mut r)?,
             MessageType::GetStatus => Message::GetStatus,
             MessageType::Status => {
                 let state = r.u8()?;
@@ -536,6 +460,85 @@ impl Message {
         }
         Ok(msg)
     }
+}
+
+/// The payload of a CAPABILITIES message.
+fn decode_capabilities(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    let mut w = [0u32; 9];
+    for v in &mut w {
+        *v = r.u32()?;
+    }
+    let bit_depth = r.u8()?;
+    r.u8()?;
+    let firmware_version = [r.u16()?, r.u16()?, r.u16()?];
+    let description = r.string()?;
+    if value_size(bit_depth).is_none() {
+        return Err(r.malformed("bit depth above 16"));
+    }
+    Ok(Message::Capabilities(Capabilities {
+        input_dim: w[0],
+        output_dim: w[1],
+        max_input_dim: w[2],
+        max_output_dim: w[3],
+        max_batch: w[4],
+        max_payload: w[5],
+        frame_time_ns: w[6],
+        exposure_ns: w[7],
+        boot_count: w[8],
+        bit_depth,
+        firmware_version,
+        description,
+    }))
+}
+
+/// The payload of a TRANSFORM_REQUEST: the frame data must have the announced length.
+fn decode_transform_request(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    let first_frame = r.u64()?;
+    let frame_count = r.u32()?;
+    let input_dim = r.u32()?;
+    if frame_count == 0 {
+        return Err(r.malformed("frame_count is 0 (a request carries 1 to max_batch frames)"));
+    }
+    let want = packed_len(frame_count, input_dim)
+        .ok_or_else(|| r.malformed("frame data length overflows"))?;
+    if r.remaining() != want {
+        return Err(r.malformed("frame data length disagrees with frame count × input_dim"));
+    }
+    Ok(Message::TransformRequest(TransformRequest {
+        first_frame,
+        frame_count,
+        input_dim,
+        frames: r.rest().to_vec(),
+    }))
+}
+
+/// The payload of a TRANSFORM_RESPONSE: the values must have the announced length.
+fn decode_transform_response(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    let first_frame = r.u64()?;
+    let frame_count = r.u32()?;
+    let output_dim = r.u32()?;
+    let bit_depth = r.u8()?;
+    r.bytes(3)?;
+    if frame_count == 0 {
+        return Err(
+            r.malformed("frame_count is 0 (an answer echoes a request of at least 1 frame)")
+        );
+    }
+    if value_size(bit_depth).is_none() {
+        return Err(r.malformed("bit depth above 16"));
+    }
+    let want = values_len(frame_count, output_dim, bit_depth)
+        .ok_or_else(|| r.malformed("value data length overflows"))?;
+    if r.remaining() != want {
+        return Err(r.malformed("value data length disagrees with frame count × output_dim"));
+    }
+    Ok(Message::TransformResponse(TransformResponse {
+        first_frame,
+        frame_count,
+        output_dim,
+        bit_depth,
+        values: r.rest().to_vec(),
+    }))
 }
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {
