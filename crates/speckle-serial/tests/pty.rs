@@ -118,7 +118,7 @@ fn pseudo_terminal_cases_in_sequence() {
         "a batch of 1000 is streamed in chunks"
     );
     drop(remote);
-    // A second session on the same emulator starts again at frame 0, like a fresh device.
+    // A second host connection to the same emulator starts again at frame 0, like a fresh device.
     let mut remote = SerialDevice::open(path, 115_200, Some((48, 40))).unwrap();
     let mut local = SimulatedOpu::new(&config, 48, 40, 5).unwrap();
     assert_eq!(
