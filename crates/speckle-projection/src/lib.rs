@@ -3,13 +3,15 @@
 //! Linear random projections `y = x · P` for Direct Feedback Alignment, behind the
 //! [`RandomProjector`](speckle_hal::RandomProjector) trait:
 //!
-//! * [`GaussianProjector`]: the ideal digital projector (what GPU DFA uses), an explicit seeded
-//!   N(0, 1) matrix and a faer GEMM.
+//! * [`DigitalProjector`] (alias [`GaussianProjector`]): the ideal digital projector (what GPU
+//!   DFA uses), an explicit seeded matrix and a faer GEMM; N(0, 1) entries by default, or
+//!   U[−1, 1) ([`EntryDistribution`]).
 //! * [`OpticalProjector`]: any intensity-only [`OpticalDevice`](speckle_hal::OpticalDevice)
 //!   made linear by interferometry with a fixed binary reference pattern, with signed inputs
 //!   sent as binary frames through an [`Encoding`] (ternary or bit-plane).
 //!
-//! Both report `entry_variance` 1: their matrices have (nearly) iid N(0, 1) entries.
+//! Both report the variance of their matrices' entries (`entry_variance`): 1 for (nearly) iid
+//! N(0, 1) entries, 1/3 for the digital projector's U[−1, 1) ones.
 //!
 //! ```
 //! use speckle_hal::{DeviceCounters, DeviceInfo, Error, OpticalDevice, PackedFrames, RandomProjector};
@@ -68,15 +70,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod digital;
 mod encoding;
-mod gaussian;
 mod optical;
 mod output;
 
+pub use digital::{DigitalProjector, EntryDistribution, GaussianProjector, MAX_GAUSSIAN_ENTRIES};
 pub use encoding::{
     Encoding, EncodingError, TernaryScale, DEFAULT_TERNARY_THRESHOLD, MAX_BITPLANE_BITS,
 };
-pub use gaussian::{GaussianProjector, MAX_GAUSSIAN_ENTRIES};
 pub use optical::{
     Calibration, OpticalConfig, OpticalProjector, DEFAULT_CALIBRATION_FRAMES,
     DEFAULT_DARK_FRACTION, DEFAULT_SATURATION_FRACTION, MAX_CALIBRATION_FRAMES,

@@ -1,7 +1,11 @@
-//! The ideal digital projector: an explicit Gaussian matrix and a GEMM.
+//! The ideal digital projector: an explicit random matrix (Gaussian or uniform entries) and a
+//! GEMM.
+
+use std::fmt;
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rand::distr::Uniform;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -10,28 +14,67 @@ use speckle_hal::{
     check_projection_buffers, DeviceCounters, Error, ErrorKind, ProjectorInfo, RandomProjector,
 };
 
-/// Largest matrix (entries) a [`GaussianProjector`] accepts: 2^30 entries, 4 GiB of `f32`.
+/// Largest matrix (entries) a [`DigitalProjector`] accepts: 2^30 entries, 4 GiB of `f32`.
 pub const MAX_GAUSSIAN_ENTRIES: usize = 1 << 30;
 
 /// Products of at most this many multiply-adds run on the calling thread.
 const SEQUENTIAL_WORK: usize = 1 << 24;
 
+/// The distribution of a [`DigitalProjector`]'s entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EntryDistribution {
+    /// N(0, 1): what GPU implementations of DFA and the seed code
+    /// (lightonai/principled-dfa-training, `torch.randn`) draw. Entry variance 1.
+    #[default]
+    Gaussian,
+    /// U[−1, 1): TinyDFA's feedback matrix (lightonai/dfa-scales-to-modern-deep-learning,
+    /// `TinyDFA/tinydfa/dfa.py`: `torch.rand(C, d_max) * 2 - 1`). Entry variance 1/3.
+    Uniform,
+}
+
+impl EntryDistribution {
+    /// Variance of one entry: 1 (Gaussian) or 1/3 (uniform on [−1, 1)).
+    pub fn variance(self) -> f64 {
+        match self {
+            EntryDistribution::Gaussian => 1.0,
+            EntryDistribution::Uniform => 1.0 / 3.0,
+        }
+    }
+}
+
+impl fmt::Display for EntryDistribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EntryDistribution::Gaussian => "N(0,1)",
+            EntryDistribution::Uniform => "U[-1,1)",
+        })
+    }
+}
+
+/// The digital projector with its default N(0, 1) entries, under the name the command line,
+/// benches and examples use: `GaussianProjector::new` draws Gaussian entries.
+pub type GaussianProjector = DigitalProjector;
+
 /// The ideal digital random projector `y = x · P`, what GPU implementations of DFA use.
 ///
-/// P is `input_dim × output_dim` with iid N(0, 1) entries, so
-/// [`ProjectorInfo::entry_variance`] is 1. Entry `(i, j)` is the `j`-th `f32` drawn with
-/// [`StandardNormal`] from `ChaCha8Rng::seed_from_u64(seed)` switched to stream `i`
-/// (`set_stream(i)`): it depends on `(seed, i, j)` only, never on the dimensions, so a smaller
-/// projector with the same seed is the top-left block of a bigger one, and rows can be drawn in
-/// parallel with a result independent of the thread count.
+/// P is `input_dim × output_dim` with iid entries of an [`EntryDistribution`]: N(0, 1) from
+/// [`DigitalProjector::new`], U[−1, 1) from [`DigitalProjector::with_entries`];
+/// [`ProjectorInfo::entry_variance`] is the distribution's variance. Entry `(i, j)` is the
+/// `j`-th `f32` drawn (with [`StandardNormal`], or `rand`'s `Uniform` on [−1, 1)) from
+/// `ChaCha8Rng::seed_from_u64(seed)` switched to stream `i` (`set_stream(i)`): it depends on
+/// `(seed, i, j)` and the distribution only, never on the dimensions, so a smaller projector
+/// with the same seed is the top-left block of a bigger one, and rows can be drawn in parallel
+/// with a result independent of the thread count.
 ///
 /// [`project`](RandomProjector::project) is one faer GEMM straight into the caller's buffer; this
 /// type allocates nothing per call.
 #[derive(Debug, Clone)]
-pub struct GaussianProjector {
+pub struct DigitalProjector {
     seed: u64,
     input_dim: usize,
     output_dim: usize,
+    entries: EntryDistribution,
     /// Row-major `input_dim × output_dim`.
     matrix: Vec<f32>,
     /// What [`RandomProjector::info`] reports, computed once.
@@ -40,29 +83,45 @@ pub struct GaussianProjector {
     projected: u64,
 }
 
-impl GaussianProjector {
-    /// Draws the `input_dim × output_dim` matrix for `seed`. Both dimensions must be at least 1
-    /// and the matrix at most [`MAX_GAUSSIAN_ENTRIES`] entries.
+impl DigitalProjector {
+    /// Draws the `input_dim × output_dim` N(0, 1) matrix for `seed`. Both dimensions must be at
+    /// least 1 and the matrix at most [`MAX_GAUSSIAN_ENTRIES`] entries.
     pub fn new(input_dim: usize, output_dim: usize, seed: u64) -> Result<Self, Error> {
-        let entries = Self::check_dimensions(input_dim, output_dim)?;
-        let mut matrix = vec![0.0f32; entries];
+        Self::with_entries(input_dim, output_dim, seed, EntryDistribution::Gaussian)
+    }
+
+    /// Draws the `input_dim × output_dim` matrix for `seed` with `entries`; the dimensions are
+    /// checked as by [`DigitalProjector::new`].
+    pub fn with_entries(
+        input_dim: usize,
+        output_dim: usize,
+        seed: u64,
+        entries: EntryDistribution,
+    ) -> Result<Self, Error> {
+        let count = Self::check_dimensions(input_dim, output_dim)?;
+        let mut matrix = vec![0.0f32; count];
         matrix
             .par_chunks_mut(output_dim)
             .enumerate()
-            .for_each(|(i, row)| fill_row(seed, i as u64, row));
-        // The identity's text is stored in checkpoints: keep it.
+            .for_each(|(i, row)| fill_row(seed, i as u64, entries, row));
+        // The identity's text is stored in checkpoints: keep the Gaussian one as it is.
+        let kind = match entries {
+            EntryDistribution::Gaussian => "gaussian",
+            EntryDistribution::Uniform => "uniform",
+        };
         let info = ProjectorInfo::new(
             format!(
-                "gaussian(seed={seed}, in={input_dim}, out={output_dim}, entries=N(0,1), rng=chacha8-stream-per-row)"
+                "{kind}(seed={seed}, in={input_dim}, out={output_dim}, entries={entries}, rng=chacha8-stream-per-row)"
             ),
             input_dim,
             output_dim,
-            1.0,
+            entries.variance(),
         );
         Ok(Self {
             seed,
             input_dim,
             output_dim,
+            entries,
             matrix,
             info,
             threads: 0,
@@ -78,7 +137,7 @@ impl GaussianProjector {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
-                    "Gaussian projector dimensions must be at least 1, got {input_dim} → {output_dim}"
+                    "digital projector dimensions must be at least 1, got {input_dim} → {output_dim}"
                 ),
             ));
         }
@@ -89,12 +148,12 @@ impl GaussianProjector {
                 Error::new(
                     ErrorKind::InvalidInput,
                     format!(
-                        "Gaussian projector {input_dim} → {output_dim} exceeds {MAX_GAUSSIAN_ENTRIES} entries"
+                        "digital projector {input_dim} → {output_dim} exceeds {MAX_GAUSSIAN_ENTRIES} entries"
                     ),
                 )
             })?;
         speckle_hal::memory::Request::new(
-            format!("Gaussian projector {input_dim} → {output_dim}"),
+            format!("digital projector {input_dim} → {output_dim}"),
             "its matrix",
         )
         .times(input_dim)
@@ -114,6 +173,11 @@ impl GaussianProjector {
     /// The seed of the matrix.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The distribution of the matrix's entries.
+    pub fn entries(&self) -> EntryDistribution {
+        self.entries
     }
 
     /// The matrix P, row-major `input_dim × output_dim`.
@@ -141,16 +205,27 @@ impl GaussianProjector {
     }
 }
 
-/// Row `row` of the matrix for `seed`: `row.len()` standard normal draws from stream `row`.
-fn fill_row(seed: u64, row_index: u64, row: &mut [f32]) {
+/// Row `row_index` of the matrix for `seed`: `row.len()` draws of `entries` from stream
+/// `row_index`.
+fn fill_row(seed: u64, row_index: u64, entries: EntryDistribution, row: &mut [f32]) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(row_index);
-    for v in row {
-        *v = rng.sample(StandardNormal);
+    match entries {
+        EntryDistribution::Gaussian => {
+            for v in row {
+                *v = rng.sample(StandardNormal);
+            }
+        }
+        EntryDistribution::Uniform => {
+            let unit = Uniform::new(-1.0f32, 1.0).expect("finite, ordered bounds");
+            for v in row {
+                *v = rng.sample(unit);
+            }
+        }
     }
 }
 
-impl RandomProjector for GaussianProjector {
+impl RandomProjector for DigitalProjector {
     fn info(&self) -> ProjectorInfo {
         self.info.clone()
     }
@@ -194,6 +269,23 @@ mod tests {
 
     const GOLDEN_ROW0: [f32; 4] = [0.47798124, 1.3340706, -0.21086669, 0.4763469];
     const GOLDEN_2_3: f32 = -0.07581151;
+
+    #[test]
+    fn uniform_golden_values() {
+        let p = DigitalProjector::with_entries(3, 4, 42, EntryDistribution::Uniform).unwrap();
+        let m = p.matrix();
+        // Pinned: changing the RNG, the distribution or the stream layout breaks this test.
+        assert_eq!(&m[..4], &UNIFORM_ROW0, "row 0 = {:?}", &m[..4]);
+        assert_eq!(
+            m[2 * 4 + 3],
+            UNIFORM_2_3,
+            "entry (2,3) = {:?}",
+            m[2 * 4 + 3]
+        );
+    }
+
+    const UNIFORM_ROW0: [f32; 4] = [-0.55183864, 0.36379218, -0.7072277, 0.9005506];
+    const UNIFORM_2_3: f32 = -0.4112816;
 
     #[test]
     fn smaller_projector_is_a_block_of_a_bigger_one() {
