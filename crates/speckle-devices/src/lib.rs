@@ -32,7 +32,7 @@ pub mod overrides;
 pub mod snr;
 mod spec;
 
-pub use feedback::{as_string, FeedbackSpec};
+pub use feedback::{as_string, FeedbackDistribution, FeedbackSpec};
 pub use open::{
     full_dims, open_device, open_projector, sim_config, sim_full_dims, SIM_DEFAULT_CAMERA_PIXELS,
 };
