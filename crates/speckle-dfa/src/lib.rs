@@ -43,8 +43,8 @@ pub mod trainer;
 pub use alignment::LayerAlignment;
 pub use error::DfaError;
 pub use spec::{
-    Activation, AlgorithmKind, AlgorithmSpec, Init, ModelSpec, OptimizerKind, OptimizerSpec,
-    Schedule,
+    Activation, AlgorithmKind, AlgorithmSpec, FeedbackScale, Init, ModelSpec, OptimizerKind,
+    OptimizerSpec, Schedule,
 };
 pub use trainer::{
     EvalStats, StateMeta, StepStats, Trainer, TrainerState, EXPLODED_LOSS_PER_SAMPLE,

@@ -157,7 +157,10 @@ impl Network {
             .map(|l| {
                 let (fan_in, fan_out) = (dims[l], dims[l + 1]);
                 let (wb, bb) = match spec.init {
-                    Init::Pytorch => {
+                    // Pre-alignment replaces the weights after the first layer later (the
+                    // trainer has the feedback matrices); it starts from PyTorch's draws, as the
+                    // seed code does.
+                    Init::Pytorch | Init::PreAlignment => {
                         let a = 1.0 / (fan_in as f32).sqrt();
                         (a, a)
                     }

@@ -107,6 +107,13 @@ pub enum Init {
     Xavier,
     /// All weights and biases zero (Nøkland's choice for tanh DFA; useless for BP and FA).
     Zero,
+    /// The seed code's pre-alignment initialization (PAI), DFA only: the PyTorch default draws,
+    /// then every layer after the first replaced by the unit-Frobenius-norm weight that makes
+    /// the backprop signal at its input equal the DFA signal there. In TOML
+    /// `"pre-alignment"`. See [`crate::trainer`]'s "Pre-alignment initialization" for the
+    /// definition and what it covers.
+    #[serde(rename = "pre-alignment", alias = "pre_alignment")]
+    PreAlignment,
 }
 
 /// The network: hidden widths and per-block options. Input width and class count come from the
@@ -234,6 +241,21 @@ impl fmt::Display for AlgorithmKind {
     }
 }
 
+/// DFA only: the scale of each hidden layer's slice of the feedback projection, applied after
+/// the projector's entries are rescaled to unit variance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FeedbackScale {
+    /// The seed code's: entries of variance 1/(C·d_i) with `feedback_normalization`, 1 without.
+    #[default]
+    Seed,
+    /// Xavier/Glorot's variance 2/(C + d_i): uniform entries become BioTorch's
+    /// U(±sqrt(6/(C + d_i))) (`nn.init.xavier_uniform_` of a C × d_i matrix, gain 1). It replaces
+    /// `feedback_normalization`, which must keep its default (true).
+    Xavier,
+}
+
 /// Training algorithm and its feedback options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -247,6 +269,9 @@ pub struct AlgorithmSpec {
     /// columns, so layers of equal width get the same signal. True: independent per-layer
     /// matrices, i.e. a projector of output dim Σd_i, layer i taking its own slice.
     pub per_layer_feedback: bool,
+    /// DFA only. The scale of each layer's feedback slice: the seed code's
+    /// (`feedback_normalization`) or Xavier's.
+    pub feedback_scale: FeedbackScale,
 }
 
 impl Default for AlgorithmSpec {
@@ -255,13 +280,33 @@ impl Default for AlgorithmSpec {
             kind: AlgorithmKind::Dfa,
             feedback_normalization: true,
             per_layer_feedback: false,
+            feedback_scale: FeedbackScale::Seed,
         }
     }
 }
 
 impl AlgorithmSpec {
-    /// Validates the spec (nothing can be out of range today; kept for symmetry).
+    /// Validates the combination of feedback options; the error names the run-config keys.
     pub fn check(&self) -> Result<(), DfaError> {
+        if self.feedback_scale == FeedbackScale::Xavier && !self.feedback_normalization {
+            return Err(spec_err(
+                "feedback.distribution = \"xavier\" sets each layer's feedback scale itself: \
+                 feedback.normalization = false does not apply to it",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates what the algorithm requires of the model: the pre-alignment initialization
+    /// aligns the weights with DFA's feedback matrices, which only DFA has.
+    pub fn check_model(&self, model: &ModelSpec) -> Result<(), DfaError> {
+        if model.init == Init::PreAlignment && self.kind != AlgorithmKind::Dfa {
+            return Err(spec_err(format!(
+                "model.init = \"pre-alignment\" needs training.algorithm = \"dfa\" (it aligns the \
+                 weights with DFA's feedback matrix), not {}",
+                self.kind
+            )));
+        }
         Ok(())
     }
 }

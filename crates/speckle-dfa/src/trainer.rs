@@ -26,6 +26,51 @@
 //! BP propagates the mean-reduced gradient through Wᵀ, FA through fixed matrices
 //! U(±1/sqrt(fan_in)) of each weight's shape (drawn from the trainer seed, stream 1).
 //!
+//! **Feedback scale.** [`FeedbackScale::Xavier`] replaces the normalization by Xavier's
+//! variance 2/(C + d_i): with the digital projector's U[−1, 1) entries, layer i's matrix is
+//! BioTorch's U(±sqrt(6/(C + d_i))) (`nn.init.xavier_uniform_` of its C × d_i feedback weight,
+//! jsalbert/biotorch `biotorch/layers/dfa/linear.py`).
+//!
+//! # Pre-alignment initialization
+//!
+//! The seed code's PAI (`DFAModel.prealignment` in lightonai/principled-dfa-training
+//! `dfatools/models.py`) walks the layers from the output down and sets the weight of every
+//! linear layer that follows a feedback point to `Wᵀ = G_dfaᵀ · pinv(G_bpᵀ)`, then divides it by
+//! its Frobenius norm: G_dfa is the DFA signal at the layer's input (the block output below),
+//! G_bp the backprop gradient at the layer's output, both on one training batch, so that the
+//! backprop signal at the layer's input, `G_bp · W`, equals the DFA signal there. Biases and the
+//! first layer keep PyTorch's initialization (the first layer's input is the data, which gets
+//! no feedback to match).
+//!
+//! Here, with B_i the C × d_i feedback matrix of hidden block i as it receives it
+//! ([`Trainer::feedback_matrices`]), P = I − 11ᵀ/C, and the output layer's "feedback" the
+//! error itself (B_L = I, the true gradient):
+//!
+//! W_k = B_{k−1}ᵀ · pinv(P·B_k·B_kᵀ·P) · B_k, scaled to ‖W_k‖_F = 1 (stored fan_in × fan_out)
+//!
+//! for every layer k after the first: the least-norm W with e·B_k·W_kᵀ = e·B_{k−1} for every
+//! error e = softmax − onehot (whose entries sum to zero). It needs no data:
+//! * **The last hidden layer is covered exactly.** Its backprop signal is (e/n)·W_Lᵀ ∝
+//!   e·P·B_{L−1} = e·B_{L−1}, the DFA signal, for every input: the cosine at step 0 is 1 up to
+//!   rounding, whatever the activation, batch norm or widths. For this layer the formula is
+//!   exactly what the seed code's batch pseudo-inverse gives (its G_bp = e/n spans the
+//!   sum-zero errors, the least-norm solution is the same).
+//! * **Lower hidden layers are covered for a linearized block.** The backprop signal at block
+//!   i's output is (B_{i+1}-signal ⊙ f'(a_{i+1}))·W_{i+1}ᵀ; the formula makes it e·B_i when
+//!   f'(a_{i+1}) is the same for all units of a sample. Pre-aligned weights have rank C − 1 and
+//!   unit norm, so the pre-activations above the first layer stay near the (small) biases: for
+//!   tanh f' ≈ 1 and the cosine at step 0 is within about 1e-3 of 1; for relu-like activations
+//!   f' is 0 or 1 by the sign of each bias and the cosine is lower. The seed code's fit is not
+//!   exact there either: it fits the derivatives of the network before the layer was replaced,
+//!   on one training batch.
+//! * **Not covered**: the first layer (its input is the data), the biases, and a masked
+//!   bottleneck's input-gradient mask, which the backprop reference applies and DFA does not.
+//!   A layer narrower than C − 1 units cannot carry a (C − 1)-dimensional error: its
+//!   least-norm fit is partial.
+//!
+//! With an optical projector B_i is measured by projecting the C unit vectors, device noise
+//! included, so the match holds only up to that noise.
+//!
 //! # Example
 //! ```
 //! use ndarray::Array2;
@@ -53,7 +98,7 @@ use crate::alignment::{self, LayerAlignment};
 pub use crate::error::DfaError;
 use crate::model::{fa_matrices, stream_rng, Buffers, Capture, Feedback, Mode, Network};
 use crate::optim::{Param, StepScalars};
-use crate::spec::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec};
+use crate::spec::{AlgorithmKind, AlgorithmSpec, FeedbackScale, Init, ModelSpec, OptimizerSpec};
 
 /// A mean cross-entropy per sample above which training has exploded (as with a learning rate
 /// of 10^30, where the weights reach 10^30 and the loss stays finite but astronomical): a
@@ -177,7 +222,9 @@ impl Trainer {
     ///
     /// DFA with hidden layers needs a projector with `input_dim == classes` and `output_dim ≥
     /// max d_i` (Σ d_i with per-layer feedback); BP and FA take `None`. `total_steps` is what the
-    /// learning-rate schedule spans.
+    /// learning-rate schedule spans. With `model.init = Init::PreAlignment` (DFA only) the
+    /// weights after the first layer are then pre-aligned with the feedback matrices, which
+    /// costs one projection of the C unit vectors (see "Pre-alignment initialization" above).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         input_dim: usize,
@@ -192,6 +239,7 @@ impl Trainer {
     ) -> Result<Trainer, DfaError> {
         model.check()?;
         algorithm.check()?;
+        algorithm.check_model(model)?;
         optimizer.check()?;
         check_shape(input_dim, classes, batch_size)?;
         let mut rng = stream_rng(seed, 0);
@@ -210,7 +258,7 @@ impl Trainer {
         };
         let train_buf = net.buffers(batch_size);
         let proj_width = projector_info.as_ref().map_or(0, |i| i.output_dim);
-        Ok(Trainer {
+        let mut trainer = Trainer {
             net,
             model: model.clone(),
             algorithm: algorithm.clone(),
@@ -229,7 +277,11 @@ impl Trainer {
             offsets,
             scales,
             fa,
-        })
+        };
+        if model.init == Init::PreAlignment {
+            trainer.pre_align()?;
+        }
+        Ok(trainer)
     }
 
     /// Rebuilds a trainer from a state (specs, seed and arrays); DFA needs a projector with the
@@ -810,8 +862,9 @@ fn check_dfa_projector(
 }
 
 /// Column offset and scale of each hidden layer's slice of the projection: unit-variance
-/// entries, further divided by sqrt(classes·d_i) with feedback normalization; every layer
-/// starts at column 0 of a shared matrix, or at Σ_{j<i} d_j with per-layer feedback.
+/// entries, further divided by sqrt(classes·d_i) with feedback normalization, or scaled to
+/// Xavier's variance 2/(classes + d_i); every layer starts at column 0 of a shared matrix, or at
+/// Σ_{j<i} d_j with per-layer feedback.
 fn feedback_slices(
     algorithm: &AlgorithmSpec,
     classes: usize,
@@ -825,10 +878,12 @@ fn feedback_slices(
     for &d in widths {
         offsets.push(if algorithm.per_layer_feedback { off } else { 0 });
         off += d;
-        let norm = if algorithm.feedback_normalization {
-            1.0 / ((classes * d) as f64).sqrt()
-        } else {
-            1.0
+        let norm = match algorithm.feedback_scale {
+            FeedbackScale::Xavier => (2.0 / (classes + d) as f64).sqrt(),
+            FeedbackScale::Seed if algorithm.feedback_normalization => {
+                1.0 / ((classes * d) as f64).sqrt()
+            }
+            FeedbackScale::Seed => 1.0,
         };
         scales.push((unit * norm) as f32);
     }
@@ -849,5 +904,6 @@ fn copy_rows(x: &ArrayView2<f32>, dst: &mut [f32]) {
     }
 }
 
+mod prealign;
 #[cfg(test)]
 mod tests;

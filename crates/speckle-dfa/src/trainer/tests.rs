@@ -300,6 +300,7 @@ fn check_dfa_by_hand(per_layer: bool, normalization: bool, variance: f64) {
         kind: AlgorithmKind::Dfa,
         feedback_normalization: normalization,
         per_layer_feedback: per_layer,
+        ..AlgorithmSpec::default()
     };
     let mut t = Trainer::new(
         2,
