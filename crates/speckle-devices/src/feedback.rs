@@ -190,8 +190,9 @@ impl FeedbackSpec {
     }
 
     /// Refuses a distribution that the projector cannot provide: only `digital` draws its
-    /// matrix; a device's is physical (Gaussian).
-    fn check_distribution(&self) -> Result<(), Error> {
+    /// matrix; a device's is physical (Gaussian). Opens nothing and reads no file (part of
+    /// [`FeedbackSpec::check`]).
+    pub fn check_distribution(&self) -> Result<(), Error> {
         if self.distribution == FeedbackDistribution::Gaussian
             || self.projector == DeviceSpec::Digital
         {

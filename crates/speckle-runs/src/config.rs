@@ -24,8 +24,12 @@
 
 use crate::data::DatasetKind;
 use serde::{Deserialize, Serialize};
-use speckle_devices::{overrides, DeviceSpec, Encoding, FeedbackSpec, OverrideError};
-use speckle_dfa::{AlgorithmKind, AlgorithmSpec, DfaError, ModelSpec, OptimizerSpec};
+use speckle_devices::{
+    overrides, DeviceSpec, Encoding, FeedbackDistribution, FeedbackSpec, OverrideError,
+};
+use speckle_dfa::{
+    AlgorithmKind, AlgorithmSpec, DfaError, FeedbackScale, ModelSpec, OptimizerSpec,
+};
 use std::path::{Path, PathBuf};
 
 /// The shipped configurations, embedded in the binary (`configs/*.toml` of the repository).
@@ -125,6 +129,10 @@ pub enum CheckError {
     /// The network would not fit the memory limit (the message names the limit; no `source()`).
     #[error("{0}")]
     Memory(speckle_hal::Error),
+    /// `[feedback]` asks for something its projector cannot provide (names the keys; no
+    /// `source()`).
+    #[error("{0}")]
+    Feedback(speckle_hal::Error),
 }
 
 /// A [`RunConfig`] that passed [`RunConfig::check`], which is what runs take: a config is
@@ -241,12 +249,19 @@ pub struct FeedbackConfig {
     /// Projector SPEC: `digital`, `sim`, `sim:PRESET`, `sim:PATH` or `serial:PATH[@BAUD]`.
     #[serde(with = "speckle_devices::as_string")]
     pub projector: DeviceSpec,
+    /// Distribution of the feedback matrix: `gaussian` (the seed code's; any projector),
+    /// `uniform` (TinyDFA's U[−1, 1), then scaled like the Gaussian) or `xavier` (BioTorch's
+    /// U(±sqrt(6/(C + d_i))) per layer, in place of `normalization`; set `per_layer = true` for
+    /// BioTorch's independent matrices). `uniform` and `xavier` need `projector = "digital"`.
+    #[serde(with = "speckle_devices::as_string")]
+    pub distribution: FeedbackDistribution,
     /// Error encoding for an optical projector: `ternary`, `ternary:T` or `bitplane:P`.
     #[serde(with = "speckle_devices::as_string")]
     pub encoding: Encoding,
     /// Seed of the projection matrix (the device's seed): fixed for the whole run.
     pub seed: u64,
-    /// Feedback normalization (entries of layer i's matrix with variance 1/(C·d_i)).
+    /// Feedback normalization (entries of layer i's matrix with variance 1/(C·d_i)); must stay
+    /// true with `distribution = "xavier"`, which sets its own scale.
     pub normalization: bool,
     /// Independent per-layer feedback matrices instead of one shared, sliced matrix.
     pub per_layer: bool,
@@ -261,6 +276,7 @@ impl Default for FeedbackConfig {
         let device = FeedbackSpec::default();
         Self {
             projector: device.projector,
+            distribution: device.distribution,
             encoding: device.encoding,
             seed: device.seed,
             normalization: true,
@@ -275,6 +291,7 @@ impl FeedbackConfig {
     pub fn spec(&self) -> FeedbackSpec {
         FeedbackSpec {
             projector: self.projector.clone(),
+            distribution: self.distribution,
             encoding: self.encoding,
             seed: self.seed,
             device: self.device.clone(),
@@ -450,6 +467,10 @@ impl RunConfig {
             kind: self.training.algorithm,
             feedback_normalization: self.feedback.normalization,
             per_layer_feedback: self.feedback.per_layer,
+            feedback_scale: match self.feedback.distribution {
+                FeedbackDistribution::Xavier => FeedbackScale::Xavier,
+                _ => FeedbackScale::Seed,
+            },
         }
     }
 
@@ -458,7 +479,15 @@ impl RunConfig {
     pub fn check(self) -> Result<CheckedRunConfig, CheckError> {
         self.model.check()?;
         self.optimizer.check()?;
-        self.algorithm_spec().check()?;
+        let algorithm = self.algorithm_spec();
+        algorithm.check()?;
+        algorithm.check_model(&self.model)?;
+        if algorithm.kind == AlgorithmKind::Dfa {
+            self.feedback
+                .spec()
+                .check_distribution()
+                .map_err(CheckError::Feedback)?;
+        }
         let t = &self.training;
         for (key, value, max) in [
             ("training.epochs", t.epochs, 100_000),
