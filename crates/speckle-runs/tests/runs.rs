@@ -197,6 +197,33 @@ fn overrides_set_epochs_seed_and_device_keys() {
 }
 
 #[test]
+fn short_runs_with_the_other_implementations_conventions_learn() {
+    // TinyDFA's uniform feedback, BioTorch's per-layer Xavier feedback and the seed code's
+    // pre-alignment initialization, through the real digital projector: each learns far above
+    // chance (10 %) and measures its alignment.
+    for extra in [
+        &["feedback.distribution=uniform"][..],
+        &["feedback.distribution=xavier", "feedback.per_layer=true"][..],
+        &["model.init=pre-alignment"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = small(extra);
+        let projector = config.feedback.spec().open(10, config.feedback_width());
+        let outcome = train_with_projector(
+            &config,
+            &dir.path().join("run"),
+            Some(projector.unwrap()),
+            &quiet(),
+        )
+        .unwrap();
+        let s = outcome.summary;
+        assert!(s.test_accuracy > 0.6, "{extra:?}: {}", s.test_accuracy);
+        assert_eq!(s.alignment.len(), 2, "{extra:?}");
+        assert!(s.alignment.iter().all(|a| a.cosine_mean.is_finite()));
+    }
+}
+
+#[test]
 fn short_run_learns_and_writes_its_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
