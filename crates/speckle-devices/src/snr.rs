@@ -70,7 +70,8 @@ pub fn projection_snr_db(
         return Ok(None);
     };
     let cfg = sim_config(source, &fb.device)?;
-    let oc = OpticalConfig::new(input_dim, output_dim).with_encoding(fb.encoding);
+    let mut oc = OpticalConfig::new(input_dim, output_dim).with_encoding(fb.encoding);
+    oc.dither_seed = fb.seed;
     oc.check()?;
     let (din, dout) = (oc.device_input_dim(), oc.recommended_device_output_dim());
     let device = SimulatedOpu::new(&cfg, din, dout, fb.seed)?;

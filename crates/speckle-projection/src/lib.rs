@@ -7,7 +7,8 @@
 //!   N(0, 1) matrix and a faer GEMM.
 //! * [`OpticalProjector`]: any intensity-only [`OpticalDevice`](speckle_hal::OpticalDevice)
 //!   made linear by interferometry with a fixed binary reference pattern, with signed inputs
-//!   sent as binary frames through an [`Encoding`] (ternary or bit-plane).
+//!   sent as binary frames through an [`Encoding`] (ternary, bit-plane or per-vector levels,
+//!   deterministic or dithered).
 //!
 //! Both report `entry_variance` 1: their matrices have (nearly) iid N(0, 1) entries.
 //!
@@ -70,11 +71,13 @@
 
 mod encoding;
 mod gaussian;
+mod levels;
 mod optical;
 mod output;
 
 pub use encoding::{
-    Encoding, EncodingError, TernaryScale, DEFAULT_TERNARY_THRESHOLD, MAX_BITPLANE_BITS,
+    DitherKey, Encoding, EncodingError, TernaryScale, DEFAULT_TERNARY_THRESHOLD, MAX_BITPLANE_BITS,
+    MAX_LEVELS,
 };
 pub use gaussian::{GaussianProjector, MAX_GAUSSIAN_ENTRIES};
 pub use optical::{
