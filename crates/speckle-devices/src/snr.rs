@@ -59,10 +59,23 @@ pub fn error_like_vectors(n: usize, classes: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Projection SNR in dB (see the module docs) of the feedback device of `[feedback]` for an
-/// `input_dim → output_dim` projection; `None` when the projector is not a simulated device
-/// (the digital projector is exact; a physical device has no known matrix).
+/// `input_dim → output_dim` projection of [`SNR_VECTORS`] error-like vectors; `None` when the
+/// projector is not a simulated device (the digital projector is exact; a physical device has
+/// no known matrix).
 pub fn projection_snr_db(
     fb: &FeedbackSpec,
+    input_dim: usize,
+    output_dim: usize,
+) -> Result<Option<f64>, Error> {
+    let x = error_like_vectors(SNR_VECTORS, input_dim, 0x5eed_5eed);
+    projection_snr_db_of(fb, &x, input_dim, output_dim)
+}
+
+/// [`projection_snr_db`] of the caller's vectors `x` (rows of `input_dim` values, e.g. the
+/// error vectors of a real network) instead of error-like ones.
+pub fn projection_snr_db_of(
+    fb: &FeedbackSpec,
+    x: &[f32],
     input_dim: usize,
     output_dim: usize,
 ) -> Result<Option<f64>, Error> {
@@ -86,10 +99,9 @@ pub fn projection_snr_db(
             done += chunk;
         }
     }
-    let n = SNR_VECTORS;
-    let x = error_like_vectors(n, input_dim, 0x5eed_5eed);
+    let n = x.len() / input_dim.max(1);
     let mut y = vec![0.0f32; n * output_dim];
-    projector.project(&x, n, &mut y)?;
+    projector.project(x, n, &mut y)?;
 
     // The exact projection through the initial matrix (frame 0, the one calibrated).
     let pixels = projector.calibration().pixels.clone();

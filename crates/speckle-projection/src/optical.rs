@@ -157,6 +157,29 @@ impl OpticalConfig {
         2 * self.encoding.binary_frames()
     }
 
+    /// Parts in which calibration shows the all-ones data pattern of an encoding with an
+    /// offset: `ceil(input_dim / |a|)`, `|a|` the reference's features on, so that no part has
+    /// more data features on than the reference (its `I(1_p + a)` is about as bright as an
+    /// encoded frame's, not `input_dim / |a|` times the reference, which would saturate a
+    /// camera whose pixels were selected for the reference's brightness).
+    pub fn ones_parts(&self) -> usize {
+        self.input_dim
+            .div_ceil(self.reference_features.div_ceil(2).max(1))
+            .max(1)
+    }
+
+    /// Device frames one calibration shows: the reference and the dark frame
+    /// `calibration_frames` times each, plus, for an encoding with an offset, each of the
+    /// [`ones_parts`](Self::ones_parts) with and without the reference.
+    pub fn calibration_device_frames(&self) -> usize {
+        let parts = if self.encoding.uses_offset() {
+            self.ones_parts()
+        } else {
+            0
+        };
+        2 * self.calibration_frames * (1 + parts)
+    }
+
     /// The features of the reference region that are on (offsets within the region, sorted).
     pub fn reference_pattern(&self) -> Vec<usize> {
         let n = self.reference_features;
@@ -193,8 +216,9 @@ pub struct Calibration {
     /// Pixels skipped as too bright (quantized camera only).
     pub bright_pixels: usize,
     /// For an encoding with an offset ([`Encoding::uses_offset`]), the projection of the
-    /// all-ones data pattern, `L(1)`, per output, from `I(1 + a)` and `I(1)` averaged over
-    /// `frames` frames each; empty otherwise.
+    /// all-ones data pattern, `L(1)`, per output: the sum over
+    /// [`OpticalConfig::ones_parts`] disjoint parts `1_p` of `L(1_p)`, each from `I(1_p + a)`
+    /// and `I(1_p)` averaged over `frames` frames; empty otherwise.
     pub ones_projection: Vec<f64>,
 }
 
@@ -215,8 +239,9 @@ pub struct Calibration {
 /// ## Calibration
 /// [`calibrate`](Self::calibrate) (run by [`new`](Self::new)) shows the reference alone and an
 /// all-off frame, `calibration_frames` times each, and averages per pixel to beat noise (for an
-/// encoding with an offset, also the all-ones data pattern with and without the reference,
-/// `calibration_frames` times each, for `L(1)`). It
+/// encoding with an offset, also the all-ones data pattern, in
+/// [`ones_parts`](OpticalConfig::ones_parts) parts, each with and without the reference
+/// `calibration_frames` times, for `L(1)`: [`OpticalConfig::calibration_device_frames`]). It
 /// estimates `E|R|²` from the mean of `|r_j|²` over *all* pixels divided by `|a|` (for a binary
 /// `a`, `E|r_j|² = |a|·E|R|²` under any variance convention of the device).
 ///
@@ -472,27 +497,36 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     }
 
     /// Calibration step 4, for an encoding with an offset: `L(1)` per output, the projection of
-    /// the all-ones data pattern, from `I(1 + a)` and `I(1)` averaged over `frames` frames each
-    /// and decoded like any binary frame: `gain_j · (I(1 + a) − I(1)) − offset_j`.
+    /// the all-ones data pattern, as the sum of [`ones_parts`](OpticalConfig::ones_parts)
+    /// projections `L(1_p)` of disjoint runs of data features, each from `I(1_p + a)` and
+    /// `I(1_p)` averaged over `frames` frames and decoded like any binary frame:
+    /// `gain_j · (I(1_p + a) − I(1_p)) − offset_j`.
     fn measure_ones_projection(&mut self, frames: usize) -> Result<Vec<f64>, Error> {
-        let mut ones = vec![0u8; self.reference_bytes.len()];
-        for i in 0..self.config.input_dim {
-            ones[i / 8] |= 1 << (i % 8);
+        let n = self.config.input_dim;
+        let parts = self.config.ones_parts();
+        let mut total = vec![0.0f64; self.calibration.pixels.len()];
+        for part in 0..parts {
+            let mut ones = vec![0u8; self.reference_bytes.len()];
+            for i in part * n / parts..(part + 1) * n / parts {
+                ones[i / 8] |= 1 << (i % 8);
+            }
+            let with_reference: Vec<u8> = ones
+                .iter()
+                .zip(&self.reference_bytes)
+                .map(|(o, r)| o | r)
+                .collect();
+            let PatternSums { sums, .. } = self.sum_patterns([&with_reference, &ones], frames)?;
+            let [lit, plain] = sums.map(|s| mean_of(s, frames));
+            for (t, (&p, (&gain, &offset))) in total.iter_mut().zip(
+                self.calibration
+                    .pixels
+                    .iter()
+                    .zip(self.gain.iter().zip(&self.offset)),
+            ) {
+                *t += gain * (lit[p] - plain[p]) - offset;
+            }
         }
-        let with_reference: Vec<u8> = ones
-            .iter()
-            .zip(&self.reference_bytes)
-            .map(|(o, r)| o | r)
-            .collect();
-        let PatternSums { sums, .. } = self.sum_patterns([&with_reference, &ones], frames)?;
-        let [lit, plain] = sums.map(|s| mean_of(s, frames));
-        Ok(self
-            .calibration
-            .pixels
-            .iter()
-            .zip(self.gain.iter().zip(&self.offset))
-            .map(|(&p, (&gain, &offset))| gain * (lit[p] - plain[p]) - offset)
-            .collect())
+        Ok(total)
     }
 
     /// Calibration step 2, first calibration only: the first `output_dim` pixels, in pixel

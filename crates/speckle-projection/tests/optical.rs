@@ -189,7 +189,8 @@ fn levels_and_dithered_encodings_project_exactly_their_code() {
     // Through the exact device, each encoding's projection is the exact projection of its code
     // (`quantize_with` under the vector's key: the dither seed and the index of its first
     // device frame), the offset `c·L(1)` included through the calibrated all-ones pattern.
-    // Frames: 2F calibration frames (4F with an offset), then 2 per binary frame per vector.
+    // Frames: 2F calibration frames (2F more per part of the all-ones pattern with an offset),
+    // then 2 per binary frame per vector.
     let mut config = OpticalConfig::new(N, M);
     config.dither_seed = 5;
     let mut proj = OpticalProjector::new(exact(&config, 4), config.clone()).unwrap();
@@ -214,8 +215,10 @@ fn levels_and_dithered_encodings_project_exactly_their_code() {
         )
         .unwrap();
         let shown = proj.counters().frames - before;
-        let patterns = if encoding.uses_offset() { 4 } else { 2 };
+        // 12 data features, 8 reference features on: the all-ones pattern in 2 parts of 6.
+        let patterns = if encoding.uses_offset() { 6 } else { 2 };
         assert_eq!(shown, patterns * calibration, "{enc}: calibration frames");
+        assert_eq!(shown as usize, proj.config().calibration_device_frames());
         assert_eq!(
             proj.calibration().ones_projection.len(),
             if encoding.uses_offset() { M } else { 0 }
