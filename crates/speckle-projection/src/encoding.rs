@@ -340,6 +340,36 @@ impl Encoding {
     }
 }
 
+/// Positions of `x` in ascending order of value ([`f32::total_cmp`]), ties by position: a
+/// total order, so what depends on it is a function of `x` alone. Sorts `(value, position)`
+/// packed in `u64` keys when positions fit 32 bits (a plain integer sort, several times faster
+/// than comparing through `x`).
+fn ascending_order(x: &[f32]) -> Vec<usize> {
+    if u32::try_from(x.len()).is_err() {
+        let mut order: Vec<usize> = (0..x.len()).collect();
+        order.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]).then(a.cmp(&b)));
+        return order;
+    }
+    // The IEEE bits made monotone: negative values reversed, non-negative ones above them.
+    let monotone = |v: f32| {
+        let bits = v.to_bits();
+        if bits >> 31 == 1 {
+            !bits
+        } else {
+            bits | (1 << 31)
+        }
+    };
+    let mut keys: Vec<u64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (u64::from(monotone(v)) << 32) | i as u64)
+        .collect();
+    keys.sort_unstable();
+    keys.iter()
+        .map(|&k| (k & u64::from(u32::MAX)) as usize)
+        .collect()
+}
+
 /// [`Encoding::Levels`] of `x` with `k` levels (deterministic when `key` is `None`, rounded
 /// stochastically with its draws otherwise): fills the `k − 1` frames and weights and returns
 /// the offset.
@@ -354,10 +384,7 @@ fn encode_levels(
     if n == 0 {
         return 0.0;
     }
-    // Entries in ascending order, ties by position: a total order, so the result is a
-    // function of `x` alone.
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]).then(a.cmp(&b)));
+    let order = ascending_order(x);
     let sorted: Vec<f64> = order.iter().map(|&i| f64::from(x[i])).collect();
     // The level of each entry (by position in `x`) and the level values, ascending.
     let mut level = vec![0usize; n];

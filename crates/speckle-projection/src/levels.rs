@@ -75,41 +75,55 @@ impl<C: Fn(usize, usize) -> f64> Layer<'_, C> {
     }
 }
 
-/// Runs `layers` layers of the dynamic program from `first` (finite where a path may start,
-/// `INFINITY` elsewhere; layer `t` solves `j ∈ [t + start, n_points)`) and backtracks from
-/// `end`: the returned positions are the chosen `i` of each layer, in increasing order,
-/// followed by `end`.
-fn backtrack_layers<C: Fn(usize, usize) -> f64>(
-    first: Vec<f64>,
-    start: usize,
+/// The least-cost path `0 = p_0 < p_1 < … < p_layers = end` over positions `0 .. width`, the
+/// cost being `Σ cost(p_{t−1}, p_t)`; returns `p_0 ..= p_layers`. The first layer starts at 0
+/// (`O(width)`), each middle layer is solved for every position by divide and conquer
+/// (`O(width · log width)`), and the last only for `end` (`O(width)`): for three levels a
+/// single divide-and-conquer pass, none for a three-level dither grid.
+fn best_path<C: Fn(usize, usize) -> f64>(
+    width: usize,
     layers: usize,
     end: usize,
     cost: &C,
 ) -> Vec<usize> {
-    let width = first.len();
-    let mut prev = first;
+    let mut path = vec![end; layers + 1];
+    path[0] = 0;
+    if layers <= 1 {
+        return path;
+    }
+    // Layer 1: from position 0 to each j ≥ 1.
+    let mut prev: Vec<f64> = (0..width)
+        .map(|j| if j == 0 { f64::INFINITY } else { cost(0, j) })
+        .collect();
     let mut next = vec![f64::INFINITY; width];
-    let mut args = vec![0usize; layers * width];
-    for t in 1..=layers {
+    // Middle layers t = 2 .. layers − 1, each position j ≥ t; their best predecessors.
+    let middle = layers - 2;
+    let mut args = vec![0usize; middle * width];
+    for t in 2..layers {
         next.fill(f64::INFINITY);
-        let arg = &mut args[(t - 1) * width..t * width];
-        // Position j needs t earlier positions at or after `start`.
-        let j_lo = start + t;
-        if j_lo < width {
+        if t < width {
             Layer {
                 prev: &prev,
                 cost,
                 next: &mut next,
-                arg,
+                arg: &mut args[(t - 2) * width..(t - 1) * width],
             }
-            .solve(j_lo, width - 1, j_lo - 1, width - 2);
+            .solve(t, width - 1, t - 1, width - 2);
         }
         std::mem::swap(&mut prev, &mut next);
     }
-    let mut path = vec![end; layers + 1];
-    let mut j = end;
-    for t in (1..=layers).rev() {
-        j = args[(t - 1) * width + j];
+    // Last layer: only `end`.
+    let (mut best, mut j) = (f64::INFINITY, layers - 1);
+    for i in layers - 1..end {
+        let v = prev[i] + cost(i, end);
+        if v < best {
+            best = v;
+            j = i;
+        }
+    }
+    path[layers - 1] = j;
+    for t in (2..layers).rev() {
+        j = args[(t - 2) * width + j];
         path[t - 1] = j;
     }
     path
@@ -130,10 +144,8 @@ pub(crate) fn kmeans_clusters(sorted: &[f64], k: usize) -> Vec<usize> {
         let (s, q) = prefix.range(i, j);
         (q - s * s / (j - i) as f64).max(0.0)
     };
-    // Layer 0: no cluster covers nothing. Positions are counts of covered entries, 0 ..= n.
-    let mut first = vec![f64::INFINITY; n + 1];
-    first[0] = 0.0;
-    let mut path = backtrack_layers(first, 0, k, n, &sse);
+    // Positions are counts of covered entries, 0 ..= n; cluster t covers path[t] .. path[t+1].
+    let mut path = best_path(n + 1, k, n, &sse);
     path.pop();
     path
 }
@@ -160,10 +172,8 @@ pub(crate) fn dither_grid(sorted: &[f64], k: usize) -> Vec<usize> {
         let (lo, hi) = (sorted[a], sorted[b]);
         (-q + (lo + hi) * s - lo * hi * (b - a - 1) as f64).max(0.0)
     };
-    // Layer 0: the grid starts at the smallest entry.
-    let mut first = vec![f64::INFINITY; n];
-    first[0] = 0.0;
-    backtrack_layers(first, 0, k - 1, n - 1, &variance)
+    // Positions are entries; the grid runs from the smallest (0) to the largest (n − 1).
+    best_path(n, k - 1, n - 1, &variance)
 }
 
 #[cfg(test)]
