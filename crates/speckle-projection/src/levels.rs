@@ -114,8 +114,8 @@ fn best_path<C: Fn(usize, usize) -> f64>(
     }
     // Last layer: only `end`.
     let (mut best, mut j) = (f64::INFINITY, layers - 1);
-    for i in layers - 1..end {
-        let v = prev[i] + cost(i, end);
+    for (i, &p) in prev.iter().enumerate().take(end).skip(layers - 1) {
+        let v = p + cost(i, end);
         if v < best {
             best = v;
             j = i;
