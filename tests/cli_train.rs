@@ -230,3 +230,25 @@ fn resume_through_the_noisy_simulated_opu_is_exact() {
         assert_eq!(a[key], b[key], "{key}");
     }
 }
+
+/// The dithered encodings draw from the device seed and each vector's first frame index, which
+/// a resumed run restores with the device's frame clock: resume stays exact through them.
+#[test]
+fn resume_through_dithered_encodings_is_exact() {
+    for encoding in ["ternary:dither", "levels:3:dither"] {
+        let dir = tempfile::tempdir().unwrap();
+        let set = format!("feedback.encoding={encoding}");
+        let base = [
+            "--set",
+            "training.epochs=2",
+            "--set",
+            "data.train_subset=400",
+            "--set",
+            &set,
+        ];
+        let (a, b) = full_and_resumed(dir.path(), &base);
+        for key in ["test_loss", "train_loss", "alignment"] {
+            assert_eq!(a[key], b[key], "{encoding}: {key}");
+        }
+    }
+}

@@ -132,7 +132,8 @@ pub fn open_device(
 
 /// Opens a linear projector `input_dim → output_dim` on `spec`: the digital Gaussian projector
 /// (`encoding` ignored), or an [`OpticalProjector`] over the device (calibrated on opening),
-/// which encodes signed inputs with `encoding`. A simulated device is opened with the data +
+/// which encodes signed inputs with `encoding` (a stochastic one draws from `seed`, see
+/// [`OpticalConfig::dither_seed`]). A simulated device is opened with the data +
 /// reference features and the camera margin the projector needs
 /// ([`OpticalConfig::device_input_dim`], [`OpticalConfig::recommended_device_output_dim`]).
 pub fn open_projector(
@@ -149,7 +150,9 @@ pub fn open_projector(
             input_dim, output_dim, seed,
         )?));
     }
-    let config = OpticalConfig::new(input_dim, output_dim).with_encoding(encoding);
+    let mut config = OpticalConfig::new(input_dim, output_dim).with_encoding(encoding);
+    // One seed for the whole feedback: the device's matrix and a stochastic encoding's draws.
+    config.dither_seed = seed;
     config.check()?;
     let device = open_device(
         spec,

@@ -8,7 +8,8 @@
 //!   U[−1, 1) ([`EntryDistribution`]).
 //! * [`OpticalProjector`]: any intensity-only [`OpticalDevice`](speckle_hal::OpticalDevice)
 //!   made linear by interferometry with a fixed binary reference pattern, with signed inputs
-//!   sent as binary frames through an [`Encoding`] (ternary or bit-plane).
+//!   sent as binary frames through an [`Encoding`] (ternary, bit-plane or per-vector levels,
+//!   deterministic or dithered).
 //!
 //! Both report the variance of their matrices' entries (`entry_variance`): 1 for (nearly) iid
 //! N(0, 1) entries, 1/3 for the digital projector's U[−1, 1) ones.
@@ -72,12 +73,14 @@
 
 mod digital;
 mod encoding;
+mod levels;
 mod optical;
 mod output;
 
 pub use digital::{DigitalProjector, EntryDistribution, GaussianProjector, MAX_GAUSSIAN_ENTRIES};
 pub use encoding::{
-    Encoding, EncodingError, TernaryScale, DEFAULT_TERNARY_THRESHOLD, MAX_BITPLANE_BITS,
+    DitherKey, Encoding, EncodingError, TernaryScale, DEFAULT_TERNARY_THRESHOLD, MAX_BITPLANE_BITS,
+    MAX_LEVELS,
 };
 pub use optical::{
     Calibration, OpticalConfig, OpticalProjector, DEFAULT_CALIBRATION_FRAMES,

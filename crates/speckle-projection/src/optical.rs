@@ -8,7 +8,7 @@ use speckle_hal::{
     PackedFrames, ProjectorInfo, RandomProjector,
 };
 
-use crate::encoding::Encoding;
+use crate::encoding::{DitherKey, Encoding};
 
 /// Default number of frames of each calibration pattern averaged by [`OpticalProjector::calibrate`].
 pub const DEFAULT_CALIBRATION_FRAMES: usize = 64;
@@ -61,6 +61,11 @@ pub struct OpticalConfig {
     /// Text naming the device instance in the projector's identity, e.g. `"seed=42"` or a
     /// serial number: [`DeviceInfo`] has kind and description but no seed. Default empty.
     pub device_label: String,
+    /// Seed of a stochastic encoding's draws ([`Encoding::is_stochastic`]): the vector whose
+    /// first device frame has global index `t` draws from [`DitherKey`] `{ seed: dither_seed,
+    /// stream: t }`, so the draws replay exactly when a resumed run seeks the frame clock.
+    /// Default 0; recorded in the identity of stochastic encodings only.
+    pub dither_seed: u64,
 }
 
 impl OpticalConfig {
@@ -78,6 +83,7 @@ impl OpticalConfig {
             dark_fraction: DEFAULT_DARK_FRACTION,
             saturation_fraction: DEFAULT_SATURATION_FRACTION,
             device_label: String::new(),
+            dither_seed: 0,
         }
     }
 
@@ -145,9 +151,33 @@ impl OpticalConfig {
     }
 
     /// Frames per projected vector: 2 device frames (`I(x + a)` and `I(x)`) per binary frame
-    /// of the encoding, so 4 for ternary and 4p for bit-plane with p bits.
+    /// of the encoding, so 4 for ternary (deterministic or dithered), 4p for bit-plane with p
+    /// bits and 2(K − 1) for K levels.
     pub fn frames_per_vector(&self) -> usize {
         2 * self.encoding.binary_frames()
+    }
+
+    /// Parts in which calibration shows the all-ones data pattern of an encoding with an
+    /// offset: `ceil(input_dim / |a|)`, `|a|` the reference's features on, so that no part has
+    /// more data features on than the reference (its `I(1_p + a)` is about as bright as an
+    /// encoded frame's, not `input_dim / |a|` times the reference, which would saturate a
+    /// camera whose pixels were selected for the reference's brightness).
+    pub fn ones_parts(&self) -> usize {
+        self.input_dim
+            .div_ceil(self.reference_features.div_ceil(2).max(1))
+            .max(1)
+    }
+
+    /// Device frames one calibration shows: the reference and the dark frame
+    /// `calibration_frames` times each, plus, for an encoding with an offset, each of the
+    /// [`ones_parts`](Self::ones_parts) with and without the reference.
+    pub fn calibration_device_frames(&self) -> usize {
+        let parts = if self.encoding.uses_offset() {
+            self.ones_parts()
+        } else {
+            0
+        };
+        2 * self.calibration_frames * (1 + parts)
     }
 
     /// The features of the reference region that are on (offsets within the region, sorted).
@@ -185,6 +215,11 @@ pub struct Calibration {
     pub dark_pixels: usize,
     /// Pixels skipped as too bright (quantized camera only).
     pub bright_pixels: usize,
+    /// For an encoding with an offset ([`Encoding::uses_offset`]), the projection of the
+    /// all-ones data pattern, `L(1)`, per output: the sum over
+    /// [`OpticalConfig::ones_parts`] disjoint parts `1_p` of `L(1_p)`, each from `I(1_p + a)`
+    /// and `I(1_p)` averaged over `frames` frames; empty otherwise.
+    pub ones_projection: Vec<f64>,
 }
 
 /// Turns any [`OpticalDevice`] (intensity-only, `I = |R·x|²` per pixel) into a
@@ -203,7 +238,10 @@ pub struct Calibration {
 ///
 /// ## Calibration
 /// [`calibrate`](Self::calibrate) (run by [`new`](Self::new)) shows the reference alone and an
-/// all-off frame, `calibration_frames` times each, and averages per pixel to beat noise. It
+/// all-off frame, `calibration_frames` times each, and averages per pixel to beat noise (for an
+/// encoding with an offset, also the all-ones data pattern, in
+/// [`ones_parts`](OpticalConfig::ones_parts) parts, each with and without the reference
+/// `calibration_frames` times, for `L(1)`: [`OpticalConfig::calibration_device_frames`]). It
 /// estimates `E|R|²` from the mean of `|r_j|²` over *all* pixels divided by `|a|` (for a binary
 /// `a`, `E|r_j|² = |a|·E|R|²` under any variance convention of the device).
 ///
@@ -220,7 +258,8 @@ pub struct Calibration {
 /// ## Cost
 /// Each binary frame of the [`Encoding`] costs two device frames, `I(x + a)` and `I(x)`:
 /// [`ProjectorInfo::frames_per_vector`] is exactly `2 · encoding.binary_frames()` (4 for
-/// ternary, 4p for bit-plane), every vector, even zero ones (which project to exactly 0). All
+/// ternary, 4p for bit-plane, 2(K − 1) for K levels), every vector, even zero ones (which
+/// project to exactly 0); an encoding's offset `c·L(1)` uses the calibrated `L(1)`. All
 /// frames of one call go to the device in as few `transform` calls as its `max_batch` allows.
 /// Frames and device time are counted by the device ([`counters`](RandomProjector::counters)),
 /// calibration included.
@@ -243,7 +282,12 @@ pub struct OpticalProjector<D: OpticalDevice> {
     packed: Vec<u8>,
     camera: Vec<f32>,
     acc: Vec<f64>,
+    /// Per vector of the current block: the encoding's offset `c`.
+    offsets: Vec<f32>,
     vectors: u64,
+    /// Global index of the next device frame: frames shown through the projector (calibration
+    /// included), or where [`RandomProjector::seek_frame`] put the device's clock.
+    frame_clock: u64,
 }
 
 /// Shows the device's info, not the device itself (which need not be `Debug`).
@@ -310,6 +354,7 @@ impl<D: OpticalDevice> OpticalProjector<D> {
                 reference_intensity: Vec::new(),
                 dark_pixels: 0,
                 bright_pixels: 0,
+                ones_projection: Vec::new(),
             },
             config,
             gain: Vec::new(),
@@ -320,7 +365,9 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             packed: Vec::new(),
             camera: Vec::new(),
             acc: Vec::new(),
+            offsets: Vec::new(),
             vectors: 0,
+            frame_clock: 0,
         };
         projector.calibrate()?;
         Ok(projector)
@@ -388,7 +435,11 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             reference_intensity,
             dark_pixels,
             bright_pixels,
+            ones_projection: Vec::new(),
         };
+        if self.config.encoding.uses_offset() {
+            self.calibration.ones_projection = self.measure_ones_projection(frames)?;
+        }
         Ok(&self.calibration)
     }
 
@@ -396,16 +447,27 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     /// each, and returns the mean camera value of every device pixel, `(I(a), I(0))`, with
     /// the outcome of [`check_signal`] (checked by the caller after the no-light check).
     fn average_reference_and_dark(&mut self, frames: usize) -> Result<Averages, Error> {
+        let dark = vec![0u8; self.reference_bytes.len()];
+        let reference = self.reference_bytes.clone();
+        let PatternSums { sums, squares } = self.sum_patterns([&reference, &dark], frames)?;
+        let [sum_ref, sum_dark] = sums;
+        let signal = check_signal([&sum_ref, &sum_dark], [&squares[0], &squares[1]], frames);
+        Ok(Averages {
+            reference: mean_of(sum_ref, frames),
+            dark: mean_of(sum_dark, frames),
+            signal,
+        })
+    }
+
+    /// Shows `patterns[0]` `frames` times, then `patterns[1]` `frames` times (each a packed
+    /// device frame), one device call at a time, and sums each pattern's camera values and
+    /// their squares per device pixel.
+    fn sum_patterns(&mut self, patterns: [&[u8]; 2], frames: usize) -> Result<PatternSums, Error> {
         let pixels_all = self.device_info.output_dim;
         let bpf = self.reference_bytes.len();
         let total = 2 * frames;
-        // Frames 0..frames show the reference, frames..2·frames show nothing; packed one
-        // device call at a time.
-        let mut sum_ref = vec![0.0f64; pixels_all];
-        let mut sum_dark = vec![0.0f64; pixels_all];
-        // Sums of squares, for the camera noise (see `check_signal`).
-        let mut squares_ref = vec![0.0f64; pixels_all];
-        let mut squares_dark = vec![0.0f64; pixels_all];
+        let mut sums = [vec![0.0f64; pixels_all], vec![0.0f64; pixels_all]];
+        let mut squares = [vec![0.0f64; pixels_all], vec![0.0f64; pixels_all]];
         let chunk = self.chunk_frames();
         let mut start = 0;
         while start < total {
@@ -413,20 +475,15 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             self.packed.clear();
             self.packed.resize(count * bpf, 0);
             for t in 0..count {
-                if start + t < frames {
-                    self.packed[t * bpf..(t + 1) * bpf].copy_from_slice(&self.reference_bytes);
-                }
+                let pattern = patterns[usize::from(start + t >= frames)];
+                self.packed[t * bpf..(t + 1) * bpf].copy_from_slice(pattern);
             }
             let camera = self.show(0, count)?;
             for t in 0..count {
-                let (target, squares) = if start + t < frames {
-                    (&mut sum_ref, &mut squares_ref)
-                } else {
-                    (&mut sum_dark, &mut squares_dark)
-                };
-                for ((s, q), &v) in target
+                let which = usize::from(start + t >= frames);
+                for ((s, q), &v) in sums[which]
                     .iter_mut()
-                    .zip(squares.iter_mut())
+                    .zip(squares[which].iter_mut())
                     .zip(&camera[t * pixels_all..])
                 {
                     let v = f64::from(v);
@@ -436,14 +493,40 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             }
             start += count;
         }
-        let signal = check_signal([&sum_ref, &sum_dark], [&squares_ref, &squares_dark], frames);
-        let inv = 1.0 / frames as f64;
-        let mean = |sum: Vec<f64>| sum.iter().map(|s| s * inv).collect();
-        Ok(Averages {
-            reference: mean(sum_ref),
-            dark: mean(sum_dark),
-            signal,
-        })
+        Ok(PatternSums { sums, squares })
+    }
+
+    /// Calibration step 4, for an encoding with an offset: `L(1)` per output, the projection of
+    /// the all-ones data pattern, as the sum of [`ones_parts`](OpticalConfig::ones_parts)
+    /// projections `L(1_p)` of disjoint runs of data features, each from `I(1_p + a)` and
+    /// `I(1_p)` averaged over `frames` frames and decoded like any binary frame:
+    /// `gain_j · (I(1_p + a) − I(1_p)) − offset_j`.
+    fn measure_ones_projection(&mut self, frames: usize) -> Result<Vec<f64>, Error> {
+        let n = self.config.input_dim;
+        let parts = self.config.ones_parts();
+        let mut total = vec![0.0f64; self.calibration.pixels.len()];
+        for part in 0..parts {
+            let mut ones = vec![0u8; self.reference_bytes.len()];
+            for i in part * n / parts..(part + 1) * n / parts {
+                ones[i / 8] |= 1 << (i % 8);
+            }
+            let with_reference: Vec<u8> = ones
+                .iter()
+                .zip(&self.reference_bytes)
+                .map(|(o, r)| o | r)
+                .collect();
+            let PatternSums { sums, .. } = self.sum_patterns([&with_reference, &ones], frames)?;
+            let [lit, plain] = sums.map(|s| mean_of(s, frames));
+            for (t, (&p, (&gain, &offset))) in total.iter_mut().zip(
+                self.calibration
+                    .pixels
+                    .iter()
+                    .zip(self.gain.iter().zip(&self.offset)),
+            ) {
+                *t += gain * (lit[p] - plain[p]) - offset;
+            }
+        }
+        Ok(total)
     }
 
     /// Calibration step 2, first calibration only: the first `output_dim` pixels, in pixel
@@ -536,6 +619,14 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         self.vectors
     }
 
+    /// Global index of the next device frame as the projector counts it: the frames it has
+    /// shown (calibration included), or where [`RandomProjector::seek_frame`] put the device's
+    /// clock. A stochastic encoding keys each vector's draws by it (see
+    /// [`OpticalConfig::dither_seed`]).
+    pub fn next_frame_index(&self) -> u64 {
+        self.frame_clock
+    }
+
     /// The linearized projection of binary vectors, without encoding: `bits` holds
     /// `batch × input_dim` values 0 or 1; two device frames per vector. `output` gets
     /// `output_scale · Re(conj(r_j) R_j·x) / |r_j|`, the same matrix `project` applies.
@@ -580,6 +671,8 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         self.bits.extend_from_slice(bits);
         self.weights.clear();
         self.weights.resize(batch, 1.0);
+        self.offsets.clear();
+        self.offsets.resize(batch, 0.0);
         self.measure(batch, 1, output)
     }
 
@@ -643,6 +736,7 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         )?;
         let camera = &mut self.camera[..len];
         self.device.transform(&frames, camera)?;
+        self.frame_clock = self.frame_clock.wrapping_add(count as u64);
         if let Some(pos) = camera.iter().position(|v| !v.is_finite()) {
             return Err(Error::new(
                 ErrorKind::Device,
@@ -658,7 +752,8 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     }
 
     /// Shows the `batch × k` binary frames in `self.bits` (with weights `self.weights`), each
-    /// as `x + a` then `x`, and writes `Σ_f w_f · L(b_f)` per vector into `output`.
+    /// as `x + a` then `x`, and writes `c·L(1) + Σ_f w_f · L(b_f)` per vector into `output`
+    /// (`c` from `self.offsets`).
     fn measure(&mut self, batch: usize, k: usize, output: &mut [f32]) -> Result<(), Error> {
         let n = self.config.input_dim;
         let m = self.config.output_dim;
@@ -726,17 +821,38 @@ impl<D: OpticalDevice> OpticalProjector<D> {
                 .iter()
                 .map(|&w| f64::from(w))
                 .sum();
-            for ((o, &acc), &off) in out_row
-                .iter_mut()
-                .zip(&self.acc[b * m..(b + 1) * m])
-                .zip(&self.offset)
-            {
-                *o = (acc - wsum * off) as f32;
+            let shift = f64::from(self.offsets[b]);
+            let acc = &self.acc[b * m..(b + 1) * m];
+            if shift == 0.0 {
+                for ((o, &acc), &off) in out_row.iter_mut().zip(acc).zip(&self.offset) {
+                    *o = (acc - wsum * off) as f32;
+                }
+            } else {
+                for (((o, &acc), &off), &ones) in out_row
+                    .iter_mut()
+                    .zip(acc)
+                    .zip(&self.offset)
+                    .zip(&self.calibration.ones_projection)
+                {
+                    *o = (acc - wsum * off + shift * ones) as f32;
+                }
             }
         }
         self.vectors += batch as u64;
         Ok(())
     }
+}
+
+/// Per device pixel, the sums of the camera values of two patterns and of their squares.
+struct PatternSums {
+    sums: [Vec<f64>; 2],
+    squares: [Vec<f64>; 2],
+}
+
+/// Per-pixel means from sums over `frames` frames.
+fn mean_of(sums: Vec<f64>, frames: usize) -> Vec<f64> {
+    let inv = 1.0 / frames as f64;
+    sums.iter().map(|s| s * inv).collect()
 }
 
 /// What calibration step 1 measures: the mean camera value of every device pixel with the
@@ -797,7 +913,7 @@ fn projector_info(c: &OpticalConfig, device: &DeviceInfo) -> ProjectorInfo {
             c.output_dim,
             c.reference_features,
             c.reference_seed,
-            c.encoding.canonical()
+            encoding_identity(c)
         ),
         c.input_dim,
         c.output_dim,
@@ -805,6 +921,16 @@ fn projector_info(c: &OpticalConfig, device: &DeviceInfo) -> ProjectorInfo {
     );
     info.frames_per_vector = c.frames_per_vector() as f64;
     info
+}
+
+/// The encoding in the projector's identity: its full form, with the dither seed for a
+/// stochastic encoding (its draws are part of what the projector computes).
+fn encoding_identity(c: &OpticalConfig) -> String {
+    if c.encoding.is_stochastic() {
+        format!("{}@seed{}", c.encoding.canonical(), c.dither_seed)
+    } else {
+        c.encoding.canonical()
+    }
 }
 
 impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
@@ -824,12 +950,22 @@ impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
             self.bits.resize(rows * k * n, 0);
             self.weights.clear();
             self.weights.resize(rows * k, 0.0);
-            for ((x, bits), w) in x_block
+            self.offsets.clear();
+            self.offsets.resize(rows, 0.0);
+            // Vector r's first device frame is the block's first plus 2k·r.
+            let first_frame = self.frame_clock;
+            for (r, (((x, bits), w), c)) in x_block
                 .chunks_exact(n)
                 .zip(self.bits.chunks_exact_mut(k * n))
                 .zip(self.weights.chunks_exact_mut(k))
+                .zip(self.offsets.iter_mut())
+                .enumerate()
             {
-                self.config.encoding.encode(x, bits, w);
+                let key = DitherKey {
+                    seed: self.config.dither_seed,
+                    stream: first_frame.wrapping_add((2 * k * r) as u64),
+                };
+                *c = self.config.encoding.encode(x, key, bits, w);
             }
             self.measure(rows, k, y_block)?;
         }
@@ -841,6 +977,8 @@ impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
     }
 
     fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
-        self.device.seek_frame(index)
+        self.device.seek_frame(index)?;
+        self.frame_clock = index;
+        Ok(())
     }
 }

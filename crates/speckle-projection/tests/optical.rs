@@ -6,7 +6,7 @@ use common::{common_pixels, correlation, rel_err, Camera, ExactDevice};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::{ErrorKind, OpticalDevice, RandomProjector};
-use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
+use speckle_projection::{DitherKey, Encoding, OpticalConfig, OpticalProjector};
 use speckle_testkit::{ks_normal, random_bits, signed_vector};
 
 const N: usize = 12;
@@ -37,6 +37,19 @@ fn direct(proj: &OpticalProjector<ExactDevice>, x: &[u8]) -> Vec<f64> {
     cal.pixels
         .iter()
         .map(|&p| cal.output_scale * (r[p].conj() * s[p]).re / r[p].norm())
+        .collect()
+}
+
+/// `v · P` for a batch of rows `v` (`batch × N`) and the effective matrix `p` (`N × M`).
+fn exact_projection(p: &[f32], v: &[f32]) -> Vec<f64> {
+    let batch = v.len() / N;
+    (0..batch * M)
+        .map(|k| {
+            let (b, j) = (k / M, k % M);
+            (0..N)
+                .map(|i| f64::from(v[b * N + i]) * f64::from(p[i * M + j]))
+                .sum()
+        })
         .collect()
 }
 
@@ -123,16 +136,7 @@ fn bitplane_approaches_exact_projection_and_ternary_is_its_code() {
     let device = proj.into_inner();
     let batch = 4;
     let x = signed_vector(batch * N, 11);
-    let exact_y = |v: &[f32]| -> Vec<f64> {
-        (0..batch * M)
-            .map(|k| {
-                let (b, j) = (k / M, k % M);
-                (0..N)
-                    .map(|i| v[b * N + i] as f64 * p[i * M + j] as f64)
-                    .sum()
-            })
-            .collect()
-    };
+    let exact_y = |v: &[f32]| exact_projection(&p, v);
     let want = exact_y(&x);
     let mut device = Some(device);
     let mut previous = f64::INFINITY;
@@ -181,6 +185,72 @@ fn bitplane_approaches_exact_projection_and_ternary_is_its_code() {
 }
 
 #[test]
+fn levels_and_dithered_encodings_project_exactly_their_code() {
+    // Through the exact device, each encoding's projection is the exact projection of its code
+    // (`quantize_with` under the vector's key: the dither seed and the index of its first
+    // device frame), the offset `c·L(1)` included through the calibrated all-ones pattern.
+    // Frames: 2F calibration frames (2F more per part of the all-ones pattern with an offset),
+    // then 2 per binary frame per vector.
+    let mut config = OpticalConfig::new(N, M);
+    config.dither_seed = 5;
+    let mut proj = OpticalProjector::new(exact(&config, 4), config.clone()).unwrap();
+    let p = effective_matrix(&mut proj);
+    let mut device = Some(proj.into_inner());
+    let batch = 6;
+    let mut x = signed_vector(batch * N, 21);
+    x[2 * N..3 * N].fill(0.0); // a zero row projects to exactly zero
+    let calibration = config.calibration_frames as u64;
+    for (enc, frames) in [
+        ("levels:2", 2),
+        ("levels:3", 4),
+        ("levels:5", 8),
+        ("levels:3:dither", 4),
+        ("ternary:dither", 4),
+    ] {
+        let encoding: Encoding = enc.parse().unwrap();
+        let before = device.as_ref().unwrap().counters().frames;
+        let mut proj = OpticalProjector::new(
+            device.take().unwrap(),
+            config.clone().with_encoding(encoding),
+        )
+        .unwrap();
+        let shown = proj.counters().frames - before;
+        // 12 data features, 8 reference features on: the all-ones pattern in 2 parts of 6.
+        let patterns = if encoding.uses_offset() { 6 } else { 2 };
+        assert_eq!(shown, patterns * calibration, "{enc}: calibration frames");
+        assert_eq!(shown as usize, proj.config().calibration_device_frames());
+        assert_eq!(
+            proj.calibration().ones_projection.len(),
+            if encoding.uses_offset() { M } else { 0 }
+        );
+        assert_eq!(proj.info().frames_per_vector, frames as f64, "{enc}");
+        let first = proj.next_frame_index();
+        let mut y = vec![0.0f32; batch * M];
+        proj.project(&x, batch, &mut y).unwrap();
+        assert_eq!(
+            proj.counters().frames - before - shown,
+            (batch * frames) as u64
+        );
+        assert_eq!(proj.next_frame_index(), first + (batch * frames) as u64);
+        let q: Vec<f32> = x
+            .chunks(N)
+            .enumerate()
+            .flat_map(|(r, row)| {
+                let key = DitherKey {
+                    seed: 5,
+                    stream: first + (r * frames) as u64,
+                };
+                encoding.quantize_with(row, key)
+            })
+            .collect();
+        let err = rel_err(&y, &exact_projection(&p, &q));
+        assert!(err <= 1e-4, "{enc}: vs its code {err}");
+        assert!(y[2 * M..3 * M].iter().all(|&v| v == 0.0), "{enc}: zero row");
+        device = Some(proj.into_inner());
+    }
+}
+
+#[test]
 fn noisy_quantized_device_correlates_with_ideal() {
     // 8-bit camera, gain 4 counts per unit intensity (mean |r|² ≈ 8, I(a) ≈ 32 counts), dark
     // offset 10, read noise 2 counts: correlation with the ideal projection ≥ 0.9.
@@ -221,7 +291,13 @@ fn zero_rows_project_to_exact_zero_even_with_noise() {
         read_noise: 2.0,
         bits: 8,
     };
-    for enc in ["ternary", "bitplane:3"] {
+    for enc in [
+        "ternary",
+        "bitplane:3",
+        "levels:3",
+        "levels:4:dither",
+        "ternary:dither",
+    ] {
         let config = OpticalConfig::new(N, M).with_encoding(enc.parse().unwrap());
         let mut proj =
             OpticalProjector::new(exact(&config, 7).with_camera(camera), config.clone()).unwrap();

@@ -6,7 +6,7 @@ use common::{common_pixels, correlation, rel_err};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use speckle_hal::{pack_bits, PackedFrames, RandomProjector};
-use speckle_projection::{Encoding, OpticalConfig, OpticalProjector};
+use speckle_projection::{Encoding, OpticalConfig, OpticalProjector, DEFAULT_CALIBRATION_FRAMES};
 use speckle_sim::{DeviceConfig, SimulatedOpu};
 use speckle_testkit::{ks_normal, random_bits, signed_vector};
 
@@ -132,6 +132,47 @@ fn lighton_sim_correlates_with_ideal() {
     }
 }
 
+/// A stochastic encoding on the noisy device replays exactly from a seek (what a resumed run
+/// does), does not depend on how a batch is split into calls, and depends on its seed.
+#[test]
+fn dithered_projection_replays_after_seek_and_ignores_batch_splits() {
+    let (n, m) = (10, 64);
+    let x = signed_vector(8 * n, 17);
+    let (a, b) = x.split_at(4 * n);
+    for enc in ["ternary:dither", "levels:3:dither", "levels:3"] {
+        let mut config = OpticalConfig::new(n, m).with_encoding(enc.parse().unwrap());
+        config.dither_seed = 9;
+        let open = |config: &OpticalConfig| {
+            OpticalProjector::new(sim("lighton", config, 31), config.clone()).unwrap()
+        };
+        let mut first = open(&config);
+        let mut ya = vec![0.0f32; 4 * m];
+        let mut yb = vec![0.0f32; 4 * m];
+        first.project(a, 4, &mut ya).unwrap();
+        let resume_at = first.next_frame_index();
+        first.project(b, 4, &mut yb).unwrap();
+        // A fresh projector (same calibration frames) positioned where the first left off.
+        let mut resumed = open(&config);
+        resumed.seek_frame(resume_at).unwrap();
+        let mut again = vec![0.0f32; 4 * m];
+        resumed.project(b, 4, &mut again).unwrap();
+        assert_eq!(again, yb, "{enc}: replay after seek");
+        // One call for both halves: the same values.
+        let mut whole = vec![0.0f32; 8 * m];
+        open(&config).project(&x, 8, &mut whole).unwrap();
+        assert_eq!(
+            whole,
+            [ya.clone(), yb.clone()].concat(),
+            "{enc}: split batch"
+        );
+        // Another dither seed draws other codes (a deterministic encoding ignores it).
+        config.dither_seed = 10;
+        let mut other = vec![0.0f32; 4 * m];
+        open(&config).project(a, 4, &mut other).unwrap();
+        assert_eq!(other == ya, enc == "levels:3", "{enc}: dither seed");
+    }
+}
+
 /// Identities and device info are stored in checkpoints and `summary.json`: their text must
 /// not change.
 #[test]
@@ -169,4 +210,25 @@ fn identities_and_device_info_are_stable() {
     );
     want.frames_per_vector = 12.0;
     assert_eq!(optical.info(), want);
+    // A stochastic encoding's identity names its dither seed; a deterministic one's does not.
+    for (enc, tail) in [
+        ("levels:3", "levels:3"),
+        ("ternary:dither", "ternary:dither@seed4"),
+    ] {
+        let mut config = OpticalConfig::new(10, 40).with_encoding(enc.parse().unwrap());
+        config.dither_seed = 4;
+        let optical = OpticalProjector::new(sim("lighton", &config, 7), config).unwrap();
+        let identity = optical.info().identity;
+        assert!(
+            identity.ends_with(&format!("encoding={tail})")),
+            "{identity}"
+        );
+        // levels:3: reference and dark, then the all-ones pattern in 2 parts (10 data
+        // features, 8 reference features on), each with and without the reference.
+        let patterns = if enc == "levels:3" { 6 } else { 2 };
+        assert_eq!(
+            optical.counters().frames,
+            patterns * DEFAULT_CALIBRATION_FRAMES as u64
+        );
+    }
 }

@@ -44,7 +44,7 @@ pub const SHIPPED_CONFIGS: [(&str, &str); 4] = [
 ];
 
 /// The configuration `speckle train` runs with no `--config`: DFA on MNIST through the simulated
-/// 8-bit OPU with ternary error encoding (`configs/mnist-dfa-opu.toml`).
+/// 8-bit OPU with the levels:3 error encoding (`configs/mnist-dfa-opu.toml`).
 pub const DEFAULT_CONFIG_TOML: &str = SHIPPED_CONFIGS[3].1;
 
 /// A configuration problem. The message is one line naming the key or the file.
@@ -255,7 +255,9 @@ pub struct FeedbackConfig {
     /// BioTorch's independent matrices). `uniform` and `xavier` need `projector = "digital"`.
     #[serde(with = "speckle_devices::as_string")]
     pub distribution: FeedbackDistribution,
-    /// Error encoding for an optical projector: `ternary`, `ternary:T` or `bitplane:P`.
+    /// Error encoding for an optical projector (device frames per error vector): `ternary`,
+    /// `ternary:T`, `ternary:dither` (4), `bitplane:P` (4P), `levels:K`, `levels:K:dither`
+    /// (2(K − 1)); see [`Encoding`].
     #[serde(with = "speckle_devices::as_string")]
     pub encoding: Encoding,
     /// Seed of the projection matrix (the device's seed): fixed for the whole run.

@@ -1,14 +1,18 @@
 //! Golden values of whole runs through the real feedback devices: a short DFA run on a slice of
 //! the bundled MNIST, with the digital projector and with the simulated 8-bit OPU (ternary
-//! error), must reproduce these figures bit for bit. A change to the trainer, the projectors, the
-//! simulator or the run loop that changes any result fails here.
+//! error, and the default config's levels:3), must reproduce these figures bit for bit. A
+//! change to the trainer, the projectors, the simulator or the run loop that changes any result
+//! fails here.
 use speckle_runs::{run, RunConfig};
 
 /// (test accuracy, test loss, alignment cosine means per hidden layer, device frames).
 type Outcome = (f64, f64, Vec<f64>, u64);
 
-fn short_run(projector: &str) -> Outcome {
-    let sets: Vec<String> = [
+/// A run case: the projector SPEC and, if not the default config's, the error encoding.
+type Case = (&'static str, Option<&'static str>);
+
+fn short_run((projector, encoding): Case) -> Outcome {
+    let mut sets: Vec<String> = [
         "data.train_subset=1000",
         "data.test_subset=200",
         "model.hidden=[48, 32]",
@@ -21,6 +25,9 @@ fn short_run(projector: &str) -> Outcome {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if let Some(encoding) = encoding {
+        sets.push(format!("feedback.encoding={encoding}"));
+    }
     let config = RunConfig::load(None, &sets).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = run::train(
@@ -38,45 +45,62 @@ fn short_run(projector: &str) -> Outcome {
 #[test]
 #[ignore]
 fn print_golden() {
-    for p in ["digital", "sim"] {
-        println!("GOLDEN {p} {:?}", short_run(p));
+    for case in CASES {
+        println!("GOLDEN {case:?} {:?}", short_run(case));
     }
 }
 
 #[test]
 fn short_dfa_runs_reproduce_their_golden_values() {
-    for (projector, want) in &golden() {
-        let got = short_run(projector);
+    assert_eq!(golden().len(), CASES.len());
+    for (case, want) in CASES.into_iter().zip(golden()) {
+        let got = short_run(case);
         let bits = |(acc, loss, cos, frames): &Outcome| {
             let mut v = vec![acc.to_bits(), loss.to_bits(), *frames];
             v.extend(cos.iter().map(|c| c.to_bits()));
             v
         };
-        assert_eq!(bits(&got), bits(want), "{projector}: {got:?} != {want:?}");
+        assert_eq!(bits(&got), bits(&want), "{case:?}: {got:?} != {want:?}");
     }
 }
 
-/// Values measured with this code (`cargo test -p speckle-runs --test golden print_golden --
-/// --ignored --nocapture` prints them).
-fn golden() -> Vec<(&'static str, Outcome)> {
+/// The digital projector; the simulated OPU with the ternary encoding; the default config
+/// (the simulated OPU, levels:3); the dithered levels:3, whose draws come from the device seed
+/// and the frame index.
+const CASES: [Case; 4] = [
+    ("digital", None),
+    ("sim", Some("ternary")),
+    ("sim", None),
+    ("sim", Some("levels:3:dither")),
+];
+
+/// Values measured with this code, in the order of [`CASES`] (`cargo test -p speckle-runs
+/// --test golden print_golden -- --ignored --nocapture` prints them).
+fn golden() -> Vec<Outcome> {
     vec![
         (
-            "digital",
-            (
-                0.49,
-                1.733803949356079,
-                vec![0.23028459806918192, 0.1696186945531004],
-                0,
-            ),
+            0.49,
+            1.733803949356079,
+            vec![0.23028459806918192, 0.1696186945531004],
+            0,
         ),
         (
-            "sim",
-            (
-                0.185,
-                2.1993876099586487,
-                vec![0.008841387354898521, 0.07823697391335373],
-                8528,
-            ),
+            0.185,
+            2.1993876099586487,
+            vec![0.008841387354898521, 0.07823697391335373],
+            8528,
+        ),
+        (
+            0.455,
+            1.810776641368866,
+            vec![0.2154095466569853, 0.22453731940207497],
+            8784,
+        ),
+        (
+            0.425,
+            1.826117327809334,
+            vec![0.21263682670848408, 0.21041013938720668],
+            8784,
         ),
     ]
 }

@@ -87,6 +87,10 @@ pub struct Cell {
     pub cosine: Vec<Option<(f64, f64)>>,
     /// Projection SNR in dB (mean).
     pub snr_db: Option<f64>,
+    /// Device frames of a run (mean; 0 for the digital projector).
+    pub device_frames: Option<f64>,
+    /// Device time of a run in seconds at the device's frame rate (mean).
+    pub device_time_s: Option<f64>,
 }
 
 /// The data of one figure: a parameter, its values in plotting order, and the series.
@@ -229,6 +233,11 @@ impl Cell {
     fn of(rs: &[&PointResult], layers: usize) -> Cell {
         let acc: Vec<f64> = rs.iter().filter_map(|r| r.test_accuracy).collect();
         let snr: Vec<f64> = rs.iter().filter_map(|r| r.snr_db).collect();
+        let frames: Vec<f64> = rs
+            .iter()
+            .filter_map(|r| r.device_frames.map(|f| f as f64))
+            .collect();
+        let time: Vec<f64> = rs.iter().filter_map(|r| r.device_time_s).collect();
         let cosine = (0..layers)
             .map(|l| {
                 let c: Vec<f64> = rs
@@ -243,6 +252,8 @@ impl Cell {
             accuracy: finite_mean_std(&acc),
             cosine,
             snr_db: finite_mean_std(&snr).map(|(m, _)| m),
+            device_frames: finite_mean_std(&frames).map(|(m, _)| m),
+            device_time_s: finite_mean_std(&time).map(|(m, _)| m),
         }
     }
 }
@@ -288,7 +299,8 @@ pub fn write_report(
          value of the parameter (seeds and any key that does not vary at a fixed value). \
          Accuracy is the final test accuracy in %, alignment the per-sample cosine between the \
          DFA signal and the backprop gradient at each hidden layer's output (layer 1 is the \
-         input side), SNR the projection SNR of the feedback device in dB.\n",
+         input side), SNR the projection SNR of the feedback device in dB, device frames and \
+         device time (at the device's frame rate, calibration included) those a run showed.\n",
         manifest.points.len(),
         if failed.is_empty() {
             String::new()
@@ -321,8 +333,8 @@ pub fn write_report(
             let _ = write!(header, " cos layer {l} |");
             rule.push_str("---|");
         }
-        header.push_str(" SNR dB |");
-        rule.push_str("---|");
+        header.push_str(" SNR dB | device frames | device time s |");
+        rule.push_str("---|---:|---:|");
         let _ = writeln!(md, "{header}\n{rule}");
         for (s, cells) in &study.series {
             for (v, c) in study.values.iter().zip(cells) {
@@ -336,7 +348,13 @@ pub fn write_report(
                     );
                 }
                 let snr = c.snr_db.map_or("–".to_string(), |x| format!("{x:.1}"));
-                let _ = write!(line, " {snr} |");
+                let frames = c
+                    .device_frames
+                    .map_or("–".to_string(), |x| format!("{x:.0}"));
+                let time = c
+                    .device_time_s
+                    .map_or("–".to_string(), |x| format!("{x:.1}"));
+                let _ = write!(line, " {snr} | {frames} | {time} |");
                 let _ = writeln!(md, "{line}");
             }
         }

@@ -429,10 +429,16 @@ params = ["bottleneck"]
     // narrow, b = 50: accuracy 0.5 + 0/40 + seed/1000 over seeds {0, 1}: 50.05 ± 0.07 %;
     // layer-2 cosine sqrt(50/800) = 0.25 for both seeds.
     assert!(
-        report.contains("| narrow | 50 | 2 | 50.05 ± 0.07 | 0.300 ± 0.000 | 0.250 ± 0.000 | 0.0 |"),
+        report.contains(
+            "| narrow | 50 | 2 | 50.05 ± 0.07 | 0.300 ± 0.000 | 0.250 ± 0.000 | 0.0 | 0 | 0.0 |"
+        ),
         "{report}"
     );
-    assert!(report.contains("| masked | 800 | 2 |"), "{report}");
+    // masked: x.bits = 2, so 2,000 device frames and 1 s of device time per run.
+    assert!(
+        report.contains("| masked | 800 | 2 | 55.05 ± 0.07 | 0.300 ± 0.000 | 0.035 ± 0.000 | 12.0 | 2000 | 1.0 |"),
+        "{report}"
+    );
     let png = std::fs::read(dir.path().join("figures/bottleneck.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // Figures are written atomically: no temporary file is left beside them.
