@@ -81,6 +81,7 @@
 pub mod camera;
 mod config;
 mod medium;
+mod noise;
 mod rng;
 
 pub use config::{
