@@ -6,6 +6,9 @@
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use crate::optim::Block;
 
 /// A row-major matrix view: `rows × cols` values of `data`, rows `cols` apart.
 #[derive(Clone, Copy)]
@@ -65,22 +68,22 @@ pub(crate) fn gemm(
     matmul(dst, beta, a, b, alpha, par);
 }
 
-/// Rows `row0 .. row0 + rows` of `alpha · aᵀ · b` into `dst` (`rows × b.cols`, row-major,
+/// One block of `alpha · aᵀ · b` into `dst` (`block.rows × block.cols`, row-major,
 /// overwritten), on the calling thread: one tile of a weight gradient `inputᵀ · δ`, computed
 /// where the optimizer consumes it. `a` is `k × m` and `b` is `k × n`, both row-major.
-pub(crate) fn gemm_at_b_rows(
+pub(crate) fn gemm_at_b_block(
     dst: &mut [f32],
     a: RowMajor<'_>,
-    row0: usize,
-    rows: usize,
+    block: Block,
     b: RowMajor<'_>,
     alpha: f32,
 ) {
-    debug_assert_eq!(dst.len(), rows * b.cols);
+    debug_assert_eq!(dst.len(), block.rows * block.cols);
     debug_assert_eq!(a.rows, b.rows);
-    let at = a.view(false).subcols(row0, rows).transpose();
-    let dst = MatMut::from_row_major_slice_mut(dst, rows, b.cols);
-    matmul(dst, Accum::Replace, at, b.view(false), alpha, Par::Seq);
+    let at = a.view(false).subcols(block.row0, block.rows).transpose();
+    let b = b.view(false).subcols(block.col0, block.cols);
+    let dst = MatMut::from_row_major_slice_mut(dst, block.rows, block.cols);
+    matmul(dst, Accum::Replace, at, b, alpha, Par::Seq);
 }
 
 /// `dst (m × n, row-major) = a (m × k) · b (k × n)` in `bands` fixed column bands computed in
@@ -99,7 +102,6 @@ pub(crate) fn gemm_col_bands<F>(
     F: Fn(&mut [f32], usize) + Sync,
 {
     use faer::reborrow::ReborrowMut;
-    use rayon::prelude::*;
     debug_assert_eq!(dst.len(), m * n);
     // Band widths in whole 16-column steps: faer's AVX-512 kernels cover 16 output columns of a
     // row-major product at a time, and a ragged band (800 / 8 = 96 + 4) wastes most of one.
@@ -133,13 +135,41 @@ pub(crate) fn gemm_col_bands<F>(
 }
 
 /// Column sums of a row-major `rows × cols` matrix into `out` (overwritten), accumulated in
-/// f32 row by row in a fixed order.
-#[multiversion::multiversion(targets = "simd")]
+/// f32 row by row in a fixed order; large matrices in parallel blocks of columns (each column's
+/// sum is the same whichever block computes it).
 pub(crate) fn column_sums(src: &[f32], cols: usize, out: &mut [f32]) {
+    const BLOCK_COLS: usize = 1 << 12;
     debug_assert_eq!(out.len(), cols);
-    out.fill(0.0);
-    for row in src.chunks_exact(cols) {
-        for (o, v) in out.iter_mut().zip(row) {
+    if src.len() < 1 << 20 || cols <= BLOCK_COLS {
+        out.fill(0.0);
+        for row in src.chunks_exact(cols) {
+            add_assign(out, row);
+        }
+        return;
+    }
+    let rows = src.len() / cols;
+    let src = MatRef::from_row_major_slice(src, rows, cols);
+    out.par_chunks_mut(BLOCK_COLS)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let col0 = b * BLOCK_COLS;
+            out.fill(0.0);
+            for r in 0..rows {
+                let row = src
+                    .row(r)
+                    .subcols(col0, out.len())
+                    .try_as_row_major()
+                    .expect("rows of a row-major matrix are contiguous")
+                    .as_slice();
+                add_assign(out, row);
+            }
+        });
+}
+
+simd_kernel! {
+    /// `out[i] += v[i]`.
+    fn add_assign(out: &mut [f32], v: &[f32]) {
+        for (o, v) in out.iter_mut().zip(v) {
             *o += v;
         }
     }
