@@ -50,8 +50,34 @@ pub(crate) fn gemm(
     debug_assert_eq!(dst.len(), m * n);
     let a = a.view(transpose_a);
     let b = b.view(transpose_b);
+    let k = a.ncols();
     debug_assert_eq!((a.nrows(), b.ncols()), (m, n));
-    debug_assert_eq!(a.ncols(), b.nrows());
+    debug_assert_eq!(b.nrows(), k);
+    if k >= SPLIT_K_MIN && m * n <= SPLIT_K_MAX_OUTPUT {
+        // A long inner dimension and a small output (the logits of a layer 2^20 wide: 64 × 10
+        // over k = 2^20): faer parallelizes over output blocks, of which there is one, and
+        // synchronizes once per block of k; that took seconds. Fixed chunks of k are multiplied
+        // in parallel instead, then summed in chunk order (independent of the thread count).
+        let chunks = k.div_ceil(SPLIT_K_CHUNK);
+        let mut partial = vec![0.0f32; chunks * m * n];
+        partial
+            .par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(c, p)| {
+                let k0 = c * SPLIT_K_CHUNK;
+                let len = SPLIT_K_CHUNK.min(k - k0);
+                let p = MatMut::from_row_major_slice_mut(p, m, n);
+                let (a, b) = (a.subcols(k0, len), b.subrows(k0, len));
+                matmul(p, Accum::Replace, a, b, alpha, Par::Seq);
+            });
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        for p in partial.chunks_exact(m * n) {
+            add_assign(dst, p);
+        }
+        return;
+    }
     let dst = MatMut::from_row_major_slice_mut(dst, m, n);
     let beta = if accumulate {
         Accum::Add
@@ -60,13 +86,19 @@ pub(crate) fn gemm(
     };
     // Small products cost less on one thread than split: the output layer of the MNIST net
     // (128 × 800 × 10, about 10 µs) is one of them.
-    let par = if m * n * a.ncols() < 1 << 20 {
+    let par = if m * n * k < 1 << 20 {
         Par::Seq
     } else {
         Par::rayon(0)
     };
     matmul(dst, beta, a, b, alpha, par);
 }
+
+/// Inner dimensions from this length on are split into chunks of [`SPLIT_K_CHUNK`] when the
+/// output has at most [`SPLIT_K_MAX_OUTPUT`] values ([`gemm`]).
+const SPLIT_K_MIN: usize = 1 << 16;
+const SPLIT_K_CHUNK: usize = 1 << 14;
+const SPLIT_K_MAX_OUTPUT: usize = 1 << 14;
 
 /// One block of `alpha · aᵀ · b` into `dst` (`block.rows × block.cols`, row-major,
 /// overwritten), on the calling thread: one tile of a weight gradient `inputᵀ · δ`, computed
@@ -189,5 +221,64 @@ pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
         0.0
     } else {
         (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    #[test]
+    fn split_inner_dimension_products_match_a_reference() {
+        // 3 × 5 output over k = 2^16 + 7: split into chunks of k, the last one short.
+        let (m, n, k) = (3, 5, SPLIT_K_MIN + 7);
+        let (a, b) = (random(m * k, 1), random(k * n, 2));
+        for accumulate in [false, true] {
+            let mut dst = vec![0.5f32; m * n];
+            gemm(
+                &mut dst,
+                m,
+                n,
+                RowMajor::new(&a, m, k),
+                false,
+                RowMajor::new(&b, k, n),
+                false,
+                0.25,
+                accumulate,
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                        .sum::<f64>()
+                        * 0.25
+                        + if accumulate { 0.5 } else { 0.0 };
+                    // f32 sums of 2^16 terms of size ≤ 1: errors of order 1e-3 at most.
+                    let got = dst[i * n + j] as f64;
+                    assert!((got - exact).abs() < 2e-3, "({i}, {j}): {got} vs {exact}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn column_sums_in_parallel_blocks_equal_the_sequential_sums() {
+        let (rows, cols) = (300, 5000);
+        let src = random(rows * cols, 3);
+        let mut sums = vec![0.0; cols];
+        column_sums(&src, cols, &mut sums);
+        for c in 0..cols {
+            let mut s = 0.0f32;
+            for r in 0..rows {
+                s += src[r * cols + c];
+            }
+            assert_eq!(sums[c].to_bits(), s.to_bits(), "column {c}");
+        }
     }
 }

@@ -477,6 +477,55 @@ mod tests {
         );
     }
 
+    /// The fused pass (row bands and column blocks alike) gives exactly what the plain update
+    /// gives with the whole gradient, for every optimizer.
+    #[test]
+    fn fused_tiles_update_exactly_as_the_whole_gradient() {
+        let specs = [
+            OptimizerSpec::default(),
+            OptimizerSpec {
+                kind: OptimizerKind::Sgd,
+                momentum: 0.9,
+                weight_decay: 1e-3,
+                ..OptimizerSpec::default()
+            },
+            OptimizerSpec {
+                kind: OptimizerKind::Sgd,
+                ..OptimizerSpec::default()
+            },
+        ];
+        // Tall (row bands, last one short) and wide (column blocks, last one narrow).
+        for (rows, cols) in [(70_001, 3), (5, 40_000)] {
+            let n = rows * cols;
+            let grad: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+                .collect();
+            for spec in &specs {
+                let value: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.01).collect();
+                let mut whole = Param::new(value.clone(), spec);
+                let mut fused = Param::new(value, spec);
+                for step in 0..2 {
+                    let s = StepScalars::new(spec, step, 10);
+                    whole.grad_mut().copy_from_slice(&grad);
+                    s.update(&mut whole);
+                    s.update_fused(&mut fused, rows, cols, |b, g| {
+                        for (r, g) in g.chunks_exact_mut(b.cols).enumerate() {
+                            let start = (b.row0 + r) * cols + b.col0;
+                            g.copy_from_slice(&grad[start..start + b.cols]);
+                        }
+                    });
+                }
+                assert!(
+                    fused.grad.is_empty(),
+                    "the fused pass keeps no whole gradient"
+                );
+                assert_eq!(whole.value, fused.value, "{rows} x {cols}, {spec:?}");
+                assert_eq!(whole.m1, fused.m1);
+                assert_eq!(whole.m2, fused.m2);
+            }
+        }
+    }
+
     #[test]
     fn schedules() {
         let mut spec = OptimizerSpec {
