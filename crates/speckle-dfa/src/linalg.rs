@@ -1,8 +1,10 @@
 //! Thin GEMM wrappers over faer for row-major `f32` slices, and small deterministic reductions.
 //!
-//! Every matrix product of the trainer goes through [`gemm`], which views row-major buffers as
-//! faer matrices and calls `faer::linalg::matmul::matmul` with `Par::rayon(0)`: faer splits the
-//! work over output blocks, so results do not depend on the number of threads (a test pins it).
+//! Every matrix product of the trainer views row-major buffers as faer matrices and calls
+//! `faer::linalg::matmul::matmul` on one thread (`Par::Seq`) per piece: the pieces (column
+//! bands of the output, tiles of a weight gradient, chunks of a long inner dimension) are fixed
+//! by the shapes and run on rayon's pool, so results do not depend on the number of threads
+//! (tests pin it).
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -78,20 +80,23 @@ pub(crate) fn gemm(
         }
         return;
     }
-    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
     let beta = if accumulate {
         Accum::Add
     } else {
         Accum::Replace
     };
     // Small products cost less on one thread than split: the output layer of the MNIST net
-    // (128 × 800 × 10, about 10 µs) is one of them.
-    let par = if m * n * k < 1 << 20 {
-        Par::Seq
+    // (128 × 800 × 10, about 10 µs) is one of them, and so is any small output (one block of
+    // faer's kernels, nothing to share). Larger ones run in fixed column bands on rayon's
+    // pool, which shares them out by stealing: faer's own threads wait for each other at every
+    // block of k, which on a busy machine stalls the whole product on one descheduled thread.
+    if m * n * k < 1 << 20 || m * n <= SPLIT_K_MAX_OUTPUT {
+        let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+        matmul(dst, beta, a, b, alpha, Par::Seq);
     } else {
-        Par::rayon(0)
-    };
-    matmul(dst, beta, a, b, alpha, par);
+        let bands = if n >= 4096 { 8 } else { 4 };
+        col_bands(dst, m, n, a, b, alpha, beta, bands, |_, _| {});
+    }
 }
 
 /// Inner dimensions from this length on are split into chunks of [`SPLIT_K_CHUNK`] when the
@@ -133,27 +138,37 @@ pub(crate) fn gemm_col_bands<F>(
 ) where
     F: Fn(&mut [f32], usize) + Sync,
 {
+    let (a, b) = (a.view(false), b.view(false));
+    col_bands(dst, m, n, a, b, 1.0, Accum::Replace, bands, epilogue);
+}
+
+/// [`gemm_col_bands`] for any operand views, with `dst = alpha · a · b (+ dst)`.
+#[allow(clippy::too_many_arguments)]
+fn col_bands<F>(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    alpha: f32,
+    beta: Accum,
+    bands: usize,
+    epilogue: F,
+) where
+    F: Fn(&mut [f32], usize) + Sync,
+{
     use faer::reborrow::ReborrowMut;
     debug_assert_eq!(dst.len(), m * n);
     // Band widths in whole 16-column steps: faer's AVX-512 kernels cover 16 output columns of a
     // row-major product at a time, and a ragged band (800 / 8 = 96 + 4) wastes most of one.
     let band = n.div_ceil(bands.max(1)).next_multiple_of(16).min(n).max(1);
-    let a = a.view(false);
-    let b = b.view(false);
     MatMut::from_row_major_slice_mut(dst, m, n)
         .par_col_chunks_mut(band)
         .enumerate()
         .for_each(|(i, mut d)| {
             let col0 = i * band;
             let w = d.ncols();
-            matmul(
-                d.rb_mut(),
-                Accum::Replace,
-                a,
-                b.subcols(col0, w),
-                1.0,
-                Par::Seq,
-            );
+            matmul(d.rb_mut(), beta, a, b.subcols(col0, w), alpha, Par::Seq);
             for r in 0..m {
                 let row = d
                     .rb_mut()

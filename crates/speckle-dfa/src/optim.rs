@@ -67,9 +67,14 @@ pub(crate) fn zeros_touched(n: usize) -> Vec<f32> {
     v
 }
 
-/// Values per tile of the fused gradient-and-update pass: 256 KiB of `f32`, so that a tile's
-/// gradient, weights and moments stay in a core's L2 cache while the update reads them.
-const TILE_VALUES: usize = 1 << 16;
+/// Values per tile of the fused gradient-and-update pass at most: 128 KiB of `f32`, so that a
+/// tile's gradient, weights and two moments (512 KiB) stay in a core's L2 cache while the
+/// update reads them.
+const TILE_VALUES: usize = 1 << 15;
+/// Rows per tile at most when the columns are cut too.
+const TILE_ROWS: usize = 128;
+/// Widths up to which a tile spans whole rows.
+const BAND_COLS: usize = 128;
 
 /// A block of a `rows × cols` row-major parameter: rows `row0 .. row0 + rows`, columns
 /// `col0 .. col0 + cols`.
@@ -81,17 +86,20 @@ pub(crate) struct Block {
     pub cols: usize,
 }
 
-/// How the fused pass cuts a `rows × cols` row-major parameter: bands of whole rows when the
-/// matrix is taller than wide (contiguous tiles), blocks of whole columns otherwise (a layer
-/// 2^20 wide would make a band of even one row 4 MiB). Fixed by the shape, never by the thread
-/// count; column blocks are whole multiples of 16 columns (an AVX-512 register).
+/// How the fused pass cuts a `rows × cols` row-major parameter into tiles of at most
+/// [`TILE_VALUES`]: bands of whole rows when the matrix is at most [`BAND_COLS`] wide, else
+/// tiles of at most [`TILE_ROWS`] rows by as many columns as fit, in whole multiples of 16 (an
+/// AVX-512 register). Neither side is ever thin: each tile's product packs its share of both
+/// operands, and tiles of one row or 16 columns would pack the other operand whole every time.
+/// Rows and columns are cut into near-equal parts; the tiling is fixed by the shape, never by
+/// the thread count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tiling {
     rows: usize,
     cols: usize,
-    /// Rows per band (`rows` when cutting columns).
+    /// Rows per tile (the last band may have fewer).
     tile_rows: usize,
-    /// Columns per block (`cols` when cutting rows).
+    /// Columns per tile (the last block may have fewer).
     tile_cols: usize,
 }
 
@@ -99,22 +107,22 @@ impl Tiling {
     /// The tiling of a `rows × cols` parameter.
     pub fn new(rows: usize, cols: usize) -> Self {
         let (rows, cols) = (rows.max(1), cols.max(1));
-        if rows > cols {
-            let tile_rows = (TILE_VALUES / cols).clamp(1, rows);
-            Self {
-                rows,
-                cols,
-                tile_rows,
-                tile_cols: cols,
-            }
+        // `len` cut into near-equal parts of at most `most`, each rounded up to `multiple`.
+        let part = |len: usize, most: usize, multiple: usize| {
+            let parts = len.div_ceil(most.max(1));
+            len.div_ceil(parts).next_multiple_of(multiple).min(len)
+        };
+        let (tile_rows, tile_cols) = if cols <= BAND_COLS {
+            (part(rows, TILE_VALUES / cols, 1), cols)
         } else {
-            let tile_cols = (TILE_VALUES / rows).next_multiple_of(16).clamp(1, cols);
-            Self {
-                rows,
-                cols,
-                tile_rows: rows,
-                tile_cols,
-            }
+            let tile_rows = part(rows, TILE_ROWS, 1);
+            (tile_rows, part(cols, TILE_VALUES / tile_rows, 16))
+        };
+        Self {
+            rows,
+            cols,
+            tile_rows,
+            tile_cols,
         }
     }
 }
@@ -229,19 +237,24 @@ impl StepScalars {
         let tiling = Tiling::new(rows, cols);
         let Param { value, m1, m2, .. } = p;
         debug_assert_eq!(value.len(), rows * cols);
-        if tiling.tile_cols == tiling.cols {
-            // Bands of whole rows: contiguous tiles.
-            let chunk = tiling.tile_rows * cols;
-            let count = value.len().div_ceil(chunk);
-            value
-                .par_chunks_mut(chunk)
-                .zip(chunks_or_empty(m1, chunk, count))
-                .zip(chunks_or_empty(m2, chunk, count))
-                .enumerate()
-                .for_each(|(t, ((w, m), v))| {
+        // Bands of whole rows are contiguous in memory; the column blocks within a band are
+        // runs of contiguous rows. Both levels run in parallel.
+        let band = tiling.tile_rows * cols;
+        let bands = value.len().div_ceil(band);
+        let step = tiling.tile_cols;
+        let blocks = cols.div_ceil(step);
+        value
+            .par_chunks_mut(band)
+            .zip(chunks_or_empty(m1, band, bands))
+            .zip(chunks_or_empty(m2, band, bands))
+            .enumerate()
+            .for_each(|(b, ((w, m), v))| {
+                let band_rows = w.len() / cols;
+                let row0 = b * tiling.tile_rows;
+                if step == cols {
                     let block = Block {
-                        row0: t * tiling.tile_rows,
-                        rows: w.len() / cols,
+                        row0,
+                        rows: band_rows,
                         col0: 0,
                         cols,
                     };
@@ -249,32 +262,29 @@ impl StepScalars {
                         fill_grad(block, g);
                         s.apply(w, g, m, v);
                     });
-                });
-            return;
-        }
-        // Blocks of whole columns: each row of a block is contiguous in memory.
-        let step = tiling.tile_cols;
-        let count = cols.div_ceil(step);
-        column_blocks(value, rows, cols, step, count)
-            .zip(column_blocks(m1, rows, cols, step, count))
-            .zip(column_blocks(m2, rows, cols, step, count))
-            .enumerate()
-            .for_each(|(t, ((w, m), v))| {
-                let mut w = w.expect("the value is never empty");
-                let (mut m, mut v) = (m, v);
-                let block = Block {
-                    row0: 0,
-                    rows,
-                    col0: t * step,
-                    cols: w.ncols(),
-                };
-                with_scratch(rows * block.cols, |g| {
-                    fill_grad(block, g);
-                    for (r, g) in g.chunks_exact(block.cols).enumerate() {
-                        let (m_row, v_row) = (optional_row(&mut m, r), optional_row(&mut v, r));
-                        s.apply(contiguous_row(w.as_mut().row_mut(r)), g, m_row, v_row);
-                    }
-                });
+                    return;
+                }
+                column_blocks(w, band_rows, cols, step, blocks)
+                    .zip(column_blocks(m, band_rows, cols, step, blocks))
+                    .zip(column_blocks(v, band_rows, cols, step, blocks))
+                    .enumerate()
+                    .for_each(|(c, ((w, mut m), mut v))| {
+                        let mut w = w.expect("the value is never empty");
+                        let block = Block {
+                            row0,
+                            rows: band_rows,
+                            col0: c * step,
+                            cols: w.ncols(),
+                        };
+                        with_scratch(block.rows * block.cols, |g| {
+                            fill_grad(block, g);
+                            for (r, g) in g.chunks_exact(block.cols).enumerate() {
+                                let (m_row, v_row) =
+                                    (optional_row(&mut m, r), optional_row(&mut v, r));
+                                s.apply(contiguous_row(w.as_mut().row_mut(r)), g, m_row, v_row);
+                            }
+                        });
+                    });
             });
     }
 
@@ -494,8 +504,8 @@ mod tests {
                 ..OptimizerSpec::default()
             },
         ];
-        // Tall (row bands, last one short) and wide (column blocks, last one narrow).
-        for (rows, cols) in [(70_001, 3), (5, 40_000)] {
+        // Tall (row bands, last one short), wide (column blocks, last one narrow) and both.
+        for (rows, cols) in [(70_001, 3), (5, 40_000), (300, 1000)] {
             let n = rows * cols;
             let grad: Vec<f32> = (0..n)
                 .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
