@@ -88,11 +88,12 @@ impl Activation {
     /// `out[r][c] = f(out[r][c] + bias[c])` over a row-major buffer; one monomorphic loop per
     /// activation so that each vectorizes.
     pub(crate) fn apply_rows_with_bias(self, out: &mut [f32], bias: &[f32]) {
-        #[multiversion::multiversion(targets = "simd")]
-        fn run(out: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32) {
-            for row in out.chunks_exact_mut(bias.len()) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v = f(*v + b);
+        simd_kernel! {
+            fn run(out: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32) {
+                for row in out.chunks_exact_mut(bias.len()) {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v = f(*v + b);
+                    }
                 }
             }
         }
@@ -106,10 +107,11 @@ impl Activation {
 
     /// `grad[i] *= f'(x_i)` given the outputs `y`.
     pub(crate) fn mul_derivative(self, grad: &mut [f32], y: &[f32]) {
-        #[multiversion::multiversion(targets = "simd")]
-        fn run(grad: &mut [f32], y: &[f32], d: impl Fn(f32) -> f32) {
-            for (g, &y) in grad.iter_mut().zip(y) {
-                *g *= d(y);
+        simd_kernel! {
+            fn run(grad: &mut [f32], y: &[f32], d: impl Fn(f32) -> f32) {
+                for (g, &y) in grad.iter_mut().zip(y) {
+                    *g *= d(y);
+                }
             }
         }
         match self {
@@ -120,66 +122,53 @@ impl Activation {
         }
     }
 
-    /// `grad[r][c] = scale · src[r][off + c] · f'(y[r][c])`: the DFA signal of one layer, read
+    /// `dy[r][c] = scale · src[r][off + c] · f'(dy[r][c])`: the DFA signal of one layer, read
     /// from its slice of the projection (`src` rows are `src_stride` apart) and pushed through
-    /// the activation in one pass.
-    #[allow(clippy::too_many_arguments)]
+    /// the activation in one pass, over the buffer that holds the activation's output y
+    /// (overwritten with δ).
     pub(crate) fn scaled_slice_times_derivative(
         self,
-        grad: &mut [f32],
-        y: &[f32],
+        dy: &mut [f32],
         width: usize,
         src: &[f32],
         src_stride: usize,
         offset: usize,
         scale: f32,
     ) {
-        #[allow(clippy::too_many_arguments)]
-        #[multiversion::multiversion(targets = "simd")]
-        fn run(
-            grad: &mut [f32],
-            y: &[f32],
-            width: usize,
-            src: &[f32],
-            src_stride: usize,
-            offset: usize,
-            scale: f32,
-            d: impl Fn(f32) -> f32,
-        ) {
-            for ((g_row, y_row), s_row) in grad
-                .chunks_exact_mut(width)
-                .zip(y.chunks_exact(width))
-                .zip(src.chunks_exact(src_stride))
-            {
-                let s_row = &s_row[offset..offset + width];
-                for ((g, &y), &s) in g_row.iter_mut().zip(y_row).zip(s_row) {
-                    *g = scale * s * d(y);
+        simd_kernel! {
+            fn run(
+                dy: &mut [f32],
+                width: usize,
+                src: &[f32],
+                src_stride: usize,
+                offset: usize,
+                scale: f32,
+                d: impl Fn(f32) -> f32,
+            ) {
+                for (g_row, s_row) in dy.chunks_exact_mut(width).zip(src.chunks_exact(src_stride)) {
+                    let s_row = &s_row[offset..offset + width];
+                    for (g, &s) in g_row.iter_mut().zip(s_row) {
+                        *g = scale * s * d(*g);
+                    }
                 }
             }
         }
+        let (w, st, off, sc) = (width, src_stride, offset, scale);
         match self {
-            Activation::Tanh => run(grad, y, width, src, src_stride, offset, scale, |y| {
-                1.0 - y * y
-            }),
-            Activation::Relu => run(grad, y, width, src, src_stride, offset, scale, |y| {
-                if y > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }),
+            Activation::Tanh => run(dy, w, src, st, off, sc, |y| 1.0 - y * y),
+            Activation::Relu => run(dy, w, src, st, off, sc, |y| if y > 0.0 { 1.0 } else { 0.0 }),
             Activation::LeakyRelu(sl) => {
-                run(grad, y, width, src, src_stride, offset, scale, move |y| {
-                    if y > 0.0 {
-                        1.0
-                    } else {
-                        sl
-                    }
-                })
+                run(
+                    dy,
+                    w,
+                    src,
+                    st,
+                    off,
+                    sc,
+                    move |y| if y > 0.0 { 1.0 } else { sl },
+                )
             }
-            Activation::Sigmoid => run(grad, y, width, src, src_stride, offset, scale, |y| {
-                y * (1.0 - y)
-            }),
+            Activation::Sigmoid => run(dy, w, src, st, off, sc, |y| y * (1.0 - y)),
         }
     }
 }

@@ -26,7 +26,7 @@
 //! ```
 
 use crate::linalg::cosine;
-use crate::model::Capture;
+use crate::model::{Capture, Feedback};
 use crate::stats::{mean_std, Spread};
 use serde::{Deserialize, Serialize};
 
@@ -43,23 +43,39 @@ pub struct LayerAlignment {
     pub weight_angle_deg: f64,
 }
 
-/// Compares the captured per-layer signals and weight gradients of a BP pass and of the
-/// algorithm's pass over the same `n` samples.
-pub(crate) fn compare(bp: &Capture, alg: &Capture, n: usize) -> Vec<LayerAlignment> {
+/// Per hidden layer, compares the block-output signals of a BP pass (`bp`) and of the
+/// algorithm's pass over the same `n` samples, row by row: `alg` holds the algorithm's signals,
+/// or, where it is empty (DFA), `direct` gives them from the projection. `weight_cosines` are
+/// the layers' weight-update cosines ([`crate::model::Network::weight_cosines`]).
+pub(crate) fn compare(
+    bp: &Capture,
+    alg: &Capture,
+    direct: Option<Feedback<'_>>,
+    weight_cosines: &[f64],
+    n: usize,
+) -> Vec<LayerAlignment> {
     bp.block_out
         .iter()
         .zip(&alg.block_out)
-        .zip(bp.weight_grad.iter().zip(&alg.weight_grad))
-        .map(|((b, a), (wb, wa))| {
+        .zip(weight_cosines)
+        .enumerate()
+        .map(|(l, ((b, a), &weight_cosine))| {
             let d = b.len() / n.max(1);
+            let slice = direct.and_then(|f| f.slice(l));
+            let mut row = vec![0.0; if a.is_empty() { d } else { 0 }];
             let cos: Vec<f64> = b
                 .chunks_exact(d.max(1))
-                .zip(a.chunks_exact(d.max(1)))
-                .map(|(x, y)| cosine(x, y))
+                .enumerate()
+                .map(|(r, x)| match (a.is_empty(), slice) {
+                    (true, Some(slice)) => {
+                        slice.row_to(r, &mut row);
+                        cosine(x, &row)
+                    }
+                    _ => cosine(x, &a[r * d..(r + 1) * d]),
+                })
                 .collect();
             let (mean, std) =
                 mean_std(cos.iter().copied(), Spread::Population).unwrap_or((0.0, 0.0));
-            let weight_cosine = cosine(wb, wa);
             LayerAlignment {
                 cosine_mean: mean,
                 cosine_std: std,
@@ -78,17 +94,17 @@ mod tests {
     fn identical_and_opposite_captures() {
         let bp = Capture {
             block_out: vec![vec![1.0, 2.0, 3.0, -1.0]],
-            weight_grad: vec![vec![1.0, 0.0]],
+            delta: Vec::new(),
         };
-        let same = compare(&bp, &bp, 2);
+        let same = compare(&bp, &bp, None, &[1.0], 2);
         assert!((same[0].cosine_mean - 1.0).abs() < 1e-12);
         assert!(same[0].cosine_std < 1e-7);
         assert!(same[0].weight_angle_deg.abs() < 1e-6);
         let other = Capture {
             block_out: vec![vec![-1.0, -2.0, 1.0, 3.0]],
-            weight_grad: vec![vec![0.0, 1.0]],
+            delta: Vec::new(),
         };
-        let r = compare(&bp, &other, 2);
+        let r = compare(&bp, &other, None, &[0.0], 2);
         // Row cosines: −1 and 0 → mean −0.5, std 0.5.
         assert!((r[0].cosine_mean + 0.5).abs() < 1e-12);
         assert!((r[0].cosine_std - 0.5).abs() < 1e-12);

@@ -11,8 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::Uniform;
 use rayon::prelude::*;
 
-use crate::linalg::{column_sums, gemm, gemm_at_b_rows, gemm_col_bands, RowMajor};
-use crate::optim::{Param, StepScalars};
+use crate::linalg::dot64;
+use crate::linalg::{column_sums, gemm, gemm_at_b_block, gemm_col_bands, RowMajor};
+use crate::optim::{Block, Param, StepScalars, Tiling};
 use crate::spec::{Activation, Init, ModelSpec, OptimizerSpec};
 
 /// BatchNorm constants (PyTorch defaults).
@@ -21,9 +22,6 @@ pub(crate) const BN_MOMENTUM: f32 = 0.1;
 
 /// Rows per rayon task in elementwise passes.
 const ROWS_PER_TASK: usize = 16;
-/// Tiles per weight matrix in the fused gradient-and-update pass (a count fixed by the shape,
-/// never by the thread count).
-const WEIGHT_TILES: usize = 8;
 /// Column bands of a hidden layer's forward product (computed in parallel, bias and activation
 /// fused); fixed by the shape, never by the thread count.
 const FORWARD_BANDS: usize = 4;
@@ -98,8 +96,18 @@ pub(crate) struct HiddenBuf {
     pub mask: Vec<f32>,
     /// Block output after dropout; empty without hidden dropout (the output is `act`).
     pub out: Vec<f32>,
-    /// Gradient at the block output, then (in place) at the linear output.
+    /// Gradient at the block output, then (in place) at the linear output; sized by the
+    /// backward passes that need it ([`sized`]). DFA training computes δ over `act` instead
+    /// (its last reader), so that a layer 2^20 wide needs no second buffer of its size.
     pub delta: Vec<f32>,
+}
+
+/// The first `len` values of `v`, grown with zeros when shorter.
+fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
 }
 
 /// All per-batch buffers, for up to `capacity` rows.
@@ -245,7 +253,7 @@ impl Network {
                     } else {
                         Vec::new()
                     },
-                    delta: vec![0.0; n],
+                    delta: Vec::new(),
                 }
             })
             .collect();
@@ -471,10 +479,11 @@ fn batch_norm_forward(
 /// fills the γ and β gradients.
 fn batch_norm_backward(bn: &mut BatchNorm, g: &mut [f32], xhat: &[f32], n: usize, train: bool) {
     let d = bn.mean.len();
-    column_sums(g, d, &mut bn.beta.grad);
-    bn.gamma.grad.fill(0.0);
+    column_sums(g, d, bn.beta.grad_mut());
+    let gamma_grad = bn.gamma.grad_mut();
+    gamma_grad.fill(0.0);
     for (g_row, x_row) in g.chunks_exact(d).zip(xhat.chunks_exact(d)) {
-        for ((s, &g), &x) in bn.gamma.grad.iter_mut().zip(g_row).zip(x_row) {
+        for ((s, &g), &x) in gamma_grad.iter_mut().zip(g_row).zip(x_row) {
             *s += g * x;
         }
     }
@@ -514,22 +523,26 @@ pub(crate) enum Feedback<'a> {
     },
 }
 
-/// Per-layer copies the alignment measure needs.
+/// What a backward pass hands the alignment measure, per hidden layer.
 #[derive(Default, Clone)]
 pub(crate) struct Capture {
-    /// Gradient at each hidden block's output (n × d_i).
+    /// Gradient at each hidden block's output (n × d_i); left empty for DFA, whose signal the
+    /// projection buffer still holds ([`Feedback::Direct`]).
     pub block_out: Vec<Vec<f32>>,
-    /// Weight gradient of each hidden layer, moved out of the layers by the caller after the
-    /// pass (never copied: at a width of 2^20 one copy is gigabytes).
-    pub weight_grad: Vec<Vec<f32>>,
+    /// δ at each hidden layer's linear output (n × d_i), moved out of the buffers after the
+    /// pass: the weight gradient is `inputᵀ · δ`, which [`Network::weight_cosines`] compares tile
+    /// by tile (at a width of 2^20 a whole weight gradient is 512 MiB).
+    pub delta: Vec<Vec<f32>>,
 }
 
 impl Network {
     /// Backward pass from `buf.err` of `n` rows, layer by layer from the output: δ at the
-    /// layer's linear output, its weight and bias gradients, the gradient propagated to the
-    /// block below (BP, FA) and, when `update` is given, the optimizer step, applied as soon as
-    /// the layer's gradient is done (after its weights were used to propagate further down).
-    /// `capture` receives what the alignment measure compares.
+    /// layer's linear output and the gradient propagated to the block below (BP, FA); then
+    /// * with `update`: the optimizer step, applied as soon as the layer's gradient is done
+    ///   (after its weights were used to propagate further down), the weight gradient computed
+    ///   tile by tile inside the update;
+    /// * with `capture` (alignment): the block-output signals and the deltas, no gradients;
+    /// * with neither: every gradient, kept whole in the parameters' `grad`.
     pub fn backward(
         &mut self,
         buf: &mut Buffers,
@@ -544,11 +557,11 @@ impl Network {
         let activation = self.activation;
         if let Some(c) = capture.as_deref_mut() {
             c.block_out = vec![Vec::new(); hidden_count];
-            c.weight_grad = vec![Vec::new(); hidden_count];
+            c.delta = vec![Vec::new(); hidden_count];
         }
-        // With an update and nothing to capture, each tile of the weight gradient is computed
-        // right where the optimizer consumes it ([`Dense::step`]), while it is in cache.
-        let fused = update.is_some() && capture.is_none();
+        // DFA computes each δ over the block's activation, its last reader, unless the
+        // activations must survive the pass (the alignment's second pass reads them).
+        let in_place = matches!(feedback, Feedback::Direct { .. }) && capture.is_none();
         for l in (0..self.layers.len()).rev() {
             let (below, at) = buf.hidden.split_at_mut(l.min(hidden_count));
             // The block below: its output is this layer's input, its delta receives BP and FA.
@@ -576,22 +589,98 @@ impl Network {
                     width: fo,
                     train,
                 };
-                block.hidden_delta(hb, layer.bn.as_mut(), feedback, capture.as_deref_mut());
-                (&hb.delta[..n * fo], 1.0)
+                let keep = capture.is_some();
+                let block_out = block.hidden_delta(hb, layer.bn.as_mut(), feedback, in_place, keep);
+                if let (Some(c), Some(block_out)) = (capture.as_deref_mut(), block_out) {
+                    c.block_out[l] = block_out;
+                }
+                let source = if in_place { &hb.act } else { &hb.delta };
+                (&source[..n * fo], 1.0)
             };
             let delta = RowMajor::new(delta, n, fo);
-            if !fused {
-                layer.weight_grad(inp, delta, alpha);
-            }
-            layer.bias_grad(delta, alpha);
             // Propagate to the block below (BP, FA).
             if let (Some(back), Some(below_delta)) = (feedback.matrix(l, layer), below_delta) {
-                layer.propagate(back, delta, alpha, &mut below_delta[..n * fi]);
+                layer.propagate(back, delta, alpha, sized(below_delta, n * fi));
             }
-            if let Some(s) = update {
-                layer.step(s, fused.then_some((inp, delta, alpha)));
+            match (update, capture.as_deref_mut()) {
+                (Some(s), _) => layer.step(s, inp, delta, alpha),
+                (None, Some(c)) if l < hidden_count => {
+                    let mut d = std::mem::take(&mut at[0].delta);
+                    d.truncate(n * fo);
+                    c.delta[l] = d;
+                }
+                (None, Some(_)) => {}
+                (None, None) => {
+                    layer.weight_grad(inp, delta, alpha);
+                    layer.bias_grad(delta, alpha);
+                }
             }
         }
+    }
+
+    /// Per hidden layer, the cosine between the weight gradients `inputᵀ · δ` of two backward
+    /// passes over the forward pass in `buf` (`a[l]`, `b[l]`: their deltas, n × d_l), masked
+    /// as the layer's updates are. The gradients are formed tile by tile and never stored
+    /// whole; per-tile sums are added in tile order, so the result does not depend on the
+    /// thread count. 0 when either gradient is zero.
+    pub fn weight_cosines(
+        &self,
+        buf: &Buffers,
+        n: usize,
+        a: &[Vec<f32>],
+        b: &[Vec<f32>],
+    ) -> Vec<f64> {
+        (0..self.hidden_count())
+            .map(|l| {
+                let layer = &self.layers[l];
+                let (fi, fo) = (layer.fan_in, layer.fan_out);
+                let input: &[f32] = if l == 0 {
+                    &buf.input
+                } else {
+                    let p = &buf.hidden[l - 1];
+                    if p.out.is_empty() {
+                        &p.act
+                    } else {
+                        &p.out
+                    }
+                };
+                let inp = RowMajor::new(&input[..n * fi], n, fi);
+                let (da, db) = (RowMajor::new(&a[l], n, fo), RowMajor::new(&b[l], n, fo));
+                let mask = layer.mask.as_ref().map(|m| &m.weight[..]);
+                let sums: Vec<[f64; 3]> = Tiling::new(fi, fo)
+                    .blocks()
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|block| {
+                        let mut ga = vec![0.0; block.rows * block.cols];
+                        let mut gb = vec![0.0; block.rows * block.cols];
+                        gemm_at_b_block(&mut ga, inp, block, da, 1.0);
+                        gemm_at_b_block(&mut gb, inp, block, db, 1.0);
+                        if let Some(mask) = mask {
+                            mask_block(&mut ga, mask, fo, block);
+                            mask_block(&mut gb, mask, fo, block);
+                        }
+                        [dot64(&ga, &gb), dot64(&ga, &ga), dot64(&gb, &gb)]
+                    })
+                    .collect();
+                let [ab, aa, bb] = sums.iter().fold([0.0; 3], |acc, s| {
+                    [acc[0] + s[0], acc[1] + s[1], acc[2] + s[2]]
+                });
+                if aa == 0.0 || bb == 0.0 {
+                    0.0
+                } else {
+                    (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Multiplies a gradient tile (`block.rows × block.cols`, row-major) by its part of a layer's
+/// `fan_in × fan_out` weight mask.
+fn mask_block(grad: &mut [f32], mask: &[f32], fan_out: usize, block: Block) {
+    for (r, g) in grad.chunks_exact_mut(block.cols).enumerate() {
+        apply_mask(g, &mask[(block.row0 + r) * fan_out + block.col0..]);
     }
 }
 
@@ -612,6 +701,25 @@ impl<'a> Feedback<'a> {
             Feedback::Direct { .. } => None,
         }
     }
+
+    /// The DFA signal of hidden layer `l` (its scaled slice of the projection), or `None` for
+    /// BP and FA.
+    pub(crate) fn slice(&self, l: usize) -> Option<FeedbackSlice<'a>> {
+        match *self {
+            Feedback::Direct {
+                proj,
+                stride,
+                offsets,
+                scales,
+            } => Some(FeedbackSlice {
+                proj,
+                stride,
+                offset: offsets[l],
+                scale: scales[l],
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What the backward pass through one hidden block needs to know.
@@ -627,48 +735,42 @@ struct BlockPass {
 }
 
 impl BlockPass {
-    /// Fills `hb.delta` with δ at the block's linear output: the gradient the algorithm
-    /// delivers at the block output (DFA: the layer's slice of the projection; BP and FA: what
-    /// the layer above wrote), pushed back through dropout, the activation and batch norm.
+    /// Computes δ at the block's linear output: the gradient the algorithm delivers at the
+    /// block output (DFA: the layer's slice of the projection; BP and FA: what the layer above
+    /// wrote into `hb.delta`), pushed back through dropout, the activation and batch norm.
+    /// δ lands in `hb.act` when `in_place` (DFA only), in `hb.delta` otherwise. Returns a copy
+    /// of the block-output gradient of BP and FA when `keep_block_out` (DFA's stays in the
+    /// projection).
     fn hidden_delta(
         self,
         hb: &mut HiddenBuf,
         bn: Option<&mut BatchNorm>,
         feedback: Feedback<'_>,
-        capture: Option<&mut Capture>,
-    ) {
-        let (l, n, fo) = (self.layer, self.rows, self.width);
-        let delta = &mut hb.delta[..n * fo];
-        match feedback {
-            Feedback::Direct {
-                proj,
-                stride,
-                offsets,
-                scales,
-            } => {
-                let slice = FeedbackSlice {
-                    proj,
-                    stride,
-                    offset: offsets[l],
-                    scale: scales[l],
+        in_place: bool,
+        keep_block_out: bool,
+    ) -> Option<Vec<f32>> {
+        let (n, fo) = (self.rows, self.width);
+        let len = n * fo;
+        let activation = self.activation;
+        let mut block_out = None;
+        let delta: &mut [f32] = match feedback.slice(self.layer) {
+            Some(slice) => {
+                // δ = signal · f'(y) is computed over a copy of y = act, or over act itself.
+                let delta = if in_place {
+                    &mut hb.act[..len]
+                } else {
+                    let d = sized(&mut hb.delta, len);
+                    d.copy_from_slice(&hb.act[..len]);
+                    d
                 };
-                if let Some(c) = capture {
-                    let mut s = vec![0.0; n * fo];
-                    slice.copy_to(&mut s, fo);
-                    c.block_out[l] = s;
-                }
+                let (proj, stride) = (&slice.proj[..n * slice.stride], slice.stride);
                 if !self.train || hb.mask.is_empty() {
-                    // The slice times the activation derivative in one pass.
-                    let act = &hb.act[..n * fo];
-                    let activation = self.activation;
                     delta
                         .par_chunks_mut(ROWS_PER_TASK * fo)
-                        .zip(act.par_chunks(ROWS_PER_TASK * fo))
-                        .zip(proj[..n * stride].par_chunks(ROWS_PER_TASK * stride))
-                        .for_each(|((d, a), p)| {
+                        .zip(proj.par_chunks(ROWS_PER_TASK * stride))
+                        .for_each(|(d, p)| {
                             activation.scaled_slice_times_derivative(
                                 d,
-                                a,
                                 fo,
                                 p,
                                 stride,
@@ -677,21 +779,35 @@ impl BlockPass {
                             )
                         });
                 } else {
-                    slice.copy_to(delta, fo);
-                    self.through_block_ops(delta, &hb.act, &hb.mask);
+                    // Hidden dropout: ((scale · signal) · mask) · f'(y).
+                    let mask = &hb.mask[..len];
+                    for ((d_row, p_row), m_row) in delta
+                        .chunks_exact_mut(fo)
+                        .zip(proj.chunks_exact(stride))
+                        .zip(mask.chunks_exact(fo))
+                    {
+                        let p_row = &p_row[slice.offset..slice.offset + fo];
+                        for ((d, &p), &m) in d_row.iter_mut().zip(p_row).zip(m_row) {
+                            *d = slice.scale * p * m * activation.derivative_from_output(*d);
+                        }
+                    }
                 }
+                delta
             }
-            Feedback::Backprop | Feedback::Fixed(_) => {
+            None => {
                 // delta already holds ∂L/∂(block output), written by the layer above.
-                if let Some(c) = capture {
-                    c.block_out[l] = delta.to_vec();
+                let delta = &mut hb.delta[..len];
+                if keep_block_out {
+                    block_out = Some(delta.to_vec());
                 }
                 self.through_block_ops(delta, &hb.act, &hb.mask);
+                delta
             }
-        }
+        };
         if let Some(bn) = bn {
-            batch_norm_backward(bn, delta, &hb.xhat[..n * fo], n, self.train);
+            batch_norm_backward(bn, delta, &hb.xhat[..len], n, self.train);
         }
+        block_out
     }
 
     /// Pushes `delta` (∂L/∂block output) back through dropout and the activation.
@@ -714,7 +830,7 @@ impl BlockPass {
 
 /// A hidden layer's DFA signal: columns `offset ..` of each row of the projection, scaled.
 #[derive(Clone, Copy)]
-struct FeedbackSlice<'a> {
+pub(crate) struct FeedbackSlice<'a> {
     proj: &'a [f32],
     stride: usize,
     offset: usize,
@@ -722,15 +838,11 @@ struct FeedbackSlice<'a> {
 }
 
 impl FeedbackSlice<'_> {
-    /// Writes the signal into `dst` (rows of `width`).
-    fn copy_to(&self, dst: &mut [f32], width: usize) {
-        for (d_row, p_row) in dst
-            .chunks_exact_mut(width)
-            .zip(self.proj.chunks_exact(self.stride))
-        {
-            for (d, &p) in d_row.iter_mut().zip(&p_row[self.offset..]) {
-                *d = self.scale * p;
-            }
+    /// Writes row `r` of the signal into `dst` (its width).
+    pub(crate) fn row_to(&self, r: usize, dst: &mut [f32]) {
+        let p_row = &self.proj[r * self.stride + self.offset..][..dst.len()];
+        for (d, &p) in dst.iter_mut().zip(p_row) {
+            *d = self.scale * p;
         }
     }
 }
@@ -739,32 +851,24 @@ impl Dense {
     /// `w.grad = alpha · inputᵀ · δ`, masked.
     fn weight_grad(&mut self, input: RowMajor<'_>, delta: RowMajor<'_>, alpha: f32) {
         let (fi, fo) = (self.fan_in, self.fan_out);
-        gemm(
-            &mut self.w.grad,
-            fi,
-            fo,
-            input,
-            true,
-            delta,
-            false,
-            alpha,
-            false,
-        );
+        let grad = self.w.grad_mut();
+        gemm(grad, fi, fo, input, true, delta, false, alpha, false);
         if let Some(mask) = &self.mask {
-            apply_mask(&mut self.w.grad, &mask.weight);
+            apply_mask(grad, &mask.weight);
         }
     }
 
     /// `b.grad = alpha · Σ_rows δ`, masked.
     fn bias_grad(&mut self, delta: RowMajor<'_>, alpha: f32) {
-        column_sums(delta.data, self.fan_out, &mut self.b.grad);
+        let grad = self.b.grad_mut();
+        column_sums(delta.data, self.fan_out, grad);
         if alpha != 1.0 {
-            for g in &mut self.b.grad {
+            for g in grad.iter_mut() {
                 *g *= alpha;
             }
         }
         if let Some(mask) = &self.mask {
-            apply_mask(&mut self.b.grad, &mask.bias);
+            apply_mask(grad, &mask.bias);
         }
     }
 
@@ -790,26 +894,19 @@ impl Dense {
         }
     }
 
-    /// Applies the optimizer step to the layer's parameters. `fused` = (input, δ, alpha): the
-    /// weight gradient is not computed yet; each tile of it is computed just before the tile
-    /// is updated.
-    fn step(&mut self, s: &StepScalars, fused: Option<(RowMajor<'_>, RowMajor<'_>, f32)>) {
-        match fused {
-            Some((input, delta, alpha)) => {
-                let (fi, fo) = (self.fan_in, self.fan_out);
-                // Fixed tiles of whole rows, so the result does not depend on the threads.
-                let tile_rows = fi.div_ceil(WEIGHT_TILES).next_multiple_of(4).min(fi);
-                let mask = self.mask.as_ref().map(|m| &m.weight[..]);
-                s.update_tiles(&mut self.w, tile_rows * fo, |t, grad| {
-                    let row0 = t * tile_rows;
-                    gemm_at_b_rows(grad, input, row0, grad.len() / fo, delta, alpha);
-                    if let Some(mask) = mask {
-                        apply_mask(grad, &mask[row0 * fo..]);
-                    }
-                });
+    /// The optimizer step of the layer's parameters from this batch's `input` and δ: each
+    /// tile of the weight gradient `alpha · inputᵀ · δ` is computed just before the tile is
+    /// updated, never stored whole.
+    fn step(&mut self, s: &StepScalars, input: RowMajor<'_>, delta: RowMajor<'_>, alpha: f32) {
+        let (fi, fo) = (self.fan_in, self.fan_out);
+        let mask = self.mask.as_ref().map(|m| &m.weight[..]);
+        s.update_fused(&mut self.w, fi, fo, |block, grad| {
+            gemm_at_b_block(grad, input, block, delta, alpha);
+            if let Some(mask) = mask {
+                mask_block(grad, mask, fo, block);
             }
-            None => s.update(&mut self.w),
-        }
+        });
+        self.bias_grad(delta, alpha);
         s.update(&mut self.b);
         if let Some(bn) = &mut self.bn {
             s.update(&mut bn.gamma);

@@ -22,6 +22,11 @@ use crate::spec::{OptimizerKind, OptimizerSpec, Schedule};
 #[derive(Debug, Clone)]
 pub(crate) struct Param {
     pub value: Vec<f32>,
+    /// The whole gradient, for the passes that keep it ([`StepScalars::update`], the trainer's
+    /// `gradients`); empty until one of them asks ([`Param::grad_mut`]). The training step
+    /// never fills it for a weight matrix: [`StepScalars::update_fused`] computes the gradient
+    /// tile by tile where the update consumes it, which at a width of 2^20 spares a buffer as
+    /// large as the weights.
     pub grad: Vec<f32>,
     /// SGD momentum buffer or Adam first moment (empty when unused).
     pub m1: Vec<f32>,
@@ -39,10 +44,18 @@ impl Param {
         };
         Self {
             value,
-            grad: zeros_touched(n),
+            grad: Vec::new(),
             m1,
             m2,
         }
+    }
+
+    /// The whole gradient buffer, allocated (zeros) on first use.
+    pub fn grad_mut(&mut self) -> &mut [f32] {
+        if self.grad.len() != self.value.len() {
+            self.grad = zeros_touched(self.value.len());
+        }
+        &mut self.grad
     }
 }
 
@@ -52,6 +65,84 @@ pub(crate) fn zeros_touched(n: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(n);
     v.extend(std::iter::repeat_n(0.0f32, n));
     v
+}
+
+/// Values per tile of the fused gradient-and-update pass at most: 128 KiB of `f32`, so that a
+/// tile's gradient, weights and two moments (512 KiB) stay in a core's L2 cache while the
+/// update reads them.
+const TILE_VALUES: usize = 1 << 15;
+/// Rows per tile at most when the columns are cut too.
+const TILE_ROWS: usize = 128;
+/// Widths up to which a tile spans whole rows.
+const BAND_COLS: usize = 128;
+
+/// A block of a `rows × cols` row-major parameter: rows `row0 .. row0 + rows`, columns
+/// `col0 .. col0 + cols`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub row0: usize,
+    pub rows: usize,
+    pub col0: usize,
+    pub cols: usize,
+}
+
+/// How the fused pass cuts a `rows × cols` row-major parameter into tiles of at most
+/// [`TILE_VALUES`]: bands of whole rows when the matrix is at most [`BAND_COLS`] wide, else
+/// tiles of at most [`TILE_ROWS`] rows by as many columns as fit, in whole multiples of 16 (an
+/// AVX-512 register). Neither side is ever thin: each tile's product packs its share of both
+/// operands, and tiles of one row or 16 columns would pack the other operand whole every time.
+/// Rows and columns are cut into near-equal parts; the tiling is fixed by the shape, never by
+/// the thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tiling {
+    rows: usize,
+    cols: usize,
+    /// Rows per tile (the last band may have fewer).
+    tile_rows: usize,
+    /// Columns per tile (the last block may have fewer).
+    tile_cols: usize,
+}
+
+impl Tiling {
+    /// The tiling of a `rows × cols` parameter.
+    pub fn new(rows: usize, cols: usize) -> Self {
+        let (rows, cols) = (rows.max(1), cols.max(1));
+        // `len` cut into near-equal parts of at most `most`, each rounded up to `multiple`.
+        let part = |len: usize, most: usize, multiple: usize| {
+            let parts = len.div_ceil(most.max(1));
+            len.div_ceil(parts).next_multiple_of(multiple).min(len)
+        };
+        let (tile_rows, tile_cols) = if cols <= BAND_COLS {
+            (part(rows, TILE_VALUES / cols, 1), cols)
+        } else {
+            let tile_rows = part(rows, TILE_ROWS, 1);
+            (tile_rows, part(cols, TILE_VALUES / tile_rows, 16))
+        };
+        Self {
+            rows,
+            cols,
+            tile_rows,
+            tile_cols,
+        }
+    }
+}
+
+impl Tiling {
+    /// The tiles in order, as [`StepScalars::update_fused`] visits them.
+    pub fn blocks(self) -> impl Iterator<Item = Block> {
+        let bands = self.rows.div_ceil(self.tile_rows);
+        let columns = self.cols.div_ceil(self.tile_cols);
+        (0..bands * columns).map(move |t| {
+            let (band, column) = (t / columns, t % columns);
+            let (row0, col0) = (band * self.tile_rows, column * self.tile_cols);
+            Block {
+                row0,
+                rows: self.tile_rows.min(self.rows - row0),
+                col0,
+                cols: self.tile_cols.min(self.cols - col0),
+            }
+        })
+    }
 }
 
 /// Learning rate for 0-based step `step` of `total_steps` under the spec's schedule and warm-up.
@@ -113,90 +204,199 @@ impl StepScalars {
         }
     }
 
-    /// Applies the update to one parameter from its `grad`.
+    /// Applies the update to one parameter from its whole gradient `grad`.
     pub fn update(&self, p: &mut Param) {
         const CHUNK: usize = 1 << 14;
-        self.update_tiles(p, CHUNK, |_, _| {});
+        let s = *self;
+        let Param {
+            value,
+            grad,
+            m1,
+            m2,
+        } = p;
+        debug_assert_eq!(grad.len(), value.len(), "the whole gradient is computed");
+        let count = value.len().div_ceil(CHUNK);
+        value
+            .par_chunks_mut(CHUNK)
+            .zip(grad.par_chunks(CHUNK))
+            .zip(chunks_or_empty(m1, CHUNK, count))
+            .zip(chunks_or_empty(m2, CHUNK, count))
+            .for_each(|(((w, g), m), v)| s.apply(w, g, m, v));
     }
 
-    /// Applies the update tile by tile: tile `t` covers values `t·tile .. (t+1)·tile`, and
-    /// `fill_grad(t, grad_tile)` writes that tile's gradient just before the tile is updated,
-    /// so the gradient is consumed while it is still in cache. Tiles run in parallel; the
-    /// result does not depend on the thread count as long as `fill_grad` is deterministic.
-    pub fn update_tiles<F>(&self, p: &mut Param, tile: usize, fill_grad: F)
+    /// Applies the update to the `rows × cols` parameter `p` tile by tile ([`Tiling`]):
+    /// `fill_grad(block, grad)` writes a tile's gradient (row-major, `block.rows ×
+    /// block.cols`) into a scratch buffer of the thread just before the tile is updated, so the
+    /// gradient is consumed while it is in cache and never stored whole. Tiles run in parallel;
+    /// the result does not depend on the thread count as long as `fill_grad` is deterministic.
+    pub fn update_fused<F>(&self, p: &mut Param, rows: usize, cols: usize, fill_grad: F)
     where
-        F: Fn(usize, &mut [f32]) + Sync,
+        F: Fn(Block, &mut [f32]) + Sync,
     {
         let s = *self;
-        let tile = tile.max(1);
-        match s.kind {
-            OptimizerKind::Sgd if s.momentum == 0.0 => {
-                p.value
-                    .par_chunks_mut(tile)
-                    .zip(p.grad.par_chunks_mut(tile))
-                    .enumerate()
-                    .for_each(|(t, (w, g))| {
-                        fill_grad(t, g);
-                        sgd_chunk(&s, w, g)
+        let tiling = Tiling::new(rows, cols);
+        let Param { value, m1, m2, .. } = p;
+        debug_assert_eq!(value.len(), rows * cols);
+        // Bands of whole rows are contiguous in memory; the column blocks within a band are
+        // runs of contiguous rows. Both levels run in parallel.
+        let band = tiling.tile_rows * cols;
+        let bands = value.len().div_ceil(band);
+        let step = tiling.tile_cols;
+        let blocks = cols.div_ceil(step);
+        value
+            .par_chunks_mut(band)
+            .zip(chunks_or_empty(m1, band, bands))
+            .zip(chunks_or_empty(m2, band, bands))
+            .enumerate()
+            .for_each(|(b, ((w, m), v))| {
+                let band_rows = w.len() / cols;
+                let row0 = b * tiling.tile_rows;
+                if step == cols {
+                    let block = Block {
+                        row0,
+                        rows: band_rows,
+                        col0: 0,
+                        cols,
+                    };
+                    with_scratch(w.len(), |g| {
+                        fill_grad(block, g);
+                        s.apply(w, g, m, v);
                     });
-            }
-            OptimizerKind::Sgd => {
-                p.value
-                    .par_chunks_mut(tile)
-                    .zip(p.grad.par_chunks_mut(tile))
-                    .zip(p.m1.par_chunks_mut(tile))
+                    return;
+                }
+                column_blocks(w, band_rows, cols, step, blocks)
+                    .zip(column_blocks(m, band_rows, cols, step, blocks))
+                    .zip(column_blocks(v, band_rows, cols, step, blocks))
                     .enumerate()
-                    .for_each(|(t, ((w, g), buf))| {
-                        fill_grad(t, g);
-                        sgd_momentum_chunk(&s, w, g, buf)
+                    .for_each(|(c, ((w, mut m), mut v))| {
+                        let mut w = w.expect("the value is never empty");
+                        let block = Block {
+                            row0,
+                            rows: band_rows,
+                            col0: c * step,
+                            cols: w.ncols(),
+                        };
+                        with_scratch(block.rows * block.cols, |g| {
+                            fill_grad(block, g);
+                            for (r, g) in g.chunks_exact(block.cols).enumerate() {
+                                let (m_row, v_row) =
+                                    (optional_row(&mut m, r), optional_row(&mut v, r));
+                                s.apply(contiguous_row(w.as_mut().row_mut(r)), g, m_row, v_row);
+                            }
+                        });
                     });
-            }
-            OptimizerKind::Adam => {
-                p.value
-                    .par_chunks_mut(tile)
-                    .zip(p.grad.par_chunks_mut(tile))
-                    .zip(p.m1.par_chunks_mut(tile))
-                    .zip(p.m2.par_chunks_mut(tile))
-                    .enumerate()
-                    .for_each(|(t, (((w, g), m), v))| {
-                        fill_grad(t, g);
-                        adam_chunk(&s, w, g, m, v)
-                    });
-            }
+            });
+    }
+
+    /// The update of one run of values: `w` with its gradient `g` and moments `m`, `v` (empty
+    /// when the optimizer keeps none).
+    fn apply(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        match self.kind {
+            OptimizerKind::Sgd if self.momentum == 0.0 => sgd_chunk(self, w, g),
+            OptimizerKind::Sgd => sgd_momentum_chunk(self, w, g, m),
+            OptimizerKind::Adam => adam_chunk(self, w, g, m, v),
         }
     }
 }
 
-// The update kernels are compiled for several instruction sets and picked at run time: the
-// baseline x86-64 build would otherwise run them with 4-wide SSE, which made Adam 14 % of a DFA
-// epoch. Every operation is an IEEE add, multiply, divide or square root (Rust never contracts
-// to FMA), so all versions give bit-identical results.
-
-#[multiversion::multiversion(targets = "simd")]
-fn sgd_chunk(s: &StepScalars, w: &mut [f32], g: &[f32]) {
-    for (w, &g) in w.iter_mut().zip(g) {
-        let g = g + s.weight_decay * *w;
-        *w -= s.lr * g;
+/// Row `r` of a moment's block, or an empty slice when the optimizer keeps no such moment.
+fn optional_row<'s>(mat: &'s mut Option<faer::MatMut<'_, f32>>, r: usize) -> &'s mut [f32] {
+    match mat {
+        Some(mat) => contiguous_row(mat.as_mut().row_mut(r)),
+        None => &mut [],
     }
 }
 
-#[multiversion::multiversion(targets = "simd")]
-fn sgd_momentum_chunk(s: &StepScalars, w: &mut [f32], g: &[f32], buf: &mut [f32]) {
-    for ((w, &g), b) in w.iter_mut().zip(g).zip(buf) {
-        let g = g + s.weight_decay * *w;
-        *b = if s.first { g } else { s.momentum * *b + g };
-        let d = if s.nesterov { g + s.momentum * *b } else { *b };
-        *w -= s.lr * d;
+/// A row of a row-major matrix view as a slice.
+fn contiguous_row<'a>(row: faer::RowMut<'a, f32>) -> &'a mut [f32] {
+    row.try_as_row_major_mut()
+        .expect("rows of a row-major matrix are contiguous")
+        .as_slice_mut()
+}
+
+/// The `count` blocks of `step` columns of the `rows × cols` row-major matrix in `data`, or
+/// `count` times `None` when `data` is empty (a moment the optimizer does not keep).
+fn column_blocks(
+    data: &mut [f32],
+    rows: usize,
+    cols: usize,
+    step: usize,
+    count: usize,
+) -> impl IndexedParallelIterator<Item = Option<faer::MatMut<'_, f32>>> {
+    if data.is_empty() {
+        rayon::iter::Either::Right((0..count).into_par_iter().map(|_| None))
+    } else {
+        rayon::iter::Either::Left(
+            faer::MatMut::from_row_major_slice_mut(data, rows, cols)
+                .par_col_chunks_mut(step)
+                .map(Some),
+        )
     }
 }
 
-#[multiversion::multiversion(targets = "simd")]
-fn adam_chunk(s: &StepScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-        let g = g + s.weight_decay * *w;
-        *m = s.beta1 * *m + (1.0 - s.beta1) * g;
-        *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
-        *w -= s.adam_step * *m / (v.sqrt() * s.adam_v_scale + s.eps);
+/// `count` chunks of `data`, or `count` empty slices when `data` is empty (a moment the
+/// optimizer does not keep), so that it can be zipped with the value's chunks.
+fn chunks_or_empty(
+    data: &mut [f32],
+    chunk: usize,
+    count: usize,
+) -> impl IndexedParallelIterator<Item = &mut [f32]> {
+    if data.is_empty() {
+        rayon::iter::Either::Right((0..count).into_par_iter().map(|_| <&mut [f32]>::default()))
+    } else {
+        rayon::iter::Either::Left(data.par_chunks_mut(chunk))
+    }
+}
+
+/// Runs `f` on a scratch buffer of `len` values owned by the calling thread (its contents are
+/// whatever the thread left there: `f` must overwrite what it reads).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+// The update kernels are compiled for several instruction sets and picked at run time
+// (`simd_kernel!`): the baseline x86-64 build would run them with 4-wide SSE, and Adam's square
+// root and division are the slowest operations of a training step per value. Every operation is
+// an IEEE add, multiply, divide or square root (Rust never contracts to FMA), so all versions
+// give bit-identical results.
+
+simd_kernel! {
+    fn sgd_chunk(s: &StepScalars, w: &mut [f32], g: &[f32]) {
+        for (w, &g) in w.iter_mut().zip(g) {
+            let g = g + s.weight_decay * *w;
+            *w -= s.lr * g;
+        }
+    }
+}
+
+simd_kernel! {
+    fn sgd_momentum_chunk(s: &StepScalars, w: &mut [f32], g: &[f32], buf: &mut [f32]) {
+        for ((w, &g), b) in w.iter_mut().zip(g).zip(buf) {
+            let g = g + s.weight_decay * *w;
+            *b = if s.first { g } else { s.momentum * *b + g };
+            let d = if s.nesterov { g + s.momentum * *b } else { *b };
+            *w -= s.lr * d;
+        }
+    }
+}
+
+simd_kernel! {
+    fn adam_chunk(s: &StepScalars, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+            let g = g + s.weight_decay * *w;
+            *m = s.beta1 * *m + (1.0 - s.beta1) * g;
+            *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
+            *w -= s.adam_step * *m / (v.sqrt() * s.adam_v_scale + s.eps);
+        }
     }
 }
 
@@ -285,6 +485,55 @@ mod tests {
             "{} vs {w}",
             p.value[0]
         );
+    }
+
+    /// The fused pass (row bands and column blocks alike) gives exactly what the plain update
+    /// gives with the whole gradient, for every optimizer.
+    #[test]
+    fn fused_tiles_update_exactly_as_the_whole_gradient() {
+        let specs = [
+            OptimizerSpec::default(),
+            OptimizerSpec {
+                kind: OptimizerKind::Sgd,
+                momentum: 0.9,
+                weight_decay: 1e-3,
+                ..OptimizerSpec::default()
+            },
+            OptimizerSpec {
+                kind: OptimizerKind::Sgd,
+                ..OptimizerSpec::default()
+            },
+        ];
+        // Tall (row bands, last one short), wide (column blocks, last one narrow) and both.
+        for (rows, cols) in [(70_001, 3), (5, 40_000), (300, 1000)] {
+            let n = rows * cols;
+            let grad: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+                .collect();
+            for spec in &specs {
+                let value: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.01).collect();
+                let mut whole = Param::new(value.clone(), spec);
+                let mut fused = Param::new(value, spec);
+                for step in 0..2 {
+                    let s = StepScalars::new(spec, step, 10);
+                    whole.grad_mut().copy_from_slice(&grad);
+                    s.update(&mut whole);
+                    s.update_fused(&mut fused, rows, cols, |b, g| {
+                        for (r, g) in g.chunks_exact_mut(b.cols).enumerate() {
+                            let start = (b.row0 + r) * cols + b.col0;
+                            g.copy_from_slice(&grad[start..start + b.cols]);
+                        }
+                    });
+                }
+                assert!(
+                    fused.grad.is_empty(),
+                    "the fused pass keeps no whole gradient"
+                );
+                assert_eq!(whole.value, fused.value, "{rows} x {cols}, {spec:?}");
+                assert_eq!(whole.m1, fused.m1);
+                assert_eq!(whole.m2, fused.m2);
+            }
+        }
     }
 
     #[test]

@@ -140,6 +140,43 @@ pub struct TrainerState {
     pub arrays: Vec<(String, Vec<f32>)>,
 }
 
+impl TrainerState {
+    /// The state as a view (no copies), as [`Trainer::state_view`] gives it.
+    pub fn view(&self) -> TrainerStateView<'_> {
+        TrainerStateView {
+            meta: self.meta.clone(),
+            arrays: self
+                .arrays
+                .iter()
+                .map(|(name, a)| (name.clone(), a.as_slice()))
+                .collect(),
+        }
+    }
+}
+
+/// A [`TrainerState`] whose arrays are borrowed from the trainer (or from an owned state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerStateView<'a> {
+    /// Scalars and specs.
+    pub meta: StateMeta,
+    /// Named arrays, in the trainer's order.
+    pub arrays: Vec<(String, &'a [f32])>,
+}
+
+impl TrainerStateView<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> TrainerState {
+        TrainerState {
+            meta: self.meta.clone(),
+            arrays: self
+                .arrays
+                .iter()
+                .map(|(name, a)| (name.clone(), a.to_vec()))
+                .collect(),
+        }
+    }
+}
+
 /// Non-array part of a [`TrainerState`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -439,17 +476,24 @@ impl Trainer {
         out
     }
 
-    /// A snapshot for checkpoints (copies every array).
+    /// A snapshot for checkpoints (copies every array); [`Trainer::state_view`] borrows them
+    /// instead.
     pub fn state(&self) -> TrainerState {
+        self.state_view().to_owned()
+    }
+
+    /// The trainer's state without copying its arrays: what a checkpoint writes. At a width of
+    /// 2^20 the weights and Adam moments are 1.5 GiB, which a copy would double.
+    pub fn state_view(&self) -> TrainerStateView<'_> {
         let mut arrays = Vec::new();
-        fn param(out: &mut Vec<(String, Vec<f32>)>, name: String, p: &Param) {
+        fn param<'a>(out: &mut Vec<(String, &'a [f32])>, name: String, p: &'a Param) {
             if !p.m1.is_empty() {
-                out.push((format!("{name}.m1"), p.m1.clone()));
+                out.push((format!("{name}.m1"), &p.m1));
             }
             if !p.m2.is_empty() {
-                out.push((format!("{name}.m2"), p.m2.clone()));
+                out.push((format!("{name}.m2"), &p.m2));
             }
-            out.push((name, p.value.clone()));
+            out.push((name, &p.value));
         }
         for (l, layer) in self.net.layers.iter().enumerate() {
             param(&mut arrays, format!("layer{l}.weight"), &layer.w);
@@ -457,11 +501,11 @@ impl Trainer {
             if let Some(bn) = &layer.bn {
                 param(&mut arrays, format!("layer{l}.bn_gamma"), &bn.gamma);
                 param(&mut arrays, format!("layer{l}.bn_beta"), &bn.beta);
-                arrays.push((format!("layer{l}.bn_running_mean"), bn.running_mean.clone()));
-                arrays.push((format!("layer{l}.bn_running_var"), bn.running_var.clone()));
+                arrays.push((format!("layer{l}.bn_running_mean"), &bn.running_mean));
+                arrays.push((format!("layer{l}.bn_running_var"), &bn.running_var));
             }
         }
-        TrainerState {
+        TrainerStateView {
             meta: self.meta(),
             arrays,
         }
@@ -635,10 +679,7 @@ impl Trainer {
         update: Option<&StepScalars>,
         capture: Option<&mut Capture>,
     ) -> Result<(), DfaError> {
-        let buf = match mode {
-            Mode::Train => &mut self.train_buf,
-            Mode::Eval => self.eval_buf.as_mut().expect("eval buffers exist"),
-        };
+        let buf = pass_buffers(&self.net, &mut self.train_buf, &mut self.eval_buf, mode, n);
         let feedback = match kind {
             AlgorithmKind::Bp => Feedback::Backprop,
             AlgorithmKind::Fa => Feedback::Fixed(&self.fa),
@@ -674,13 +715,16 @@ impl Trainer {
         labels: &[u8],
     ) -> Result<Vec<(String, Vec<f32>)>, DfaError> {
         let n = self.check_batch(&x, labels)?;
-        if n > self.train_buf.capacity {
-            self.train_buf = self.net.buffers(n);
-        }
-        copy_rows(&x, &mut self.train_buf.input);
-        self.net
-            .forward(&mut self.train_buf, n, Mode::Train, &mut self.dropout_rng);
-        self.net.loss(&mut self.train_buf, n, labels);
+        let buf = pass_buffers(
+            &self.net,
+            &mut self.train_buf,
+            &mut self.eval_buf,
+            Mode::Train,
+            n,
+        );
+        copy_rows(&x, &mut buf.input);
+        self.net.forward(buf, n, Mode::Train, &mut self.dropout_rng);
+        self.net.loss(buf, n, labels);
         self.backward(n, Mode::Train, None, None)?;
         Ok(self
             .params_mut()
@@ -691,10 +735,13 @@ impl Trainer {
 
     fn eval_forward(&mut self, x: &ArrayView2<f32>, labels: &[u8]) -> (f64, usize) {
         let n = x.nrows();
-        if self.eval_buf.as_ref().is_none_or(|b| b.capacity < n) {
-            self.eval_buf = Some(self.net.buffers(n));
-        }
-        let buf = self.eval_buf.as_mut().expect("just created");
+        let buf = pass_buffers(
+            &self.net,
+            &mut self.train_buf,
+            &mut self.eval_buf,
+            Mode::Eval,
+            n,
+        );
         copy_rows(x, &mut buf.input);
         self.net.forward(buf, n, Mode::Eval, &mut self.dropout_rng);
         self.net.loss(buf, n, labels)
@@ -715,7 +762,8 @@ impl Trainer {
         let (mut loss, mut correct) = (0.0, 0);
         let mut start = 0;
         // Rows per chunk: up to 1024, fewer for very wide layers so that each buffer stays
-        // near 64 MiB (16 rows at a width of 2^20).
+        // near 64 MiB (16 rows at a width of 2^20), or the training batch's rows when more:
+        // the training buffers serve evaluation too.
         let widest = self
             .net
             .hidden_widths()
@@ -723,7 +771,9 @@ impl Trainer {
             .max()
             .unwrap_or(1)
             .max(1);
-        let chunk = (EVAL_CHUNK_VALUES / widest).clamp(1, EVAL_CHUNK);
+        let chunk = (EVAL_CHUNK_VALUES / widest)
+            .max(self.train_buf.capacity)
+            .clamp(1, EVAL_CHUNK);
         while start < n {
             let end = (start + chunk).min(n);
             let xs = x.slice(ndarray::s![start..end, ..]);
@@ -752,30 +802,62 @@ impl Trainer {
     ) -> Result<Vec<LayerAlignment>, DfaError> {
         let n = self.check_batch(&x, labels)?;
         self.eval_forward(&x, labels);
-        // Both backward passes only read the forward buffers and write gradients (scratch
-        // between steps) and deltas. Weight gradients are moved, not copied: the BP ones out of
-        // the layers (fresh zeroed buffers take their place), the algorithm's out and back.
-        let hidden = self.net.hidden_count();
-        let mut bp = Capture::default();
-        self.backward_as(AlgorithmKind::Bp, n, Mode::Eval, None, Some(&mut bp))?;
-        for (l, layer) in self.net.layers[..hidden].iter_mut().enumerate() {
-            let len = layer.w.grad.len();
-            bp.weight_grad[l] = std::mem::replace(&mut layer.w.grad, vec![0.0; len]);
-        }
-        if self.algorithm.kind == AlgorithmKind::Bp {
-            return Ok(alignment::compare(&bp, &bp, n));
-        }
+        // Both backward passes only read the forward buffers. The algorithm's pass runs first
+        // and hands over its deltas (and its block-output signals, except DFA's, which stay in
+        // the projection buffer); the BP pass then does the same. The weight updates are
+        // compared tile by tile from the deltas, never formed whole.
         let mut alg = Capture::default();
         self.backward_as(self.algorithm.kind, n, Mode::Eval, None, Some(&mut alg))?;
-        for (l, layer) in self.net.layers[..hidden].iter_mut().enumerate() {
-            alg.weight_grad[l] = std::mem::take(&mut layer.w.grad);
-        }
-        let result = alignment::compare(&bp, &alg, n);
-        for (layer, g) in self.net.layers[..hidden].iter_mut().zip(alg.weight_grad) {
-            layer.w.grad = g;
-        }
-        Ok(result)
+        let bp = if self.algorithm.kind == AlgorithmKind::Bp {
+            None
+        } else {
+            let mut bp = Capture::default();
+            self.backward_as(AlgorithmKind::Bp, n, Mode::Eval, None, Some(&mut bp))?;
+            Some(bp)
+        };
+        let bp = bp.as_ref().unwrap_or(&alg);
+        let buf = pass_buffers(
+            &self.net,
+            &mut self.train_buf,
+            &mut self.eval_buf,
+            Mode::Eval,
+            n,
+        );
+        let weight_cosines = self.net.weight_cosines(buf, n, &bp.delta, &alg.delta);
+        let direct = match (&self.projector_info, self.algorithm.kind) {
+            (Some(info), AlgorithmKind::Dfa) => Some(Feedback::Direct {
+                proj: &self.proj[..n * info.output_dim],
+                stride: info.output_dim,
+                offsets: &self.offsets,
+                scales: &self.scales,
+            }),
+            _ => None,
+        };
+        Ok(alignment::compare(bp, &alg, direct, &weight_cosines, n))
     }
+}
+
+/// The buffers a pass of `n` rows runs on: training always on the training buffers (grown to
+/// `n` rows when fewer); evaluation on them too when they hold `n` rows (nothing in them
+/// outlives a step, and at a width of 2^20 a second set would cost hundreds of MiB), on buffers
+/// of its own otherwise (a test chunk larger than the batch).
+fn pass_buffers<'b>(
+    net: &Network,
+    train: &'b mut Buffers,
+    eval: &'b mut Option<Buffers>,
+    mode: Mode,
+    n: usize,
+) -> &'b mut Buffers {
+    if mode == Mode::Train || train.capacity >= n {
+        if train.capacity < n {
+            *train = net.buffers(n);
+        }
+        return train;
+    }
+    if eval.as_ref().is_none_or(|b| b.capacity < n) {
+        *eval = Some(net.buffers(n));
+    }
+    eval.as_mut().expect("just created")
 }
 
 /// Checks the shape arguments of [`Trainer::new`].

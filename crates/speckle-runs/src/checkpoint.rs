@@ -15,7 +15,7 @@
 //! let trainer = Trainer::new(6, 3, &model, &bp, &OptimizerSpec::default(), 4, 10, 1, None)?;
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("trainer.state");
-//! save_trainer_state(&trainer.state(), &path)?;
+//! save_trainer_state(&trainer.state_view(), &path)?;
 //! assert_eq!(load_trainer_state(&path)?, trainer.state());
 //! // A damaged file is a one-line error naming it.
 //! std::fs::write(&path, b"not a trainer state")?;
@@ -27,7 +27,7 @@
 use crate::atomic::{write_atomic, write_atomic_with};
 use crate::metrics::EpochMetrics;
 use serde::{Deserialize, Serialize};
-use speckle_dfa::{StateMeta, TrainerState};
+use speckle_dfa::{StateMeta, TrainerState, TrainerStateView};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -110,7 +110,12 @@ fn old_dir(run_dir: &Path) -> PathBuf {
 }
 
 /// Saves a checkpoint into `run_dir/checkpoint`, replacing the previous one atomically.
-pub fn save(run_dir: &Path, run: &RunState, trainer: &TrainerState) -> Result<(), CheckpointError> {
+/// The trainer's arrays are borrowed ([`speckle_dfa::Trainer::state_view`]), never copied.
+pub fn save(
+    run_dir: &Path,
+    run: &RunState,
+    trainer: &TrainerStateView<'_>,
+) -> Result<(), CheckpointError> {
     let tmp = run_dir.join(format!(".checkpoint.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -260,7 +265,10 @@ const STATE_MAGIC: &[u8; 8] = b"SPKDFA\x00\x01";
 /// Writes a trainer state to `path` (atomically): an 8-byte magic, a little-endian u64 header
 /// length, a JSON header (meta, array names and lengths, CRC-32 of the data), then the arrays
 /// as raw little-endian f32.
-pub fn save_trainer_state(state: &TrainerState, path: &Path) -> Result<(), CheckpointError> {
+pub fn save_trainer_state(
+    state: &TrainerStateView<'_>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
     let io = io(path);
     // The data are streamed twice (CRC, then the file) in small chunks rather than
     // gathered: a network 2^20 wide has gigabytes of state.
@@ -371,7 +379,7 @@ mod tests {
             ..AlgorithmSpec::default()
         };
         let t = Trainer::new(6, 3, &model, &bp, &OptimizerSpec::default(), 4, 10, 1, None).unwrap();
-        save_trainer_state(&t.state(), &path).unwrap();
+        save_trainer_state(&t.state_view(), &path).unwrap();
         assert_eq!(load_trainer_state(&path).unwrap(), t.state());
         let bytes = std::fs::read(&path).unwrap();
         let check = |data: &[u8], want: &str| {

@@ -13,6 +13,7 @@
 //! assert_eq!(r.samples, 256);
 //! assert!(r.seconds > 0.0 && r.gflops > 0.0);
 //! assert!(speckle_runs::perf::gemm_peak_gflops(0.0) > 0.0);
+//! assert!(speckle_runs::perf::gemm_mean_gflops(0.0) > 0.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -105,6 +106,22 @@ pub fn bench_epoch(
 /// throughput is reported against it, since a shared machine's peak moves from minute to
 /// minute.
 pub fn gemm_peak_gflops(seconds: f64) -> f64 {
+    gemm_rates(seconds).best
+}
+
+/// The mean f32 GEMM rate over a window of about `seconds` (total flop over total time of
+/// repeated 1024³ products, at least three), in GFLOP/s: measured right after a training epoch
+/// of the same length, it sees the same share of a busy machine as the epoch did.
+pub fn gemm_mean_gflops(seconds: f64) -> f64 {
+    gemm_rates(seconds).mean
+}
+
+struct GemmRates {
+    best: f64,
+    mean: f64,
+}
+
+fn gemm_rates(seconds: f64) -> GemmRates {
     use faer::linalg::matmul::matmul;
     use faer::{Accum, Mat, Par};
     const N: usize = 1024;
@@ -128,6 +145,7 @@ pub fn gemm_peak_gflops(seconds: f64) -> f64 {
         best = best.max(flop / t.elapsed().as_secs_f64() / 1e9);
         runs += 1;
     }
+    let mean = flop * runs as f64 / start.elapsed().as_secs_f64() / 1e9;
     std::hint::black_box(&c);
-    best
+    GemmRates { best, mean }
 }

@@ -744,7 +744,7 @@ impl<'a> Run<'a> {
             metrics::metrics_csv(&self.state.metrics).as_bytes(),
         )
         .map_err(io_err(&csv_path))?;
-        checkpoint::save(self.out_dir, &self.state, &self.trainer.state())?;
+        checkpoint::save(self.out_dir, &self.state, &self.trainer.state_view())?;
         Ok(())
     }
 

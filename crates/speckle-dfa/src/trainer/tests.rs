@@ -852,6 +852,49 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// A hidden layer wide enough for the wide-layer paths: products over a long inner dimension
+/// (the logits; BP's and FA's gradient into the narrow layer) in chunks of k, products in
+/// column bands (BP's and FA's gradient into the wide layer), the fused update in column
+/// blocks, column sums in parallel blocks, DFA's delta over the activation, evaluation on the
+/// training buffers.
+#[test]
+fn wide_layers_do_not_depend_on_the_thread_count() {
+    let width = 1 << 16;
+    let (x, y) = random_batch(64, 20, 10, 8);
+    let model = ModelSpec {
+        hidden: vec![16, width],
+        ..ModelSpec::default()
+    };
+    for kind in [AlgorithmKind::Dfa, AlgorithmKind::Bp, AlgorithmKind::Fa] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let projector: Option<Box<dyn RandomProjector + Send>> = (kind
+                    == AlgorithmKind::Dfa)
+                    .then(|| Box::new(MatrixProjector::gaussian(10, width, 5)) as _);
+                let opt = OptimizerSpec::default();
+                let mut t =
+                    Trainer::new(20, 10, &model, &algo(kind), &opt, 32, 10, 3, projector).unwrap();
+                run_steps(&mut t, &x, &y, 0, 2, 32);
+                let a = t
+                    .alignment(x.slice(ndarray::s![..32, ..]), &y[..32])
+                    .unwrap();
+                let e = t.evaluate(x.view(), &y).unwrap();
+                (t.state(), a, e)
+            })
+        };
+        let (s1, a1, e1) = run(1);
+        let (s2, a2, e2) = run(2);
+        assert!(s1 == s2, "{kind}: states differ between 1 and 2 threads");
+        assert_eq!(a1, a2, "{kind}");
+        assert_eq!(e1, e2, "{kind}");
+        assert!(e1.loss.is_finite() && a1.iter().all(|l| l.cosine_mean.is_finite()));
+    }
+}
+
 #[test]
 fn restore_continues_bit_identically() {
     let (x, y) = random_batch(256, 80, 10, 7);
