@@ -58,11 +58,12 @@
 //! * **Lower hidden layers are covered for a linearized block.** The backprop signal at block
 //!   i's output is (B_{i+1}-signal ⊙ f'(a_{i+1}))·W_{i+1}ᵀ; the formula makes it e·B_i when
 //!   f'(a_{i+1}) is the same for all units of a sample. Pre-aligned weights have rank C − 1 and
-//!   unit norm, so the pre-activations above the first layer stay near the (small) biases: for
-//!   tanh f' ≈ 1 and the cosine at step 0 is within about 1e-3 of 1; for relu-like activations
-//!   f' is 0 or 1 by the sign of each bias and the cosine is lower. The seed code's fit is not
-//!   exact there either: it fits the derivatives of the network before the layer was replaced,
-//!   on one training batch.
+//!   unit norm, so the pre-activations above the first layer stay near the (small) biases,
+//!   where tanh and the sigmoid are nearly linear: the cosine at step 0 is 1 − 2·10⁻⁸ for tanh
+//!   on MNIST at 784-800-800-800-10 (1 − 6·10⁻⁶ at 96 units, where the biases are larger). For
+//!   relu-like activations f' is 0 or 1 by the sign of each pre-activation: 0.989 and 0.995 at
+//!   800 units, about 0.9 at 96. The seed code's fit is not exact there either: it fits the
+//!   derivatives of the network before the layer was replaced, on one training batch.
 //! * **Not covered**: the first layer (its input is the data), the biases, and a masked
 //!   bottleneck's input-gradient mask, which the backprop reference applies and DFA does not.
 //!   A layer narrower than C − 1 units cannot carry a (C − 1)-dimensional error: its

@@ -119,19 +119,36 @@ fn aligned_weight(lower: &[f32], upper: &[f32], classes: usize) -> Option<Vec<f3
             }
         }
     }
-    // W = lowerᵀ·T, d_lower × d_upper.
-    let mut w = vec![0.0f64; d_lower * d_upper];
-    for r in 0..c {
-        let t_row = &t[r * d_upper..(r + 1) * d_upper];
-        for (i, &l) in lower[r * d_lower..(r + 1) * d_lower].iter().enumerate() {
-            let l = f64::from(l);
-            for (o, &v) in w[i * d_upper..(i + 1) * d_upper].iter_mut().zip(t_row) {
+    // W = lowerᵀ·T, d_lower × d_upper, each row summed in f64. Two passes, the first for the
+    // norm only, so that no f64 copy of a wide layer's weight is ever held.
+    let row_of = |i: usize, row: &mut [f64]| {
+        row.fill(0.0);
+        for r in 0..c {
+            let l = f64::from(lower[r * d_lower + i]);
+            for (o, &v) in row.iter_mut().zip(&t[r * d_upper..(r + 1) * d_upper]) {
                 *o += l * v;
             }
         }
+    };
+    let mut row = vec![0.0f64; d_upper];
+    let mut norm2 = 0.0f64;
+    for i in 0..d_lower {
+        row_of(i, &mut row);
+        // One running sum over every entry in row-major order.
+        norm2 = row.iter().fold(norm2, |acc, v| acc + v * v);
     }
-    let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
-    (norm > 0.0 && norm.is_finite()).then(|| w.iter().map(|&v| (v / norm) as f32).collect())
+    let norm = norm2.sqrt();
+    if !(norm > 0.0 && norm.is_finite()) {
+        return None;
+    }
+    let mut w = vec![0.0f32; d_lower * d_upper];
+    for (i, w_row) in w.chunks_exact_mut(d_upper).enumerate() {
+        row_of(i, &mut row);
+        for (o, &v) in w_row.iter_mut().zip(&row) {
+            *o = (v / norm) as f32;
+        }
+    }
+    Some(w)
 }
 
 /// `P·a` for a `C × d` row-major matrix: each column minus its mean over the C rows, in f64.
