@@ -39,7 +39,8 @@ use std::sync::OnceLock;
 
 use crate::config::CameraConfig;
 use crate::noise::{
-    self, Lanes, PoissonScratch, PoissonTables, Xoshiro256, LANES, POISSON_TABLE_BOUND, WIDE_LANES,
+    self, Lanes, PoissonScratch, PoissonTables, Xoshiro256, LANES, POISSON_TABLE_BOUND,
+    ROUND_SHIFT, WIDE_LANES,
 };
 use crate::rng::{self, Purpose};
 use std::cell::RefCell;
@@ -58,9 +59,6 @@ const SEED_WORDS: usize = 4 * LANES + 8;
 /// Standard deviations between the mean and the full well beyond which the full-well clamp is
 /// treated as unreachable (a Gaussian exceeds 8σ with probability 6·10⁻¹⁶).
 const FAR_SIGMAS: f64 = 8.0;
-
-/// 2^23: `(x + 2^23) − 2^23` is `x` rounded to an integer for `0 ≤ x < 2^23`.
-const ROUND_SHIFT: f32 = 8_388_608.0;
 
 /// Pixels processed together on the stack (a multiple of the 16 pixels of a Box–Muller step).
 const CHUNK: usize = 256;

@@ -242,6 +242,8 @@ const EXP_MINUS_QUARTER: f64 = 0.778_800_783_071_404_9;
 const GUIDE_CELLS: usize = 256;
 /// Room per table: thresholds, then `u64::MAX` pads (at least two).
 const STRIDE: usize = 136;
+/// 2^23: `(x + 2^23) − 2^23` is `x` rounded to an integer for `0 ≤ x < 2^23`.
+pub(crate) const ROUND_SHIFT: f32 = 8_388_608.0;
 /// 2^64.
 const TWO_64: f64 = 18_446_744_073_709_551_616.0;
 
@@ -459,11 +461,18 @@ impl Default for PoissonScratch {
 fn bins_and_keeps(lambda: &[f32], bins: &mut [u32], keep: &mut [u64]) {
     for ((&l, b), k) in lambda.iter().zip(bins.iter_mut()).zip(keep.iter_mut()) {
         let scaled = l * BIN_PER_UNIT;
-        let bin = (scaled as i32).clamp(0, BINS as i32 - 1);
-        *b = bin as u32;
+        // ⌊scaled⌋ for 0 ≤ scaled < 2^23 without a float-to-int cast (which does not
+        // vectorize): adding 2^23 rounds to the nearest integer, found in the low mantissa
+        // bits; one less if that rounded up.
+        let shifted = scaled + ROUND_SHIFT;
+        let nearest = shifted - ROUND_SHIFT;
+        let up = nearest > scaled;
+        let floor = if up { nearest - 1.0 } else { nearest };
+        let bin = ((shifted.to_bits() & 0x007f_ffff) - u32::from(up)).min(BINS as u32 - 1);
+        *b = bin;
         // ⌊frac·2^64⌋ from the bits of frac = m·2^(e − 150) (biased exponent e, 24-bit m):
         // m·2^(e − 86), by integer shifts that vectorize.
-        let bits = (scaled - bin as f32).to_bits();
+        let bits = (scaled - floor).to_bits();
         let exponent = (bits >> 23) as i32;
         let mantissa = u64::from((bits & 0x007f_ffff) | 0x0080_0000);
         let up = (exponent - 86).max(0) as u32;

@@ -61,6 +61,8 @@ pub(crate) struct DenseMedium {
     out: Vec<f32>,
     out_re: Vec<f32>,
     out_im: Vec<f32>,
+    /// Intensities of the distinct patterns of a batch (column-sum path).
+    unique: Vec<f32>,
 }
 
 /// Visits the entries of rows `j0 .. j0 + rows` (j0 a multiple of BLOCK) of the matrix drawn
@@ -98,6 +100,31 @@ fn for_each_entry(
                 });
             }
         });
+}
+
+/// Most bytes of intensities of distinct patterns held for [`DenseMedium::intensities`].
+const UNIQUE_SCRATCH_BYTES: usize = 64 << 20;
+
+/// The distinct lit-feature patterns of `frames` (0/1 values, `n ≤ 64` per frame): for each
+/// frame, the slot of its pattern, and for each slot, the first frame with it.
+fn distinct_patterns(frames: &[f32], n: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut slot_of = std::collections::HashMap::new();
+    let mut patterns = Vec::new();
+    let slots = frames
+        .chunks_exact(n)
+        .enumerate()
+        .map(|(b, frame)| {
+            let mask = frame
+                .iter()
+                .enumerate()
+                .fold(0u64, |mask, (i, &v)| mask | u64::from(v != 0.0) << i);
+            *slot_of.entry(mask).or_insert_with(|| {
+                patterns.push(b);
+                patterns.len() - 1
+            })
+        })
+        .collect();
+    (slots, patterns)
 }
 
 /// Outputs of a column-sum block, held in registers.
@@ -306,6 +333,7 @@ impl DenseMedium {
             out: Vec::new(),
             out_re: Vec::new(),
             out_im: Vec::new(),
+            unique: Vec::new(),
         })
     }
 
@@ -459,10 +487,36 @@ impl Medium for DenseMedium {
         let (n, m) = (self.n, self.m);
         match &self.storage {
             Storage::Cached { ri } if n <= COLUMN_SUM_MAX_FEATURES => {
+                let min_len = (4096 / m).max(1);
+                let (slots, patterns) = distinct_patterns(x, n);
+                let unique_bytes = 4 * patterns.len().saturating_mul(m);
+                if 2 * patterns.len() > batch || unique_bytes > UNIQUE_SCRATCH_BYTES {
+                    out.par_chunks_mut(m)
+                        .zip(x.par_chunks(n))
+                        .with_min_len(min_len)
+                        .for_each(|(dst, frame)| {
+                            lit_column_intensities(ri, 2 * m, frame, scale, dst)
+                        });
+                    return Ok(());
+                }
+                // Frames that light the same features have the same intensities (DFA error
+                // frames repeat: the reference alone, the dark frame, one-class errors): each
+                // pattern is computed once, then copied.
+                self.unique.resize(patterns.len() * m, 0.0);
+                self.unique
+                    .par_chunks_mut(m)
+                    .zip(&patterns)
+                    .with_min_len(min_len)
+                    .for_each(|(dst, &b)| {
+                        lit_column_intensities(ri, 2 * m, &x[b * n..(b + 1) * n], scale, dst)
+                    });
+                let unique = &self.unique;
                 out.par_chunks_mut(m)
-                    .zip(x.par_chunks(n))
-                    .with_min_len((4096 / m).max(1))
-                    .for_each(|(dst, frame)| lit_column_intensities(ri, 2 * m, frame, scale, dst));
+                    .zip(&slots)
+                    .with_min_len(min_len)
+                    .for_each(|(dst, &slot)| {
+                        dst.copy_from_slice(&unique[slot * m..(slot + 1) * m])
+                    });
                 Ok(())
             }
             _ => super::intensities_from_fields(self, x, batch, scale, out),
@@ -625,15 +679,26 @@ mod tests {
         let mut summed = DenseMedium::new(params(n, m, 4)).unwrap();
         let mut streamed = DenseMedium::new(params(n, m, 1)).unwrap();
         assert!(summed.is_cached() && !streamed.is_cached());
-        let x: Vec<f32> = (0..batch * n)
+        let distinct: Vec<f32> = (0..batch * n)
             .map(|v| (v >= n && (v * 7) % 5 < 2) as u8 as f32)
             .collect();
-        let intensities = |med: &mut DenseMedium| {
-            let mut out = vec![0f32; batch * m];
-            med.intensities(&x, batch, 0.37, &mut out).unwrap();
-            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        };
-        assert!(intensities(&mut summed) == intensities(&mut streamed));
+        // Three patterns repeated: each computed once and copied.
+        let repeated: Vec<f32> = (0..4 * batch * n).map(|v| distinct[v % (3 * n)]).collect();
+        let (slots, patterns) = distinct_patterns(&repeated, n);
+        assert_eq!(patterns, [0, 1, 2]);
+        assert_eq!(slots[..7], [0, 1, 2, 0, 1, 2, 0]);
+        for x in [distinct, repeated] {
+            let frames = x.len() / n;
+            let intensities = |med: &mut DenseMedium| {
+                let mut out = vec![0f32; frames * m];
+                med.intensities(&x, frames, 0.37, &mut out).unwrap();
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert!(
+                intensities(&mut summed) == intensities(&mut streamed),
+                "{frames} frames"
+            );
+        }
     }
 
     #[test]
