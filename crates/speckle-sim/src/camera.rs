@@ -38,8 +38,12 @@ use rayon::prelude::*;
 use std::sync::OnceLock;
 
 use crate::config::CameraConfig;
-use crate::noise::{self, Lanes, PoissonTables, Xoshiro256, LANES, POISSON_TABLE_BOUND};
+use crate::noise::{
+    self, Lanes, PoissonScratch, PoissonTables, Xoshiro256, LANES, POISSON_TABLE_BOUND,
+    ROUND_SHIFT, WIDE_LANES,
+};
 use crate::rng::{self, Purpose};
+use std::cell::RefCell;
 
 /// Below this mean (electrons) shot noise is drawn from the exact Poisson law; above it from
 /// its Gaussian approximation.
@@ -56,16 +60,57 @@ const SEED_WORDS: usize = 4 * LANES + 8;
 /// treated as unreachable (a Gaussian exceeds 8σ with probability 6·10⁻¹⁶).
 const FAR_SIGMAS: f64 = 8.0;
 
-/// 2^23: `(x + 2^23) − 2^23` is `x` rounded to an integer for `0 ≤ x < 2^23`.
-const ROUND_SHIFT: f32 = 8_388_608.0;
-
 /// Pixels processed together on the stack (a multiple of the 16 pixels of a Box–Muller step).
 const CHUNK: usize = 256;
+// Pixel positions within a chunk are listed as bytes.
+const _: () = assert!(CHUNK <= 256 && CHUNK % 16 == 0);
 
-/// Flag: the pixel's shot noise is drawn one by one (Poisson, or Gaussian near the full well).
-const SHOT: u8 = 1;
+/// Flag: the pixel draws exact Poisson shot noise (`0 < λ < POISSON_EXACT_BELOW`).
+const POISSON: u8 = 1;
 /// Flag: the pixel's Box–Muller pair needs the refined radius (first pixel of the pair).
 const REFINE: u8 = 2;
+/// Flag: the pixel is in the Gaussian regime near the full well and draws its own shot noise.
+const NEAR_WELL: u8 = 4;
+/// Either kind of drawn shot noise.
+const SHOT: u8 = POISSON | NEAR_WELL;
+
+/// For each 8-bit mask, the positions of its set bits, one a byte, lowest first.
+static SET_BITS: [u64; 256] = set_bit_positions();
+/// For each 8-bit mask, its number of set bits.
+static SET_BIT_COUNTS: [u8; 256] = set_bit_counts();
+
+const fn set_bit_positions() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut bit, mut k) = (0, 0);
+        while bit < 8 {
+            if mask & (1 << bit) != 0 {
+                table[mask] |= (bit as u64) << (8 * k);
+                k += 1;
+            }
+            bit += 1;
+        }
+        mask += 1;
+    }
+    table
+}
+
+const fn set_bit_counts() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        table[mask] = (mask as u32).count_ones() as u8;
+        mask += 1;
+    }
+    table
+}
+
+/// The mask of the bytes of `word` whose lowest bit is set (byte `i` → bit `i`).
+#[inline(always)]
+fn byte_mask(word: u64) -> usize {
+    ((word & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as usize
+}
 
 /// The Poisson tables, built once per process.
 fn poisson_tables() -> &'static PoissonTables {
@@ -92,10 +137,17 @@ impl Pipeline {
     /// Steps 3 to 5 for a pixel whose noise is `z` alone: the Gaussian regime far from the full
     /// well (`far`), or no shot noise to draw (`e = clamp(λ, 0, full well)`).
     #[inline(always)]
-    fn gaussian_count(&self, lambda: f32, z: f32) -> (f32, bool) {
-        let poisson_or_well = lambda < POISSON_TABLE_BOUND || lambda > self.far_below;
-        let far = self.shot_noise && !poisson_or_well;
-        let needs_shot = self.shot_noise && lambda > 0.0 && poisson_or_well;
+    fn gaussian_count(&self, lambda: f32, z: f32) -> (f32, u8) {
+        let low = lambda < POISSON_TABLE_BOUND;
+        let near_well = !low && lambda > self.far_below;
+        let far = self.shot_noise && !low && !near_well;
+        let flag = if self.shot_noise && lambda > 0.0 && low {
+            POISSON
+        } else if self.shot_noise && near_well {
+            NEAR_WELL
+        } else {
+            0
+        };
         let e = if far {
             lambda
         } else {
@@ -106,7 +158,7 @@ impl Pipeline {
         } else {
             self.read_noise_e
         };
-        (self.adc(e + self.dark_offset_e + sd * z), needs_shot)
+        (self.adc(e + self.dark_offset_e + sd * z), flag)
     }
 
     /// Step 5: `clamp(round(volts / electrons_per_count), 0, max)`, halves rounded up.
@@ -125,19 +177,6 @@ impl Pipeline {
         }
     }
 
-    /// Step 2 for a pixel that draws its shot noise, from two uniform words (and, rarely, more
-    /// from `rng`): exact Poisson for `0 < λ < POISSON_EXACT_BELOW`, else (the Gaussian regime
-    /// near the full well) its own Gaussian, rounded.
-    #[inline(always)]
-    fn shot_electrons(lambda: f32, uniforms: [u64; 2], rng: &mut Xoshiro256) -> f32 {
-        if lambda < POISSON_TABLE_BOUND {
-            poisson_tables().sample(lambda, uniforms, rng) as f32
-        } else {
-            let z_shot = noise::gaussian_from_bits(uniforms[0], rng);
-            (lambda + lambda.sqrt() * z_shot).round()
-        }
-    }
-
     /// Steps 3 to 5 for a pixel with `e` photoelectrons and read noise `z`.
     #[inline(always)]
     fn shot_count(&self, e: f32, z: f32) -> f32 {
@@ -148,8 +187,13 @@ impl Pipeline {
 
 /// The vectorized part of one chunk: every pixel's Gaussian into `z`, its count for the
 /// Gaussian regimes into `values` (the intensity saved in `lambda`), and flags for the pixels
-/// the scalar pass must finish. Returns whether any pixel is flagged.
-#[multiversion::multiversion(targets = "simd")]
+/// the scalar pass must finish. Returns the union of the flags.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
 fn gaussian_pass(
     p: &Pipeline,
     lanes: &mut Lanes,
@@ -157,7 +201,7 @@ fn gaussian_pass(
     z: &mut [f32; CHUNK],
     lambda: &mut [f32; CHUNK],
     flags: &mut [u8; CHUNK],
-) -> bool {
+) -> u8 {
     let mut refine = [false; LANES];
     for (zs, fs) in z
         .chunks_exact_mut(2 * LANES)
@@ -179,16 +223,21 @@ fn gaussian_pass(
     {
         let lam = *v * p.electrons_per_intensity;
         *l = lam;
-        let (count, needs_shot) = p.gaussian_count(lam, zv);
+        let (count, flag) = p.gaussian_count(lam, zv);
         *v = count;
-        *f |= if needs_shot { SHOT } else { 0 };
+        *f |= flag;
         any |= *f;
     }
-    any != 0
+    any
 }
 
 /// The counts of the pixels that drew their shot noise (`electrons`), vectorized.
-#[multiversion::multiversion(targets = "simd")]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
 fn shot_pass(
     p: &Pipeline,
     values: &mut [f32],
@@ -280,64 +329,136 @@ impl Camera {
                 bytes[4 * i + 3],
             ])
         });
-        let lanes = |at: usize| {
-            Lanes::from_words(words[at..at + 4 * LANES].try_into().expect("32 lane words"))
-        };
+        let lanes = |at: usize| Lanes::from_words(&words[at..at + 4 * LANES]);
+        let mut scalar =
+            Xoshiro256::from_words(words[4 * LANES..].try_into().expect("8 scalar words"));
         Generators {
             gaussian: lanes(0),
-            scalar: Xoshiro256::from_words(words[4 * LANES..].try_into().expect("8 scalar words")),
+            shot: Lanes::seeded_from(&mut scalar),
+            scalar,
         }
     }
 
     /// Pixels `segment·SEGMENT_PIXELS ..` of frame `frame_index` (at most `SEGMENT_PIXELS`).
     fn expose_segment(&self, frame_index: u64, segment: u64, values: &mut [f32]) {
+        SCRATCH.with_borrow_mut(|scratch| {
+            self.expose_segment_with(frame_index, segment, values, scratch)
+        });
+    }
+
+    fn expose_segment_with(
+        &self,
+        frame_index: u64,
+        segment: u64,
+        values: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
         let mut g = self.generators(frame_index, segment);
         let p = &self.pipeline;
-        let mut z = [0f32; CHUNK];
-        let mut lambda = [0f32; CHUNK];
-        let mut flags = [0u8; CHUNK];
-        let mut electrons = [0f32; CHUNK];
+        let Scratch {
+            z,
+            lambda,
+            flags,
+            electrons,
+            listed,
+            means,
+            counts,
+            uniforms,
+            poisson,
+        } = scratch;
         for chunk in values.chunks_mut(CHUNK) {
-            if !gaussian_pass(p, &mut g.gaussian, chunk, &mut z, &mut lambda, &mut flags) {
+            let any = gaussian_pass(p, &mut g.gaussian, chunk, z, lambda, flags);
+            if any == 0 {
                 continue;
             }
-            // The scalar pass, in pixel order over the flagged pixels (eight flags a word).
             let len = chunk.len();
-            for (w, word) in flags.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
-                let word = u64::from_le_bytes(word.try_into().expect("eight flags"));
-                let mut set = (word | word >> 1) & 0x0101_0101_0101_0101;
-                while set != 0 {
-                    let j = 8 * w + set.trailing_zeros() as usize / 8;
-                    set &= set - 1;
-                    if j >= len {
-                        break;
-                    }
-                    if flags[j] & REFINE != 0 {
-                        // The pair (j, j + 8) had u ≤ 2^-24: redraw its radius from 48 bits.
-                        let ratio = noise::refined_radius(g.scalar.next_u64()) / noise::radius(0);
-                        for k in [j, j + LANES] {
-                            z[k] *= ratio;
-                            if k < len && flags[k] & SHOT == 0 {
-                                chunk[k] = p.gaussian_count(lambda[k], z[k]).0;
-                            }
+            // The scalar draws, in a fixed order: refined radii, then the rare shot noise.
+            if any & REFINE != 0 {
+                for j in (0..len).filter(|&j| flags[j] & REFINE != 0) {
+                    // The pair (j, j + 8) had u ≤ 2^-24: redraw its radius from 48 bits.
+                    let ratio = noise::refined_radius(g.scalar.next_u64()) / noise::radius(0);
+                    for k in [j, j + LANES] {
+                        z[k] *= ratio;
+                        if k < len && flags[k] & SHOT == 0 {
+                            chunk[k] = p.gaussian_count(lambda[k], z[k]).0;
                         }
-                    }
-                    if flags[j] & SHOT != 0 {
-                        let pair = [g.scalar.next_u64(), g.scalar.next_u64()];
-                        electrons[j] = Pipeline::shot_electrons(lambda[j], pair, &mut g.scalar);
                     }
                 }
             }
-            shot_pass(p, chunk, &z, &electrons, &flags);
+            if any & SHOT == 0 {
+                continue;
+            }
+            // The Poisson pixels, listed without branches (eight flags a word), drawn as one
+            // batch with three uniform words each from the shot lanes.
+            let mut n = 0;
+            for (w, word) in flags.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
+                let mask = byte_mask(u64::from_le_bytes(word.try_into().expect("eight flags")));
+                let at = SET_BITS[mask] + (8 * w as u64) * 0x0101_0101_0101_0101;
+                listed[n..n + 8].copy_from_slice(&at.to_le_bytes());
+                n += usize::from(SET_BIT_COUNTS[mask]);
+            }
+            for (m, &j) in means.iter_mut().zip(&listed[..n]) {
+                *m = lambda[usize::from(j)];
+            }
+            let words = &mut uniforms[..(3 * n).next_multiple_of(WIDE_LANES / 2)];
+            noise::fill_u64(&mut g.shot, words);
+            poisson_tables().sample_batch(
+                &means[..n],
+                &words[..3 * n],
+                &mut counts[..n],
+                poisson,
+                &mut g.scalar,
+            );
+            for (&j, &count) in listed[..n].iter().zip(&counts[..n]) {
+                electrons[usize::from(j)] = count as f32;
+            }
+            // Then the Gaussian-regime pixels near the full well (rare).
+            if any & NEAR_WELL != 0 {
+                for j in (0..len).filter(|&j| flags[j] & NEAR_WELL != 0) {
+                    let lam = lambda[j];
+                    let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
+                    electrons[j] = (lam + lam.sqrt() * z_shot).round();
+                }
+            }
+            shot_pass(p, chunk, z, electrons, flags);
         }
     }
+}
+
+/// Working memory of [`Camera::expose_segment`], one per thread.
+struct Scratch {
+    z: [f32; CHUNK],
+    lambda: [f32; CHUNK],
+    flags: [u8; CHUNK],
+    electrons: [f32; CHUNK],
+    listed: [u8; CHUNK + 8],
+    means: [f32; CHUNK],
+    counts: [u32; CHUNK],
+    uniforms: [u64; 3 * CHUNK + WIDE_LANES],
+    poisson: PoissonScratch,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Box<Scratch>> = RefCell::new(Box::new(Scratch {
+        z: [0.0; CHUNK],
+        lambda: [0.0; CHUNK],
+        flags: [0; CHUNK],
+        electrons: [0.0; CHUNK],
+        listed: [0; CHUNK + 8],
+        means: [0.0; CHUNK],
+        counts: [0; CHUNK],
+        uniforms: [0; 3 * CHUNK + WIDE_LANES],
+        poisson: PoissonScratch::default(),
+    }));
 }
 
 /// One segment's generators (see the module docs).
 struct Generators {
     /// Every pixel's Gaussian.
     gaussian: Lanes,
-    /// The draws of the pixels that draw their shot noise, in pixel order.
+    /// Three uniform words per Poisson pixel, in pixel order.
+    shot: Lanes<WIDE_LANES>,
+    /// The rare draws: refined radii, shot noise near the full well, thinning beyond one event.
     scalar: Xoshiro256,
 }
 
@@ -365,6 +486,21 @@ mod tests {
             (1e9, 255.0),
         ] {
             assert_eq!(p.adc(volts), count, "{volts}");
+        }
+    }
+
+    #[test]
+    fn flag_words_list_every_flagged_pixel() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            // Flag bytes of 0 to 7, so other flags share the bytes.
+            let word = x & 0x0707_0707_0707_0707;
+            let want: Vec<u8> = (0..8).filter(|i| word >> (8 * i) & 1 == 1).collect();
+            let mask = byte_mask(word);
+            let listed = SET_BITS[mask].to_le_bytes();
+            assert_eq!(usize::from(SET_BIT_COUNTS[mask]), want.len(), "{word:x}");
+            assert_eq!(listed[..want.len()], want[..], "{word:x}");
         }
     }
 

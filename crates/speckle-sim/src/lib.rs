@@ -337,18 +337,8 @@ impl SimulatedOpu {
 
     /// Intensities `|R·x|²` of `count` unpacked frames (in `self.x`) into `out`.
     fn intensities(&mut self, count: usize, out: &mut [f32]) -> Result<(), Error> {
-        let m = self.output_dim;
         let s2 = (self.field_scale * self.field_scale) as f32;
-        self.medium
-            .transmit(&self.x, count, &mut |j0, rows, re, im| {
-                out.par_chunks_mut(m)
-                    .zip(re.par_chunks(rows).zip(im.par_chunks(rows)))
-                    .for_each(|(dst, (re, im))| {
-                        for ((d, &a), &b) in dst[j0..j0 + rows].iter_mut().zip(re).zip(im) {
-                            *d = (a * a + b * b) * s2;
-                        }
-                    });
-            })
+        self.medium.intensities(&self.x, count, s2, out)
     }
 }
 

@@ -6,24 +6,30 @@
 //! `a * b + c`), so the same seed gives the same bits on every machine and for every SIMD width
 //! the code is compiled for.
 
-/// Lanes of [`Lanes`]: eight 32-bit generators, one AVX2 register (two SSE2 registers).
+/// Lanes of the Gaussian generator: eight 32-bit generators, one AVX2 register.
 pub(crate) const LANES: usize = 8;
 
-/// Eight xoshiro128++ generators (Blackman and Vigna, "Scrambled linear pseudorandom number
-/// generators", 2018/2021) stepped together, one per lane, so that a step vectorizes. Each lane
-/// is seeded with 128 bits from ChaCha8; a lane is never all zero.
+/// Lanes of the generator of bulk uniform words: 32, four independent chains of eight, so that
+/// a step is throughput-bound rather than waiting on the state's dependency chain.
+pub(crate) const WIDE_LANES: usize = 32;
+
+/// `W` xoshiro128++ generators (Blackman and Vigna, "Scrambled linear pseudorandom number
+/// generators", 2018/2021) stepped together, one per lane, so that a step vectorizes. A lane
+/// is never all zero.
 #[derive(Clone, Debug)]
-pub(crate) struct Lanes {
+pub(crate) struct Lanes<const W: usize = LANES> {
     /// `s[i][l]`: word `i` of lane `l`'s state.
-    s: [[u32; LANES]; 4],
+    s: [[u32; W]; 4],
 }
 
-impl Lanes {
-    /// Lane `l` takes state words `words[4l .. 4l + 4]`. An all-zero lane (probability 2^-128)
-    /// gets a fixed nonzero word instead, since zero is xoshiro's one fixed point.
-    pub(crate) fn from_words(words: &[u32; 4 * LANES]) -> Self {
-        let mut s = [[0u32; LANES]; 4];
-        for l in 0..LANES {
+impl<const W: usize> Lanes<W> {
+    /// Lane `l` takes state words `words[4l .. 4l + 4]` (`words` holds `4W`). An all-zero lane
+    /// (probability 2^-128) gets a fixed nonzero word instead, since zero is xoshiro's one fixed
+    /// point.
+    pub(crate) fn from_words(words: &[u32]) -> Self {
+        assert_eq!(words.len(), 4 * W, "lane seed words");
+        let mut s = [[0u32; W]; 4];
+        for l in 0..W {
             for (i, row) in s.iter_mut().enumerate() {
                 row[l] = words[4 * l + i];
             }
@@ -34,13 +40,25 @@ impl Lanes {
         Self { s }
     }
 
-    /// One step of every lane: eight 32-bit outputs.
+    /// Lanes seeded with `2W` outputs of `rng`.
+    pub(crate) fn seeded_from(rng: &mut Xoshiro256) -> Self {
+        let mut words = [0u32; 4 * WIDE_LANES];
+        let words = &mut words[..4 * W];
+        for pair in words.chunks_exact_mut(2) {
+            let x = rng.next_u64();
+            pair[0] = x as u32;
+            pair[1] = (x >> 32) as u32;
+        }
+        Self::from_words(words)
+    }
+
+    /// One step of every lane: `W` 32-bit outputs.
     #[inline(always)]
     #[allow(clippy::manual_rotate)] // spelt as shifts, the rotations vectorize on every x86 level
-    pub(crate) fn next(&mut self) -> [u32; LANES] {
+    pub(crate) fn next(&mut self) -> [u32; W] {
         let [s0, s1, s2, s3] = &mut self.s;
-        let mut out = [0u32; LANES];
-        for l in 0..LANES {
+        let mut out = [0u32; W];
+        for l in 0..W {
             let sum = s0[l].wrapping_add(s3[l]);
             out[l] = ((sum << 7) | (sum >> 25)).wrapping_add(s0[l]);
             let t = s1[l] << 9;
@@ -52,6 +70,24 @@ impl Lanes {
             s3[l] = (s3[l] << 11) | (s3[l] >> 21);
         }
         out
+    }
+}
+
+/// Fills `out` (a multiple of 16 long) with 64-bit words from `lanes`, 16 a step (lane `2i`
+/// the low half of word `i` of the step, lane `2i + 1` the high half).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+pub(crate) fn fill_u64(lanes: &mut Lanes<WIDE_LANES>, out: &mut [u64]) {
+    assert!(out.len() % (WIDE_LANES / 2) == 0, "{} words", out.len());
+    for chunk in out.chunks_exact_mut(WIDE_LANES / 2) {
+        let w = lanes.next();
+        for (i, o) in chunk.iter_mut().enumerate() {
+            *o = u64::from(w[2 * i]) | u64::from(w[2 * i + 1]) << 32;
+        }
     }
 }
 
@@ -206,9 +242,10 @@ const EXP_MINUS_QUARTER: f64 = 0.778_800_783_071_404_9;
 const GUIDE_CELLS: usize = 256;
 /// Room per table: thresholds, then `u64::MAX` pads (at least two).
 const STRIDE: usize = 136;
-/// 2^63 and 2^64.
-const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-const TWO_64: f64 = 2.0 * TWO_63;
+/// 2^23: `(x + 2^23) − 2^23` is `x` rounded to an integer for `0 ≤ x < 2^23`.
+pub(crate) const ROUND_SHIFT: f32 = 8_388_608.0;
+/// 2^64.
+const TWO_64: f64 = 18_446_744_073_709_551_616.0;
 
 /// One bin's table: Poisson(`b/4`).
 #[derive(Debug, Clone)]
@@ -306,14 +343,14 @@ impl PoissonTables {
         out
     }
 
-    /// Poisson(`b/4`) by inversion of the uniform `u`: two comparisons without branches after
-    /// the guide (a guide cell spans at most two thresholds but in the tails, where a short
-    /// loop finishes).
+    /// Poisson(`b/4`) by inversion of the uniform `u`, given its guide entry: two comparisons
+    /// without branches (a guide cell spans at most two thresholds but in the tails, where a
+    /// short loop finishes).
     #[inline(always)]
-    fn invert(bin: &Bin, u: u64) -> u32 {
+    fn invert(bin: &Bin, guide: u8, u: u64) -> u32 {
         let t = &bin.thresholds;
         // g ≤ len ≤ STRIDE − 2: the `min` only spares the bounds checks.
-        let g = usize::from(bin.guide[(u >> 56) as usize]).min(STRIDE - 2);
+        let g = usize::from(guide).min(STRIDE - 2);
         let mut k = g + usize::from(u >= t[g]) + usize::from(u >= t[g + 1]);
         if u >= t[g + 1] {
             let len = usize::from(bin.len);
@@ -331,38 +368,151 @@ impl PoissonTables {
         &self.bins[b].thresholds[..usize::from(self.bins[b].len)]
     }
 
-    /// One Poisson(`lambda`) draw, `0 < lambda < POISSON_TABLE_BOUND`, from two uniform 64-bit
-    /// words and, in 3 % of draws, more from `rng`.
-    #[inline(always)]
-    pub(crate) fn sample(&self, lambda: f32, uniforms: [u64; 2], rng: &mut Xoshiro256) -> u32 {
-        debug_assert!(
-            lambda > 0.0 && lambda < POISSON_TABLE_BOUND,
-            "Poisson mean {lambda}"
+    /// Poisson(`lambda[i]`) into `out[i]` for a batch of means in `(0, POISSON_TABLE_BOUND)`
+    /// (at most [`POISSON_BATCH`]), from three uniform words per mean (`uniforms[i]`,
+    /// `uniforms[n + i]`, `uniforms[2n + i]`: inversion, event count, thinning) and, for the 3 %
+    /// of means whose Poisson(1/4) count exceeds 1, one more per extra event from `rng`, in
+    /// batch order. The work runs in passes over the batch: the arithmetic ones vectorize and
+    /// the table lookups of different means overlap in the memory system.
+    pub(crate) fn sample_batch(
+        &self,
+        lambda: &[f32],
+        uniforms: &[u64],
+        out: &mut [u32],
+        scratch: &mut PoissonScratch,
+        rng: &mut Xoshiro256,
+    ) {
+        let n = lambda.len();
+        assert!(
+            n <= POISSON_BATCH && out.len() == n && uniforms.len() == 3 * n,
+            "Poisson batch of {n}"
         );
-        let scaled = lambda * BIN_PER_UNIT;
-        let b = (scaled as i32 as usize).min(BINS - 1);
-        // 4ε = 4λ − b (exact in f32) is the keep probability of the thinning, as a fraction of
-        // 2^64 (exact for any mean above 2^-38: at most 24 significant bits).
-        let keep = ((f64::from(scaled - b as f32) * TWO_63) as i64 as u64) << 1;
-        let base = Self::invert(&self.bins[b], uniforms[0]);
-        // The Poisson(1/4) count N and its thinning. N = 1 exactly when T_0 ≤ u < T_1, and then
-        // u − T_0 is uniform on the W = T_1 − T_0 integers below W, so `u − T_0 < keep·W/2^64`
-        // keeps the event with probability keep/2^64 to within 1/W < 2^-61.
-        let u = uniforms[1];
+        let (u_invert, rest) = uniforms.split_at(n);
+        let (u_count, u_keep) = rest.split_at(n);
+        let PoissonScratch {
+            bins,
+            keep,
+            guide,
+            kept,
+        } = scratch;
+        bins_and_keeps(lambda, &mut bins[..n], &mut keep[..n]);
+        for ((g, &b), &u) in guide.iter_mut().zip(&bins[..n]).zip(u_invert) {
+            *g = self.bins[b as usize].guide[(u >> 56) as usize];
+        }
+        for (((o, &b), &g), &u) in out
+            .iter_mut()
+            .zip(&bins[..n])
+            .zip(&guide[..n])
+            .zip(u_invert)
+        {
+            *o = Self::invert(&self.bins[b as usize], g, u);
+        }
+        // The Poisson(1/4) count N is at least 1 when u ≥ T_0, at least 2 when u ≥ T_1; the
+        // first event is kept with probability 4ε (thinning), the others likewise from `rng`.
         let quarter = &self.bins[1];
         let (t0, t1) = (quarter.thresholds[0], quarter.thresholds[1]);
-        let keep_below = ((u128::from(keep) * u128::from(t1 - t0)) >> 64) as u64;
-        let mut kept =
-            u32::from(u >= t0) & u32::from(u < t1) & u32::from(u.wrapping_sub(t0) < keep_below);
-        if u >= t1 {
-            // N ≥ 2: a fresh uniform per event.
-            for _ in 0..Self::invert(quarter, u) {
-                kept += u32::from(rng.next_u64() < keep);
+        let more = thin_first_event(u_count, u_keep, &keep[..n], t0, t1, &mut kept[..n]);
+        for (o, &k) in out.iter_mut().zip(&kept[..n]) {
+            *o += k;
+        }
+        if more {
+            for i in (0..n).filter(|&i| u_count[i] >= t1) {
+                let events = Self::invert(
+                    quarter,
+                    quarter.guide[(u_count[i] >> 56) as usize],
+                    u_count[i],
+                );
+                for _ in 1..events {
+                    out[i] += u32::from(rng.next_u64() < keep[i]);
+                }
             }
         }
-        base + kept
     }
 }
+
+/// Scratch memory of [`PoissonTables::sample_batch`].
+#[derive(Debug, Clone)]
+pub(crate) struct PoissonScratch {
+    bins: [u32; POISSON_BATCH],
+    keep: [u64; POISSON_BATCH],
+    guide: [u8; POISSON_BATCH],
+    kept: [u32; POISSON_BATCH],
+}
+
+impl Default for PoissonScratch {
+    fn default() -> Self {
+        Self {
+            bins: [0; POISSON_BATCH],
+            keep: [0; POISSON_BATCH],
+            guide: [0; POISSON_BATCH],
+            kept: [0; POISSON_BATCH],
+        }
+    }
+}
+
+/// Each mean's table bin `b = ⌊4λ⌋` and its thinning probability `4λ − b` (exact in `f32`) as
+/// a fraction of 2^64 (exact for any mean above 2^-38: at most 24 significant bits).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn bins_and_keeps(lambda: &[f32], bins: &mut [u32], keep: &mut [u64]) {
+    for ((&l, b), k) in lambda.iter().zip(bins.iter_mut()).zip(keep.iter_mut()) {
+        let scaled = l * BIN_PER_UNIT;
+        // ⌊scaled⌋ for 0 ≤ scaled < 2^23 without a float-to-int cast (which does not
+        // vectorize): adding 2^23 rounds to the nearest integer, found in the low mantissa
+        // bits; one less if that rounded up.
+        let shifted = scaled + ROUND_SHIFT;
+        let nearest = shifted - ROUND_SHIFT;
+        let up = nearest > scaled;
+        let floor = if up { nearest - 1.0 } else { nearest };
+        let bin = ((shifted.to_bits() & 0x007f_ffff) - u32::from(up)).min(BINS as u32 - 1);
+        *b = bin;
+        // ⌊frac·2^64⌋ from the bits of frac = m·2^(e − 150) (biased exponent e, 24-bit m):
+        // m·2^(e − 86), by integer shifts that vectorize.
+        let bits = (scaled - floor).to_bits();
+        let exponent = (bits >> 23) as i32;
+        let mantissa = u64::from((bits & 0x007f_ffff) | 0x0080_0000);
+        let up = (exponent - 86).max(0) as u32;
+        let down = (86 - exponent).max(0) as u32;
+        let scaled_up = mantissa.wrapping_shl(up);
+        let shifted = if down >= 64 {
+            0
+        } else {
+            scaled_up.wrapping_shr(down)
+        };
+        *k = if exponent == 0 { 0 } else { shifted };
+    }
+}
+
+/// Whether the first Poisson(1/4) event of each mean happened (`u_count ≥ t0`) and was kept
+/// (`u_keep < keep`), into `kept`; returns whether any mean has more events (`u_count ≥ t1`).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn thin_first_event(
+    u_count: &[u64],
+    u_keep: &[u64],
+    keep: &[u64],
+    t0: u64,
+    t1: u64,
+    kept: &mut [u32],
+) -> bool {
+    let mut more = false;
+    for (((k, &uc), &uk), &p) in kept.iter_mut().zip(u_count).zip(u_keep).zip(keep) {
+        *k = u32::from(uc >= t0) & u32::from(uk < p);
+        more |= uc >= t1;
+    }
+    more
+}
+
+/// Most means of one [`PoissonTables::sample_batch`] call.
+pub(crate) const POISSON_BATCH: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -381,7 +531,7 @@ mod tests {
         for l in 0..LANES {
             words[4 * l..4 * l + 4].copy_from_slice(&[1, 2, 3, 4]);
         }
-        let mut lanes = Lanes::from_words(&words);
+        let mut lanes = Lanes::<LANES>::from_words(&words);
         let got: Vec<u32> = (0..4).map(|_| lanes.next()[5]).collect();
         assert_eq!(got, [641, 1_573_767, 3_222_811_527, 3_517_856_514]);
         // xoshiro256++ from state {1, 2, 3, 4}.
@@ -416,7 +566,7 @@ mod tests {
     #[test]
     fn box_muller_gaussians_follow_the_standard_normal_law() {
         let words: [u32; 32] = std::array::from_fn(|i| (i as u32 + 1).wrapping_mul(0x9E37_79B9));
-        let mut lanes = Lanes::from_words(&words);
+        let mut lanes = Lanes::<LANES>::from_words(&words);
         let n = 1 << 20;
         let mut z = vec![0f32; n];
         let mut refine = [false; LANES];
@@ -493,11 +643,36 @@ mod tests {
         }
         // Inversion at the thresholds' edges.
         let t = tables.table(40);
-        let bin = &tables.bins[40];
-        assert_eq!(PoissonTables::invert(bin, t[9] - 1), 9);
-        assert_eq!(PoissonTables::invert(bin, t[9]), 10);
-        assert_eq!(PoissonTables::invert(bin, u64::MAX), t.len() as u32);
-        assert_eq!(PoissonTables::invert(&tables.bins[0], u64::MAX), 0);
+        let invert = |b: usize, u: u64| {
+            let bin = &tables.bins[b];
+            PoissonTables::invert(bin, bin.guide[(u >> 56) as usize], u)
+        };
+        assert_eq!(invert(40, t[9] - 1), 9);
+        assert_eq!(invert(40, t[9]), 10);
+        assert_eq!(invert(40, u64::MAX), t.len() as u32);
+        assert_eq!(invert(0, u64::MAX), 0);
+    }
+
+    #[test]
+    fn thinning_probabilities_are_exact() {
+        let means: Vec<f32> = (0..4000)
+            .map(|i| match i % 4 {
+                0 => i as f32 * 0.012_345,
+                1 => 1e-9 * i as f32,
+                2 => (i / 80) as f32 * 0.25,
+                _ => f32::from_bits(0x3f80_0000 + i as u32 * 977) * 0.9,
+            })
+            .collect();
+        let mut bins = vec![0u32; means.len()];
+        let mut keep = vec![0u64; means.len()];
+        bins_and_keeps(&means, &mut bins, &mut keep);
+        for ((&l, &b), &k) in means.iter().zip(&bins).zip(&keep) {
+            let scaled = l * BIN_PER_UNIT;
+            assert_eq!(b, scaled.floor() as u32, "{l}");
+            // f64 holds the f32 fraction times 2^64 exactly; truncation is the floor.
+            let want = (f64::from(scaled - scaled.floor()) * TWO_64) as u64;
+            assert_eq!(k, want, "{l}");
+        }
     }
 
     /// For means on and between the table bins, the sampled frequencies match the Poisson pmf
@@ -506,18 +681,34 @@ mod tests {
     fn poisson_samples_follow_the_law() {
         let tables = PoissonTables::new();
         let mut rng = xoshiro_from(11);
-        let n = 200_000usize;
-        for lambda_f32 in [0.01f32, 0.3, 2.5, 7.13, 12.0, 29.87, 49.99] {
-            let lambda = f64::from(lambda_f32);
-            let mut counts = vec![0usize; 200];
-            let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
-            for _ in 0..n {
-                let uniforms = [rng.next_u64(), rng.next_u64()];
-                let k = tables.sample(lambda_f32, uniforms, &mut rng) as usize;
-                counts[k] += 1;
-                sum += k as f64;
-                sum_sq += (k * k) as f64;
+        // Batches mix the means (and their table bins), 36 of each per batch.
+        const MEANS: [f32; 7] = [0.01, 0.3, 2.5, 7.13, 12.0, 29.87, 49.99];
+        let batch: Vec<f32> = MEANS.iter().copied().cycle().take(252).collect();
+        let mut draws = vec![0u32; batch.len()];
+        let mut uniforms = vec![0u64; 3 * batch.len()];
+        let mut scratch = PoissonScratch::default();
+        let mut counts = vec![vec![0usize; 200]; MEANS.len()];
+        let batches = 5600;
+        for _ in 0..batches {
+            uniforms.iter_mut().for_each(|u| *u = rng.next_u64());
+            tables.sample_batch(&batch, &uniforms, &mut draws, &mut scratch, &mut rng);
+            for (i, &k) in draws.iter().enumerate() {
+                counts[i % MEANS.len()][k as usize] += 1;
             }
+        }
+        let n = batches * 36;
+        for (lambda_f32, counts) in MEANS.iter().zip(&counts) {
+            let lambda = f64::from(*lambda_f32);
+            let sum: f64 = counts
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| (k * c) as f64)
+                .sum();
+            let sum_sq: f64 = counts
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| (k * k * c) as f64)
+                .sum();
             let mean = sum / n as f64;
             let var = sum_sq / n as f64 - mean * mean;
             // Standard errors: sqrt(λ/n) for the mean, about λ·sqrt(2/n) for the variance.

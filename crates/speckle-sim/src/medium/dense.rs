@@ -61,6 +61,8 @@ pub(crate) struct DenseMedium {
     out: Vec<f32>,
     out_re: Vec<f32>,
     out_im: Vec<f32>,
+    /// Intensities of the distinct patterns of a batch (column-sum path).
+    unique: Vec<f32>,
 }
 
 /// Visits the entries of rows `j0 .. j0 + rows` (j0 a multiple of BLOCK) of the matrix drawn
@@ -100,9 +102,89 @@ fn for_each_entry(
         });
 }
 
+/// Most bytes of intensities of distinct patterns held for [`DenseMedium::intensities`].
+const UNIQUE_SCRATCH_BYTES: usize = 64 << 20;
+
+/// The distinct lit-feature patterns of `frames` (0/1 values, `n ≤ 64` per frame): for each
+/// frame, the slot of its pattern, and for each slot, the first frame with it.
+fn distinct_patterns(frames: &[f32], n: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut slot_of = std::collections::HashMap::new();
+    let mut patterns = Vec::new();
+    let slots = frames
+        .chunks_exact(n)
+        .enumerate()
+        .map(|(b, frame)| {
+            let mask = frame
+                .iter()
+                .enumerate()
+                .fold(0u64, |mask, (i, &v)| mask | u64::from(v != 0.0) << i);
+            *slot_of.entry(mask).or_insert_with(|| {
+                patterns.push(b);
+                patterns.len() - 1
+            })
+        })
+        .collect();
+    (slots, patterns)
+}
+
+/// Outputs of a column-sum block, held in registers.
+const BLOCK_ROWS: usize = 32;
+
+/// The features of one frame of 0/1 values that are lit, as offsets of their columns in the
+/// stacked, column-major matrix (column stride `ld`), plus `j0`; at most
+/// [`COLUMN_SUM_MAX_FEATURES`].
+fn lit_columns(frame: &[f32], ld: usize, j0: usize) -> ([usize; COLUMN_SUM_MAX_FEATURES], usize) {
+    let mut lit = [0usize; COLUMN_SUM_MAX_FEATURES];
+    let mut count = 0;
+    for (i, &v) in frame.iter().enumerate() {
+        lit[count] = i * ld + j0;
+        count += usize::from(v != 0.0);
+    }
+    (lit, count)
+}
+
+/// The sum of the columns at `lit` (offsets into `ri`), rows `offset + start .. + out.len()`,
+/// in feature order, [`BLOCK_ROWS`] rows at a time in registers; `finish(block_start, sums)`
+/// stores each block.
+#[inline(always)]
+fn sum_columns(
+    ri: &[f32],
+    lit: &[usize],
+    offset: usize,
+    rows: usize,
+    mut finish: impl FnMut(usize, &[f32]),
+) {
+    let whole = rows / BLOCK_ROWS * BLOCK_ROWS;
+    for start in (0..whole).step_by(BLOCK_ROWS) {
+        let mut acc = [0f32; BLOCK_ROWS];
+        for &col in lit {
+            let column: &[f32; BLOCK_ROWS] = ri[col + offset + start..][..BLOCK_ROWS]
+                .try_into()
+                .expect("a whole block");
+            for (a, &v) in acc.iter_mut().zip(column) {
+                *a += v;
+            }
+        }
+        finish(start, &acc);
+    }
+    let mut tail = [0f32; BLOCK_ROWS];
+    for (r, t) in tail[..rows - whole].iter_mut().enumerate() {
+        *t = lit
+            .iter()
+            .fold(0.0, |a, &col| a + ri[col + offset + whole + r]);
+    }
+    finish(whole, &tail[..rows - whole]);
+}
+
 /// Fields of outputs `j0 .. j0 + re.len()` of one frame of 0/1 values from the stacked,
 /// column-major matrix `ri` (column stride `ld`, imaginary parts `ld / 2` below the real ones):
-/// the sum of the lit columns, in feature order, 32 outputs at a time in registers.
+/// the sum of the lit columns, in feature order.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
 fn sum_lit_columns(
     ri: &[f32],
     ld: usize,
@@ -111,41 +193,51 @@ fn sum_lit_columns(
     re: &mut [f32],
     im: &mut [f32],
 ) {
-    const BLOCK_ROWS: usize = 32;
-    let mut lit = [0usize; COLUMN_SUM_MAX_FEATURES];
-    let mut count = 0;
-    for (i, &v) in frame.iter().enumerate() {
-        lit[count] = i * ld + j0;
-        count += usize::from(v != 0.0);
-    }
+    let (lit, count) = lit_columns(frame, ld, j0);
     let lit = &lit[..count];
-    #[multiversion::multiversion(targets = "simd")]
-    fn sum(ri: &[f32], lit: &[usize], offset: usize, out: &mut [f32]) {
-        let out_len = out.len();
-        let mut blocks = out.chunks_exact_mut(BLOCK_ROWS);
-        for (b, block) in blocks.by_ref().enumerate() {
-            let mut acc = [0f32; BLOCK_ROWS];
-            for &start in lit {
-                let column: &[f32; BLOCK_ROWS] = ri[start + offset + b * BLOCK_ROWS..]
-                    [..BLOCK_ROWS]
-                    .try_into()
-                    .expect("a whole block");
-                for (a, &v) in acc.iter_mut().zip(column) {
-                    *a += v;
-                }
+    sum_columns(ri, lit, 0, re.len(), |start, sums| {
+        re[start..start + sums.len()].copy_from_slice(sums);
+    });
+    sum_columns(ri, lit, ld / 2, im.len(), |start, sums| {
+        im[start..start + sums.len()].copy_from_slice(sums);
+    });
+}
+
+/// Intensities `scale · (re² + im²)` of one frame (all outputs) from the lit columns, the real
+/// and imaginary sums of each block squared in registers: the same bits as summing the fields
+/// first.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn lit_column_intensities(ri: &[f32], ld: usize, frame: &[f32], scale: f32, out: &mut [f32]) {
+    let (lit, count) = lit_columns(frame, ld, 0);
+    let lit = &lit[..count];
+    let rows = out.len();
+    let mut block_re = [0f32; BLOCK_ROWS];
+    // Real parts of a block, then its imaginary parts: both sums in the GEMM's exact integers.
+    let whole = rows / BLOCK_ROWS * BLOCK_ROWS;
+    for start in (0..rows).step_by(BLOCK_ROWS) {
+        let len = if start < whole {
+            BLOCK_ROWS
+        } else {
+            rows - whole
+        };
+        sum_columns(ri, lit, start, len, |_, sums| {
+            block_re[..sums.len()].copy_from_slice(sums)
+        });
+        sum_columns(ri, lit, ld / 2 + start, len, |_, sums| {
+            for ((o, &b), &a) in out[start..start + sums.len()]
+                .iter_mut()
+                .zip(sums)
+                .zip(&block_re)
+            {
+                *o = (a * a + b * b) * scale;
             }
-            *<&mut [f32; BLOCK_ROWS]>::try_from(block).expect("a whole block") = acc;
-        }
-        let tail = blocks.into_remainder();
-        let done = out_len - tail.len();
-        for (r, o) in tail.iter_mut().enumerate() {
-            *o = lit
-                .iter()
-                .fold(0.0, |a, &start| a + ri[start + offset + done + r]);
-        }
+        });
     }
-    sum(ri, lit, 0, re);
-    sum(ri, lit, ld / 2, im);
 }
 
 /// Draws rows `j0 .. j0 + rows` into `ri` (see [`for_each_entry`]).
@@ -241,6 +333,7 @@ impl DenseMedium {
             out: Vec::new(),
             out_re: Vec::new(),
             out_im: Vec::new(),
+            unique: Vec::new(),
         })
     }
 
@@ -382,6 +475,52 @@ impl Medium for DenseMedium {
             }
         }
         Ok(())
+    }
+
+    fn intensities(
+        &mut self,
+        x: &[f32],
+        batch: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let (n, m) = (self.n, self.m);
+        match &self.storage {
+            Storage::Cached { ri } if n <= COLUMN_SUM_MAX_FEATURES => {
+                let min_len = (4096 / m).max(1);
+                let (slots, patterns) = distinct_patterns(x, n);
+                let unique_bytes = 4 * patterns.len().saturating_mul(m);
+                if 2 * patterns.len() > batch || unique_bytes > UNIQUE_SCRATCH_BYTES {
+                    out.par_chunks_mut(m)
+                        .zip(x.par_chunks(n))
+                        .with_min_len(min_len)
+                        .for_each(|(dst, frame)| {
+                            lit_column_intensities(ri, 2 * m, frame, scale, dst)
+                        });
+                    return Ok(());
+                }
+                // Frames that light the same features have the same intensities (DFA error
+                // frames repeat: the reference alone, the dark frame, one-class errors): each
+                // pattern is computed once, then copied.
+                self.unique.resize(patterns.len() * m, 0.0);
+                self.unique
+                    .par_chunks_mut(m)
+                    .zip(&patterns)
+                    .with_min_len(min_len)
+                    .for_each(|(dst, &b)| {
+                        lit_column_intensities(ri, 2 * m, &x[b * n..(b + 1) * n], scale, dst)
+                    });
+                let unique = &self.unique;
+                out.par_chunks_mut(m)
+                    .zip(&slots)
+                    .with_min_len(min_len)
+                    .for_each(|(dst, &slot)| {
+                        dst.copy_from_slice(&unique[slot * m..(slot + 1) * m])
+                    });
+                Ok(())
+            }
+            _ => super::intensities_from_fields(self, x, batch, scale, out),
+        }
     }
 
     fn set_epoch(&mut self, epoch: u64) -> Result<(), Error> {
@@ -529,6 +668,35 @@ mod tests {
             assert!(
                 collect(&mut summed) == collect(&mut streamed),
                 "batch {batch}"
+            );
+        }
+    }
+
+    /// The fused intensities of the column sums are the bits of `|GEMM fields|²`.
+    #[test]
+    fn column_sum_intensities_equal_the_fields() {
+        let (n, m, batch) = (26, 5100, 7);
+        let mut summed = DenseMedium::new(params(n, m, 4)).unwrap();
+        let mut streamed = DenseMedium::new(params(n, m, 1)).unwrap();
+        assert!(summed.is_cached() && !streamed.is_cached());
+        let distinct: Vec<f32> = (0..batch * n)
+            .map(|v| (v >= n && (v * 7) % 5 < 2) as u8 as f32)
+            .collect();
+        // Three patterns repeated: each computed once and copied.
+        let repeated: Vec<f32> = (0..4 * batch * n).map(|v| distinct[v % (3 * n)]).collect();
+        let (slots, patterns) = distinct_patterns(&repeated, n);
+        assert_eq!(patterns, [0, 1, 2]);
+        assert_eq!(slots[..7], [0, 1, 2, 0, 1, 2, 0]);
+        for x in [distinct, repeated] {
+            let frames = x.len() / n;
+            let intensities = |med: &mut DenseMedium| {
+                let mut out = vec![0f32; frames * m];
+                med.intensities(&x, frames, 0.37, &mut out).unwrap();
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert!(
+                intensities(&mut summed) == intensities(&mut streamed),
+                "{frames} frames"
             );
         }
     }

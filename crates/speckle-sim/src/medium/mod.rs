@@ -7,6 +7,7 @@
 pub(crate) mod dense;
 pub(crate) mod structured;
 
+use rayon::prelude::*;
 use speckle_hal::Error;
 
 /// Receives consecutive output ranges of a batch's fields: `(first_output, rows, re, im)` with
@@ -20,6 +21,19 @@ pub(crate) trait Medium: Send {
     /// frame, every value 0.0 or 1.0. Results go to `sink`, output range by output range; the
     /// ranges cover `0 .. output_dim` in order.
     fn transmit(&mut self, x: &[f32], batch: usize, sink: &mut FieldSink<'_>) -> Result<(), Error>;
+
+    /// Intensities `scale · |R·x|²` of `batch` frames into `out` (`batch × outputs`, frame
+    /// after frame). The default goes through [`Medium::transmit`]; a medium may fuse the
+    /// squared modulus into its last pass (the result must be the same bits).
+    fn intensities(
+        &mut self,
+        x: &[f32],
+        batch: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        intensities_from_fields(self, x, batch, scale, out)
+    }
 
     /// Puts the medium in drift epoch `epoch` (epoch 0 is the initial matrix). A medium without
     /// drift ignores it.
@@ -38,4 +52,24 @@ pub(crate) trait Medium: Send {
     fn max_sub_batch(&self) -> usize {
         usize::MAX
     }
+}
+
+/// [`Medium::intensities`] through [`Medium::transmit`]: `scale · (re² + im²)` of each field.
+pub(crate) fn intensities_from_fields<M: Medium + ?Sized>(
+    medium: &mut M,
+    x: &[f32],
+    batch: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let m = out.len() / batch.max(1);
+    medium.transmit(x, batch, &mut |j0, rows, re, im| {
+        out.par_chunks_mut(m)
+            .zip(re.par_chunks(rows).zip(im.par_chunks(rows)))
+            .for_each(|(dst, (re, im))| {
+                for ((d, &a), &b) in dst[j0..j0 + rows].iter_mut().zip(re).zip(im) {
+                    *d = (a * a + b * b) * scale;
+                }
+            });
+    })
 }
