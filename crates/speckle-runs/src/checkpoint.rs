@@ -27,7 +27,7 @@
 use crate::atomic::{write_atomic, write_atomic_with};
 use crate::metrics::EpochMetrics;
 use serde::{Deserialize, Serialize};
-use speckle_dfa::{StateMeta, TrainerState, TrainerStateView};
+use speckle_dfa::{DfaError, StateMeta, Trainer, TrainerState, TrainerStateView};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -151,8 +151,9 @@ pub fn exists(run_dir: &Path) -> bool {
         || old_dir(run_dir).join("run.json").is_file()
 }
 
-/// Loads the checkpoint of `run_dir` (the previous one if a save was interrupted mid-swap).
-pub fn load(run_dir: &Path) -> Result<(RunState, TrainerState), CheckpointError> {
+/// Loads the checkpoint of `run_dir` (the previous one if a save was interrupted mid-swap):
+/// its run state, and its trainer state opened for reading.
+pub fn load(run_dir: &Path) -> Result<(RunState, StateFile), CheckpointError> {
     let dir = [checkpoint_dir(run_dir), old_dir(run_dir)]
         .into_iter()
         .find(|d| d.join("run.json").is_file())
@@ -172,7 +173,7 @@ pub fn load(run_dir: &Path) -> Result<(RunState, TrainerState), CheckpointError>
             ),
         });
     }
-    let trainer = load_trainer_state(&dir.join("trainer.state"))?;
+    let trainer = StateFile::open(&dir.join("trainer.state"))?;
     Ok((run, trainer))
 }
 /// Checks that the two halves of a checkpoint agree with each other and with the run (so that
@@ -182,7 +183,7 @@ pub fn load(run_dir: &Path) -> Result<(RunState, TrainerState), CheckpointError>
 pub fn check_consistent(
     run_dir: &Path,
     run: &RunState,
-    trainer: &TrainerState,
+    trainer: &StateMeta,
     steps_per_epoch: u64,
     epochs: usize,
 ) -> Result<(), CheckpointError> {
@@ -209,18 +210,18 @@ pub fn check_consistent(
         )));
     }
     let want = (done as u64).checked_mul(steps_per_epoch);
-    if want != Some(trainer.meta.step) {
+    if want != Some(trainer.step) {
         return Err(bad(format!(
             "epochs_done = {done} ({} steps of {steps_per_epoch} per epoch) but trainer.state has taken {} steps; run.json and trainer.state disagree",
             want.map_or_else(|| "too many".to_string(), |w| w.to_string()),
-            trainer.meta.step
+            trainer.step
         )));
     }
-    if trainer.meta.projector_identity != run.projector_identity {
+    if trainer.projector_identity != run.projector_identity {
         return Err(bad(format!(
             "run.json names the projector {:?} but trainer.state {:?}",
             run.projector_identity.as_deref().unwrap_or("none"),
-            trainer.meta.projector_identity.as_deref().unwrap_or("none")
+            trainer.projector_identity.as_deref().unwrap_or("none")
         )));
     }
     Ok(())
@@ -242,7 +243,7 @@ fn for_le_chunks(
     Ok(())
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileHeader {
     meta: StateMeta,
@@ -250,7 +251,7 @@ struct FileHeader {
     crc32: u32,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileArray {
     name: String,
@@ -314,57 +315,231 @@ pub fn save_trainer_state(
 /// Reads a trainer state written by [`save_trainer_state`]; a truncated or corrupt file is a
 /// one-line error naming it.
 pub fn load_trainer_state(path: &Path) -> Result<TrainerState, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    let bad = |message: String| CheckpointError::Corrupt {
-        path: path.to_path_buf(),
-        message,
-    };
-    if bytes.len() < 16 || &bytes[..8] != STATE_MAGIC {
-        return Err(bad("not a speckle trainer state (bad magic)".into()));
+    StateFile::open(path)?.read()
+}
+
+/// A trainer state file whose header is read and whose size is checked against it; the arrays
+/// are read from the file in chunks, into memory ([`StateFile::read`]) or straight into a
+/// trainer ([`StateFile::read_into`]), the CRC-32 checked on the way.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    header: FileHeader,
+    /// Offset of the first array in the file.
+    data_start: u64,
+}
+
+impl StateFile {
+    /// Opens `path` and reads its header.
+    pub fn open(path: &Path) -> Result<StateFile, CheckpointError> {
+        use std::io::Read;
+        let bad = |message: String| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut file = std::fs::File::open(path).map_err(io(path))?;
+        let len = file.metadata().map_err(io(path))?.len();
+        let mut head = [0u8; 16];
+        if len < 16 {
+            return Err(bad("not a speckle trainer state (bad magic)".into()));
+        }
+        file.read_exact(&mut head).map_err(io(path))?;
+        if &head[..8] != STATE_MAGIC {
+            return Err(bad("not a speckle trainer state (bad magic)".into()));
+        }
+        let hlen = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        if hlen > len - 16 {
+            return Err(bad("truncated trainer state (header)".into()));
+        }
+        let mut json = vec![0u8; usize::try_from(hlen).expect("at most the file's length")];
+        file.read_exact(&mut json).map_err(io(path))?;
+        let header: FileHeader = serde_json::from_slice(&json)
+            .map_err(|e| bad(format!("corrupt trainer state header ({e})")))?;
+        let data = len - 16 - hlen;
+        let want = header
+            .arrays
+            .iter()
+            .try_fold(0u64, |acc, a| {
+                acc.checked_add(u64::try_from(a.len).ok()?.checked_mul(4)?)
+            })
+            .ok_or_else(|| bad("corrupt trainer state header (sizes overflow)".into()))?;
+        if data != want {
+            return Err(bad(format!(
+                "trainer state data is {data} bytes, the header announces {want} (truncated or corrupt)"
+            )));
+        }
+        Ok(StateFile {
+            path: path.to_path_buf(),
+            header,
+            data_start: 16 + hlen,
+        })
     }
-    let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    let hlen = usize::try_from(hlen)
-        .ok()
-        .filter(|&h| h <= bytes.len() - 16)
-        .ok_or_else(|| bad("truncated trainer state (header)".into()))?;
-    let header: FileHeader = serde_json::from_slice(&bytes[16..16 + hlen])
-        .map_err(|e| bad(format!("corrupt trainer state header ({e})")))?;
-    let data = &bytes[16 + hlen..];
-    let want = header
-        .arrays
-        .iter()
-        .try_fold(0usize, |acc, a| acc.checked_add(a.len.checked_mul(4)?))
-        .ok_or_else(|| bad("corrupt trainer state header (sizes overflow)".into()))?;
-    if data.len() != want {
-        return Err(bad(format!(
-            "trainer state data is {} bytes, the header announces {want} (truncated or corrupt)",
-            data.len()
-        )));
+
+    /// The state's scalars and specs.
+    pub fn meta(&self) -> &StateMeta {
+        &self.header.meta
     }
-    if CRC32.checksum(data) != header.crc32 {
-        return Err(bad("trainer state checksum mismatch (corrupt file)".into()));
+
+    /// The whole state in memory.
+    pub fn read(&self) -> Result<TrainerState, CheckpointError> {
+        let mut arrays = Vec::with_capacity(self.header.arrays.len());
+        self.stream(|a, read| {
+            let mut v = vec![0.0f32; a.len];
+            read(&mut v)?;
+            arrays.push((a.name.clone(), v));
+            Ok(())
+        })?;
+        Ok(TrainerState {
+            meta: self.header.meta.clone(),
+            arrays,
+        })
     }
-    let mut arrays = Vec::with_capacity(header.arrays.len());
-    let mut pos = 0;
-    for a in header.arrays {
-        let raw = &data[pos..pos + 4 * a.len];
-        pos += 4 * a.len;
-        let v = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+
+    /// Reads the arrays straight into `trainer`, which must have been built with the state's
+    /// arguments ([`Trainer::load_state_streamed`] checks them): no second copy of the state
+    /// in memory. After an error the trainer's arrays are partly overwritten: discard it.
+    pub fn read_into(&self, trainer: &mut Trainer) -> Result<(), CheckpointError> {
+        let layout: Vec<(String, usize)> = self
+            .header
+            .arrays
+            .iter()
+            .map(|a| (a.name.clone(), a.len))
             .collect();
-        arrays.push((a.name, v));
+        let mut failure = None;
+        let mut arrays = self.header.arrays.iter();
+        let mut reader = self.reader()?;
+        let loaded = trainer.load_state_streamed(&self.header.meta, &layout, |dst| {
+            let a = arrays.next().expect("one file array per slot");
+            debug_assert_eq!(a.len, dst.len());
+            reader.read_f32(dst).map_err(|e| {
+                let message = e.to_string();
+                failure = Some(e);
+                DfaError::State(message)
+            })
+        });
+        match (loaded, failure) {
+            (Err(_), Some(e)) => return Err(e),
+            (Err(e), None) => return Err(e.into()),
+            (Ok(()), _) => {}
+        }
+        reader.finish()
     }
-    Ok(TrainerState {
-        meta: header.meta,
-        arrays,
-    })
+
+    /// Calls `each(array, read)` for every array in file order, where `read` fills a slice of
+    /// the array's length from the file; checks the CRC at the end.
+    fn stream(
+        &self,
+        mut each: impl FnMut(
+            &FileArray,
+            &mut dyn FnMut(&mut [f32]) -> Result<(), CheckpointError>,
+        ) -> Result<(), CheckpointError>,
+    ) -> Result<(), CheckpointError> {
+        let mut reader = self.reader()?;
+        for a in &self.header.arrays {
+            each(a, &mut |dst| reader.read_f32(dst))?;
+        }
+        reader.finish()
+    }
+
+    fn reader(&self) -> Result<ArrayReader<'_>, CheckpointError> {
+        use std::io::Seek;
+        let mut file = std::fs::File::open(&self.path).map_err(io(&self.path))?;
+        file.seek(std::io::SeekFrom::Start(self.data_start))
+            .map_err(io(&self.path))?;
+        Ok(ArrayReader {
+            file: std::io::BufReader::with_capacity(1 << 16, file),
+            crc: CRC32.digest(),
+            bytes: Vec::with_capacity(1 << 16),
+            state: self,
+        })
+    }
+}
+
+/// Reads little-endian `f32` arrays from a state file, adding their bytes to the CRC.
+struct ArrayReader<'a> {
+    file: std::io::BufReader<std::fs::File>,
+    crc: crc::Digest<'static, u32>,
+    bytes: Vec<u8>,
+    state: &'a StateFile,
+}
+
+impl ArrayReader<'_> {
+    fn read_f32(&mut self, dst: &mut [f32]) -> Result<(), CheckpointError> {
+        use std::io::Read;
+        for chunk in dst.chunks_mut(1 << 14) {
+            self.bytes.resize(4 * chunk.len(), 0);
+            self.file
+                .read_exact(&mut self.bytes)
+                .map_err(io(&self.state.path))?;
+            self.crc.update(&self.bytes);
+            for (v, b) in chunk.iter_mut().zip(self.bytes.chunks_exact(4)) {
+                *v = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the CRC of everything read against the header's.
+    fn finish(self) -> Result<(), CheckpointError> {
+        if self.crc.finalize() != self.state.header.crc32 {
+            return Err(CheckpointError::Corrupt {
+                path: self.state.path.clone(),
+                message: "trainer state checksum mismatch (corrupt file)".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use speckle_dfa::{AlgorithmKind, AlgorithmSpec, ModelSpec, OptimizerSpec, Trainer};
+
+    /// A state file read straight into a trainer built from its meta gives the saved state; a
+    /// corrupt one is the checksum error, a trainer of another shape the trainer's error.
+    #[test]
+    fn state_files_read_straight_into_a_trainer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.bin");
+        let model = ModelSpec {
+            hidden: vec![8, 5],
+            ..ModelSpec::default()
+        };
+        let fa = AlgorithmSpec {
+            kind: AlgorithmKind::Fa,
+            ..AlgorithmSpec::default()
+        };
+        let opt = OptimizerSpec::default();
+        let mut t = Trainer::new(6, 3, &model, &fa, &opt, 4, 10, 1, None).unwrap();
+        let x = ndarray::Array2::from_shape_fn((4, 6), |(i, j)| ((i * 6 + j) as f32).sin());
+        t.train_batch(x.view(), &[0, 1, 2, 0]).unwrap();
+        save_trainer_state(&t.state_view(), &path).unwrap();
+        let file = StateFile::open(&path).unwrap();
+        assert_eq!(file.meta().step, 1);
+        let mut fresh = Trainer::new(6, 3, &model, &fa, &opt, 4, 10, 1, None).unwrap();
+        file.read_into(&mut fresh).unwrap();
+        assert_eq!(fresh.state(), t.state());
+
+        let other = ModelSpec {
+            hidden: vec![8, 6],
+            ..ModelSpec::default()
+        };
+        let mut wrong = Trainer::new(6, 3, &other, &fa, &opt, 4, 10, 1, None).unwrap();
+        let e = file.read_into(&mut wrong).unwrap_err().to_string();
+        assert!(e.contains("different model"), "{e}");
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = StateFile::open(&path)
+            .unwrap()
+            .read_into(&mut fresh)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("checksum") && e.contains("s.bin"), "{e}");
+    }
 
     #[test]
     fn corrupt_state_files_are_one_line_errors() {

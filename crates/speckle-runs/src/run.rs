@@ -518,12 +518,12 @@ fn resume(
     identity: &Option<String>,
     train_set: &Dataset,
 ) -> Result<(RunState, Trainer), RunError> {
-    let (run_state, trainer_state) = checkpoint::load(out_dir)?;
+    let (run_state, state_file) = checkpoint::load(out_dir)?;
     let steps_per_epoch = train_set.len().div_ceil(config.training.batch_size);
     checkpoint::check_consistent(
         out_dir,
         &run_state,
-        &trainer_state,
+        state_file.meta(),
         steps_per_epoch as u64,
         config.training.epochs,
     )?;
@@ -543,7 +543,22 @@ fn resume(
             run_state.projector_identity.as_deref().unwrap_or("none")
         )));
     }
-    let trainer = Trainer::restore(trainer_state, projector)?;
+    // The trainer is built from the state's arguments, then its arrays are read from the file
+    // straight into it: a second copy of the weights and moments would double the memory of a
+    // wide network when it resumes.
+    let m = state_file.meta();
+    let mut trainer = Trainer::new(
+        m.input_dim,
+        m.classes,
+        &m.model,
+        &m.algorithm,
+        &m.optimizer,
+        m.batch_size,
+        m.total_steps,
+        m.seed,
+        projector,
+    )?;
+    state_file.read_into(&mut trainer)?;
     Ok((run_state, trainer))
 }
 

@@ -341,6 +341,7 @@ fn resume_equals_uninterrupted() {
     );
     let (_, wa) = checkpoint::load(&dir.path().join("full")).unwrap();
     let (_, wb) = checkpoint::load(&part).unwrap();
+    let (wa, wb) = (wa.read().unwrap(), wb.read().unwrap());
     assert_eq!(wa.arrays, wb.arrays, "weights differ bit for bit");
 
     // A different config or projector is refused.
