@@ -278,7 +278,7 @@ submit "$config" 3 --hold
 # the 2nd row of the local results: a second or more of work left, the cancel takes a fraction
 # of that). Task 2 is cancelled while still pending (held): Slurm drops it from the array. Then
 # task 0 and the merge job are released.
-shard1=$(awk -F, 'NR == 3 || NR == 6 { print $NF }' "$work/local/results.csv")
+shard1=$(awk -F, 'NR == 3 || NR == 6 || NR == 9 { print $NF }' "$work/local/results.csv")
 scontrol release "${array}_1" || die "scontrol release ${array}_1"
 t=$SECONDS
 until [[ -d $work/shared/runs/${shard1%%$'\n'*} ]]; do
@@ -292,7 +292,7 @@ check "task 0 completed, task 1 cancelled while running, task 2 dropped" \
     equal "$(states "$array" 3)" "0=COMPLETED 1=CANCELLED 2=none"
 check "merge job cancelled (afterok not satisfied)" equal "$(states "$merge")" CANCELLED
 check "no results.csv before the merge" no_file "$work/shared/results.csv"
-# Shard 1 holds points 1 and 4. A point is finished once its run wrote summary.json (a point
+# Shard 1 holds points 1, 4 and 7. A point is finished once its run wrote summary.json (a point
 # cancelled after that, while the sweep recorded it, is recorded by the next attempt).
 finished1=0
 interrupted1=0
@@ -303,18 +303,18 @@ for id in $shard1; do
         interrupted1=$((interrupted1 + 1))
     fi
 done
-echo "cancelled task 1 had finished $finished1 of its 2 points, $interrupted1 interrupted"
-check "task 1 was cancelled before finishing its points" test "$finished1" -lt 2
+echo "cancelled task 1 had finished $finished1 of its 3 points, $interrupted1 interrupted"
+check "task 1 was cancelled before finishing its points" test "$finished1" -lt 3
 done_before=$(find "$work/shared/runs" -name result.json | sort)
 fingerprint() { xargs -r sha256sum <<<"$done_before" && xargs -r stat -c '%n %Y.%y' <<<"$done_before"; }
 fingerprint_before=$(fingerprint)
 sweep_and_merge "resubmitted"
-# Shard 0 holds points 0, 3 and 6; shard 1 points 1 and 4; shard 2 points 2 and 5.
+# Shard 0 holds points 0, 3 and 6; shard 1 points 1, 4 and 7; shard 2 points 2 and 5.
 check "task 0 skipped its 3 finished points" \
     log_has "$SPECKLE_LOGS/sweep-${array}_0.out" "shard 0/3 has 3, 3 already done, 0 to run"
 check "task 1 skipped its $finished1 finished point(s) and ran the others" \
     log_has "$SPECKLE_LOGS/sweep-${array}_1.out" \
-    "shard 1/3 has 2, $finished1 already done, $((2 - finished1)) to run"
+    "shard 1/3 has 3, $finished1 already done, $((3 - finished1)) to run"
 check "task 2 ran its 2 points" \
     log_has "$SPECKLE_LOGS/sweep-${array}_2.out" "shard 2/3 has 2, 0 already done, 2 to run"
 check "the first attempt's finished points are untouched" equal "$(fingerprint)" "$fingerprint_before"
