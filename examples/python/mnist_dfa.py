@@ -349,7 +349,7 @@ def common_parser(doc: str, epochs: int) -> argparse.ArgumentParser:
     p.add_argument("--projector", default="sim",
                    help="speckle device SPEC (sim, sim:ideal, digital, serial:PATH, ...; needs "
                         "the native module) or 'torch' (pure-PyTorch Gaussian projector)")
-    p.add_argument("--encoding", default="ternary", help="error encoding: ternary, bitplane:P")
+    p.add_argument("--encoding", default="ternary", help="error encoding: ternary, levels:K, bitplane:P, ... (see the README)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="device override of a simulated device (camera.bits=6), repeatable")
     p.add_argument("--feedback-seed", type=int, default=0, help="the projector's seed")

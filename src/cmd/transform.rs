@@ -27,8 +27,9 @@ pub struct TransformArgs {
     /// Linear projection of float32 vectors instead of raw intensities of binary frames.
     #[arg(long)]
     pub linear: bool,
-    /// Encoding of signed float inputs on an optical device (--linear): ternary, ternary:T
-    /// (threshold T) or bitplane:P (P bits per sign).
+    /// Encoding of signed float inputs on an optical device (--linear), with its device frames
+    /// per vector: ternary, ternary:T (threshold T), ternary:dither (4), bitplane:P (P bits per
+    /// sign, 4P), levels:K or levels:K:dither (K levels per vector, 2(K-1)).
     #[arg(long, value_name = "ENC")]
     pub encoding: Option<Encoding>,
 }

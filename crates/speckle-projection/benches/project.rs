@@ -1,6 +1,8 @@
 //! The digital Gaussian projector: y = x · P, P fixed, at DFA's shape (10 → 800) and a large one
-//! (1024 → 8192); and the optical projector on the simulated OPU at DFA's shape. Throughput is
-//! reported in vectors (elements); 2·N·M flop per vector for the digital one.
+//! (1024 → 8192); the optical projector on the simulated OPU at DFA's shape; and the host cost
+//! of encoding one vector (`Encoding::quantize`) at 10, 1,024 and 65,536 entries. Throughput is
+//! reported in vectors (elements), in entries for the encodings; 2·N·M flop per vector for the
+//! digital one.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use speckle_hal::RandomProjector;
@@ -62,7 +64,14 @@ fn optical(c: &mut Criterion) {
         .collect();
     let mut y = vec![0.0f32; batch * m];
     for preset in ["ideal", "lighton"] {
-        for encoding in [Encoding::default(), Encoding::BitPlane { bits: 4 }] {
+        for encoding in [
+            Encoding::default(),
+            Encoding::Levels {
+                levels: 3,
+                dither: true,
+            },
+            Encoding::BitPlane { bits: 4 },
+        ] {
             let config = OpticalConfig::new(n, m).with_encoding(encoding);
             let device = SimulatedOpu::new(
                 &DeviceConfig::preset(preset).expect("preset"),
@@ -87,5 +96,26 @@ fn optical(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, digital, optical);
+fn encoding(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for n in [10usize, 1024, 65536] {
+        let x: Vec<f32> = (0..n)
+            .map(|k| ((k * 7919) % 1009) as f32 / 504.0 - 1.0)
+            .collect();
+        for name in ["ternary", "bitplane:1", "levels:3", "levels:3:dither"] {
+            let encoding: Encoding = name.parse().expect("encoding");
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| black_box(encoding.quantize(black_box(&x))))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, digital, optical, encoding);
 criterion_main!(benches);

@@ -502,6 +502,19 @@ impl fmt::Display for Encoding {
     }
 }
 
+/// The parameter `text` (empty if missing) as an integer in `range`, else `error(text)`.
+fn integer_in(
+    text: Option<&str>,
+    range: std::ops::RangeInclusive<u32>,
+    error: fn(String) -> EncodingError,
+) -> Result<u32, EncodingError> {
+    let text = text.unwrap_or("");
+    text.parse::<u32>()
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| error(text.to_string()))
+}
+
 impl FromStr for Encoding {
     type Err = EncodingError;
 
@@ -532,21 +545,11 @@ impl FromStr for Encoding {
                 Encoding::Ternary { threshold, scale }
             }
             "bitplane" => {
-                let b = parts.next().unwrap_or("");
-                let bits = b
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|v| (1..=MAX_BITPLANE_BITS).contains(v))
-                    .ok_or_else(|| EncodingError::Bits(b.to_string()))?;
+                let bits = integer_in(parts.next(), 1..=MAX_BITPLANE_BITS, EncodingError::Bits)?;
                 Encoding::BitPlane { bits }
             }
             "levels" => {
-                let k = parts.next().unwrap_or("");
-                let levels = k
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|v| (2..=MAX_LEVELS).contains(v))
-                    .ok_or_else(|| EncodingError::Levels(k.to_string()))?;
+                let levels = integer_in(parts.next(), 2..=MAX_LEVELS, EncodingError::Levels)?;
                 let dither = match parts.next() {
                     None => false,
                     Some("dither") => true,

@@ -44,7 +44,7 @@ pub const SHIPPED_CONFIGS: [(&str, &str); 4] = [
 ];
 
 /// The configuration `speckle train` runs with no `--config`: DFA on MNIST through the simulated
-/// 8-bit OPU with the levels:3 error encoding (`configs/mnist-dfa-opu.toml`).
+/// 8-bit OPU with the levels:3:dither error encoding (`configs/mnist-dfa-opu.toml`).
 pub const DEFAULT_CONFIG_TOML: &str = SHIPPED_CONFIGS[3].1;
 
 /// A configuration problem. The message is one line naming the key or the file.

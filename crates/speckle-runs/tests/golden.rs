@@ -1,6 +1,7 @@
 //! Golden values of whole runs through the real feedback devices: a short DFA run on a slice of
-//! the bundled MNIST, with the digital projector and with the simulated 8-bit OPU (ternary
-//! error, and the default config's levels:3), must reproduce these figures bit for bit. A
+//! the bundled MNIST, with the digital projector and with the simulated 8-bit OPU (ternary and
+//! levels:3 error, and the default config's levels:3:dither), must reproduce these figures bit
+//! for bit. A
 //! change to the trainer, the projectors, the simulator or the run loop that changes any result
 //! fails here.
 use speckle_runs::{run, RunConfig};
@@ -64,14 +65,14 @@ fn short_dfa_runs_reproduce_their_golden_values() {
     }
 }
 
-/// The digital projector; the simulated OPU with the ternary encoding; the default config
-/// (the simulated OPU, levels:3); the dithered levels:3, whose draws come from the device seed
-/// and the frame index.
+/// The digital projector; the simulated OPU with the ternary and levels:3 encodings; the
+/// default config (the simulated OPU, levels:3:dither, whose draws come from the device seed
+/// and the frame index).
 const CASES: [Case; 4] = [
     ("digital", None),
     ("sim", Some("ternary")),
+    ("sim", Some("levels:3")),
     ("sim", None),
-    ("sim", Some("levels:3:dither")),
 ];
 
 /// Values measured with this code, in the order of [`CASES`] (`cargo test -p speckle-runs

@@ -135,7 +135,7 @@ fn shipped_configs_parse_and_match_the_targets_shape() {
     }
     let default = RunConfig::load(None, &[]).unwrap();
     assert_eq!(default.feedback.projector.to_string(), "sim");
-    assert_eq!(default.feedback.encoding.to_string(), "levels:3");
+    assert_eq!(default.feedback.encoding.to_string(), "levels:3:dither");
 }
 
 #[test]

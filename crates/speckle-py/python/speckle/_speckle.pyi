@@ -83,5 +83,14 @@ def open_projector(
     seed: int = 0,
     encoding: str = "ternary",
     overrides: Overrides = None,
-) -> Projector: ...
+) -> Projector:
+    """A linear projector ``input_dim -> output_dim`` on ``spec``.
+
+    ``encoding`` (optical SPECs; ignored by ``digital``), with its device frames per vector:
+    ``ternary`` or ``ternary:T`` (threshold T relative to max |x|) 4; ``ternary:dither``
+    (unbiased stochastic ternary) 4; ``bitplane:P`` (P bits per sign) 4P; ``levels:K``
+    (K levels fitted to each vector, plus an offset measured at calibration) 2(K-1);
+    ``levels:K:dither`` (unbiased rounding onto K levels) 2(K-1). A dithered encoding draws
+    from ``seed`` and each vector's first device frame index.
+    """
 def _dmd_shape(spec: str, overrides: Overrides = None) -> Optional[Tuple[int, int]]: ...

@@ -236,8 +236,10 @@ class DFA(nn.Module):
             the first forward pass with ``input_dim`` = values per sample of the output and
             ``output_dim`` = the feedback width. Default ``"sim"``, as ``speckle train``.
         seed: the projector's seed (SPEC only).
-        encoding: error encoding of an optical projector (SPEC only): ``ternary``,
-            ``ternary:T`` or ``bitplane:P``.
+        encoding: error encoding of an optical projector (SPEC only), with its device frames
+            per vector: ``ternary``, ``ternary:T``, ``ternary:dither`` (4), ``bitplane:P``
+            (4P), ``levels:K``, ``levels:K:dither`` (2(K-1)); ``levels:3:dither`` is what
+            ``speckle train`` uses.
         overrides: device overrides passed to ``speckle.open_projector`` (SPEC only).
         normalization: divide layer i's slice by sqrt(classes·d_i) (the seed rule's default).
         per_layer: independent slices (offset Σ_{j<i} d_j) instead of one shared matrix.
