@@ -5,13 +5,16 @@
 //!   one projection benchmark;
 //! * `speckle bench train ...`: DFA training throughput (a [`BenchTarget`] subcommand);
 //! * `speckle bench --suite [--json] [--out DIR]`: the benchmark suite, where `--out` names the
-//!   directory for its CSV and plot (which is why `--out` is read as text and parsed per form).
+//!   directory for its CSV and plot (which is why `--out` is read as text and parsed per form);
+//! * `speckle bench --scaling [--json] [--out DIR]`: the simulated media's time per frame
+//!   against n and m, 2^6 to 2^21, with fitted exponents (CSV and plot in `--out`).
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use speckle::hal::{memory, pack_bits, DeviceInfo, OpticalDevice, PackedFrames, RandomProjector};
 use speckle_devices::{open_device, open_projector, DeviceSpec, Encoding};
 
 use super::args::{DeviceArgs, SetArgs};
+use super::bench_scaling::{self, ScalingOptions};
 use super::bench_suite::{self, SuiteOptions};
 use super::measure::{measure, random_binary, random_signed, timed, Measured};
 use std::time::Instant;
@@ -27,6 +30,10 @@ pub struct BenchArgs {
     /// Run the whole benchmark suite (every backend, sizes from 10 → 800 up to 2^20 → 2^21).
     #[arg(long)]
     pub suite: bool,
+    /// Measure the scaling law of the simulated media: time per frame of the dense and the
+    /// structured medium against n and m from 2^6 to 2^21, with fitted exponents.
+    #[arg(long, conflicts_with = "suite")]
+    pub scaling: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,8 +79,8 @@ pub struct ProjectionBenchArgs {
     /// Input dimension N (features per vector).
     #[arg(long = "in", value_name = "N", default_value_t = 1024)]
     pub input_dim: usize,
-    /// Output dimension M (camera pixels or projection outputs). With --suite: the output
-    /// directory for the suite's CSV and plot.
+    /// Output dimension M (camera pixels or projection outputs). With --suite or --scaling: the
+    /// output directory for the CSV and plot.
     #[arg(long = "out", value_name = "M")]
     pub out: Option<String>,
     /// Vectors per call.
@@ -100,6 +107,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         Some(BenchTarget::Train(t)) => run_train(t),
         None if args.suite => run_suite(&args.projection),
+        None if args.scaling => run_scaling(&args.projection),
         None => run_projection(&args.projection),
     }
 }
@@ -178,6 +186,18 @@ fn run_suite(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
         bail!("--set does not apply to --suite (every case uses its preset)");
     }
     bench_suite::run(&SuiteOptions {
+        seconds: args.seconds,
+        json: args.json,
+        out_dir: args.out.as_deref().map(std::path::PathBuf::from),
+        seed: args.dev.seed,
+    })
+}
+
+fn run_scaling(args: &ProjectionBenchArgs) -> anyhow::Result<()> {
+    if !args.dev.set.items.is_empty() {
+        bail!("--set does not apply to --scaling (every point sets its own medium)");
+    }
+    bench_scaling::run(&ScalingOptions {
         seconds: args.seconds,
         json: args.json,
         out_dir: args.out.as_deref().map(std::path::PathBuf::from),

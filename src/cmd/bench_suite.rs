@@ -252,7 +252,24 @@ fn raw_loop(
     seed: u64,
     setup: Instant,
 ) -> anyhow::Result<Measured> {
-    let (n, m, batch) = (c.input_dim, c.output_dim, c.batch);
+    raw_frames_loop(
+        device,
+        (c.input_dim, c.output_dim, c.batch),
+        seconds,
+        seed,
+        setup,
+    )
+}
+
+/// Timed raw transforms of one batch of random binary frames, `(n, m, batch)`: one untimed
+/// call (the end of a setup that began at `setup`), then calls for `seconds`.
+pub(super) fn raw_frames_loop(
+    device: &mut dyn OpticalDevice,
+    (n, m, batch): (usize, usize, usize),
+    seconds: f64,
+    seed: u64,
+    setup: Instant,
+) -> anyhow::Result<Measured> {
     let mut packed = Vec::new();
     pack_bits(
         &random_binary(batch, n, seed ^ 0x5eed),

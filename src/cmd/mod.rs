@@ -1,6 +1,7 @@
 //! One module per subcommand; each owns its clap `Args` struct and a `run` function.
 pub mod args;
 pub mod bench;
+pub mod bench_scaling;
 pub mod bench_suite;
 pub mod data;
 pub mod emulate;

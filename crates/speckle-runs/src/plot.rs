@@ -90,45 +90,114 @@ pub fn line_chart(
     y_range: Option<(f64, f64)>,
     series: &[Series],
 ) -> Result<(), PlotError> {
-    let (x_range, y_range) = chart_ranges(series, y_range);
+    let ranges = chart_ranges(series, y_range);
     draw_png(path, (800, 500), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x_range, y_range)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .label_style(("sans-serif", 14))
-            .draw()?;
-        for (i, s) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> = s
-                .points
-                .iter()
-                .copied()
-                .filter(|p| p.0.is_finite() && p.1.is_finite())
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        let style = (SeriesLabelPosition::LowerRight, true);
+        draw_lines(root, (title, x_label, y_label), ranges, series, style)
+    })
+}
+
+/// One chart of [`panel_charts`].
+pub struct Panel {
+    /// Caption above the chart.
+    pub title: String,
+    /// Axis descriptions.
+    pub x_label: String,
+    /// Axis descriptions.
+    pub y_label: String,
+    /// The curves.
+    pub series: Vec<Series>,
+}
+
+/// Draws `panels` side by side (each `width` × `height` pixels, axes fitted to its own points,
+/// legend in the upper left) into one PNG at `path` (atomically, see [`draw_png`]).
+pub fn panel_charts(
+    path: &Path,
+    panels: &[Panel],
+    (width, height): (u32, u32),
+) -> Result<(), PlotError> {
+    let count = panels.len().max(1);
+    draw_png(path, (width * count as u32, height), |root| {
+        for (area, panel) in root.split_evenly((1, count)).iter().zip(panels) {
+            let ranges = tight_ranges(&panel.series);
+            let text = (&*panel.title, &*panel.x_label, &*panel.y_label);
+            // No fine grid: a third of the file size.
+            let style = (SeriesLabelPosition::UpperLeft, false);
+            draw_lines(area, text, ranges, &panel.series, style)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
         Ok(())
     })
+}
+
+/// One chart of lines with markers and a legend on `area`: `(title, x label, y label)`, with
+/// or without the fine grid between the labelled lines.
+fn draw_lines(
+    area: &PngArea<'_>,
+    (title, x_label, y_label): (&str, &str, &str),
+    (x_range, y_range): (std::ops::Range<f64>, std::ops::Range<f64>),
+    series: &[Series],
+    (legend, fine_grid): (SeriesLabelPosition, bool),
+) -> Result<(), DrawError> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x_range, y_range)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14));
+    if !fine_grid {
+        mesh.light_line_style(TRANSPARENT);
+    }
+    mesh.draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend)
+        .draw()?;
+    Ok(())
+}
+
+/// The finite points' ranges, each padded by 5 % (at least 1 wide).
+fn tight_ranges(series: &[Series]) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
+    let points = series.iter().flat_map(|s| s.points.iter().copied());
+    let finite: Vec<(f64, f64)> = points
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
+    let range = |values: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        if !lo.is_finite() {
+            return 0.0..1.0;
+        }
+        let pad = (0.05 * (hi - lo)).max(0.5);
+        lo - pad..hi + pad
+    };
+    (
+        range(&mut finite.iter().map(|p| p.0)),
+        range(&mut finite.iter().map(|p| p.1)),
+    )
 }
 
 /// The axes' ranges of a line chart: x from the smaller of 1 and the least x to the largest x

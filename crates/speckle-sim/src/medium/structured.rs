@@ -17,8 +17,8 @@ pub const MIN_PAD: usize = 256;
 /// Largest padded width accepted (2^26 features): beyond it the `f32` transform loses accuracy.
 pub const MAX_PAD: usize = 1 << 26;
 
-/// Elements per cache chunk of the Walsh–Hadamard transform (128 KiB of `f32`: fits in L2).
-const WHT_CHUNK: usize = 1 << 15;
+/// Elements per cache chunk of the Walsh–Hadamard transform (256 KiB of `f32`: fits in L2).
+const WHT_CHUNK: usize = 1 << 16;
 
 /// A point uniform on the unit circle, by rejection from the square (no trigonometry, so the
 /// value is bit-identical on every platform: only IEEE-exact operations are used).
@@ -47,6 +47,22 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     }
 }
 
+/// `(re, im) ← (re, im) · (d_re, d_im) · scale`, elementwise.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn multiply_diagonal(d_re: &[f32], d_im: &[f32], scale: f32, re: &mut [f32], im: &mut [f32]) {
+    for (((a, b), &c), &s) in re.iter_mut().zip(im.iter_mut()).zip(d_re).zip(d_im) {
+        let (c, s) = (c * scale, s * scale);
+        let (x, y) = (*a, *b);
+        *a = x * c - y * s;
+        *b = x * s + y * c;
+    }
+}
+
 /// One random phase diagonal, split into real and imaginary parts.
 #[derive(Clone)]
 struct Diagonal {
@@ -72,14 +88,8 @@ impl Diagonal {
     }
 
     /// `(re, im) ← (re, im) · d · scale`, elementwise.
-    #[inline]
     fn multiply(&self, scale: f32, re: &mut [f32], im: &mut [f32]) {
-        for (((a, b), &c), &s) in re.iter_mut().zip(im.iter_mut()).zip(&self.re).zip(&self.im) {
-            let (c, s) = (c * scale, s * scale);
-            let (x, y) = (*a, *b);
-            *a = x * c - y * s;
-            *b = x * s + y * c;
-        }
+        multiply_diagonal(&self.re, &self.im, scale, re, im);
     }
 }
 
@@ -318,14 +328,7 @@ impl StructuredMedium {
             out_re,
             out_im,
             0,
-            |f, d1, re, im| {
-                let bytes = frames.frame(f);
-                for i in 0..n {
-                    let on = bytes[i >> 3] >> (i & 7) & 1 == 1;
-                    re[i] = if on { d1.re[i] } else { 0.0 };
-                    im[i] = if on { d1.im[i] } else { 0.0 };
-                }
-            },
+            |f, d1, re, im| load_bits(frames.frame(f), n, d1, re, im),
         );
         Ok(())
     }
@@ -476,6 +479,57 @@ impl StructuredMedium {
         )
     }
 
+    /// The three mixing rounds of a block after `D1`: `(re, im) ← h·D3·h·D2·h·(re, im)`, the
+    /// scales folded into `D2` and `D3`, in place.
+    fn mix(&self, block: &Block, re: &mut [f32], im: &mut [f32]) {
+        let (c2, c3) = self.scales();
+        wht(re);
+        wht(im);
+        block.d2.multiply(c2, re, im);
+        wht(re);
+        wht(im);
+        block.d3.multiply(c3, re, im);
+        wht(re);
+        wht(im);
+    }
+
+    /// Intensities `scale·|R·x|²` of `batch` frames of 0/1 values (`batch × n_in`) into `out`
+    /// (`batch × n_out`): each (frame, block) is transformed in a per-thread buffer and squared
+    /// into `out` while its end is still in cache (no field buffer for the whole batch).
+    fn intensities_of(&self, input: &[f32], scale: f32, out: &mut [f32]) {
+        let (n, n_pad) = (self.n_in, self.n_pad);
+        let min_len = (65_536 / n_pad).max(1);
+        out.par_chunks_mut(self.n_out)
+            .enumerate()
+            .for_each(|(f, frame_out)| {
+                let x = &input[f * n..(f + 1) * n];
+                frame_out
+                    .par_chunks_mut(n_pad)
+                    .enumerate()
+                    .with_min_len(min_len)
+                    .for_each(|(b, out)| {
+                        let block = &self.blocks[b];
+                        FIELD_SCRATCH.with_borrow_mut(|scratch| {
+                            scratch.resize(2 * n_pad, 0.0);
+                            let (re, im) = scratch.split_at_mut(n_pad);
+                            for (((r, m), (&d_re, &d_im)), &xi) in re
+                                .iter_mut()
+                                .zip(im.iter_mut())
+                                .zip(block.d1.re.iter().zip(&block.d1.im))
+                                .zip(x)
+                            {
+                                *r = d_re * xi;
+                                *m = d_im * xi;
+                            }
+                            re[n..].fill(0.0);
+                            im[n..].fill(0.0);
+                            self.mix(block, re, im);
+                            intensities_into(out, re, im, scale);
+                        });
+                    });
+            });
+    }
+
     /// Runs the transform for every (frame, block) pair of the outputs
     /// `first_block · N .. first_block · N + rows`, writing `batch × rows` fields.
     /// `load(frame, d1, re, im)` writes `D1·x` into `re[..n_in]`, `im[..n_in]`; the padding
@@ -495,19 +549,11 @@ impl StructuredMedium {
             return;
         }
         let n_pad = self.n_pad;
-        let (c2, c3) = self.scales();
         let transform = |f: usize, block: &Block, re: &mut [f32], im: &mut [f32]| {
             load(f, &block.d1, re, im);
             re[self.n_in..].fill(0.0);
             im[self.n_in..].fill(0.0);
-            wht(re);
-            wht(im);
-            block.d2.multiply(c2, re, im);
-            wht(re);
-            wht(im);
-            block.d3.multiply(c3, re, im);
-            wht(re);
-            wht(im);
+            self.mix(block, re, im);
         };
         let run_block = |f: usize, b: usize, re: &mut [f32], im: &mut [f32]| {
             let block = &self.blocks[first_block + b];
@@ -571,6 +617,19 @@ impl Medium for StructuredMedium {
         Ok(())
     }
 
+    fn intensities(
+        &mut self,
+        x: &[f32],
+        batch: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        debug_assert_eq!(x.len(), batch * self.n_in);
+        debug_assert_eq!(out.len(), batch * self.n_out);
+        self.intensities_of(x, scale, out);
+        Ok(())
+    }
+
     fn set_epoch(&mut self, epoch: u64) -> Result<(), Error> {
         self.drift_to(epoch)
     }
@@ -594,8 +653,51 @@ impl Medium for StructuredMedium {
     }
 }
 
+thread_local! {
+    /// The fields of the block a thread transforms in [`StructuredMedium::intensities_of`].
+    static FIELD_SCRATCH: std::cell::RefCell<Vec<f32>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `D1·x` of a bit-packed frame of `n` features into `re[..n]`, `im[..n]`, eight features a
+/// byte.
+fn load_bits(bytes: &[u8], n: usize, d1: &Diagonal, re: &mut [f32], im: &mut [f32]) {
+    let whole = n / 8 * 8;
+    for ((((r, m), d_re), d_im), &byte) in re[..whole]
+        .chunks_exact_mut(8)
+        .zip(im[..whole].chunks_exact_mut(8))
+        .zip(d1.re[..whole].chunks_exact(8))
+        .zip(d1.im[..whole].chunks_exact(8))
+        .zip(bytes)
+    {
+        for k in 0..8 {
+            let on = byte >> k & 1 == 1;
+            r[k] = if on { d_re[k] } else { 0.0 };
+            m[k] = if on { d_im[k] } else { 0.0 };
+        }
+    }
+    for i in whole..n {
+        let on = bytes[i >> 3] >> (i & 7) & 1 == 1;
+        re[i] = if on { d1.re[i] } else { 0.0 };
+        im[i] = if on { d1.im[i] } else { 0.0 };
+    }
+}
+
+/// `out[i] = scale·(re[i]² + im[i]²)`, the first `out.len()` values.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn intensities_into(out: &mut [f32], re: &[f32], im: &[f32], scale: f32) {
+    for ((o, &a), &b) in out.iter_mut().zip(re).zip(im) {
+        *o = (a * a + b * b) * scale;
+    }
+}
+
 /// One radix-2 stage of the Walsh–Hadamard transform at half-width `h`.
-#[inline]
+#[inline(always)]
 fn wht_stage(x: &mut [f32], h: usize) {
     for pair in x.chunks_exact_mut(2 * h) {
         let (a, b) = pair.split_at_mut(h);
@@ -609,7 +711,7 @@ fn wht_stage(x: &mut [f32], h: usize) {
 
 /// Two radix-2 stages at half-widths `h` and `2h` fused into one radix-4 pass (one sweep over
 /// memory instead of two).
-#[inline]
+#[inline(always)]
 fn wht_stage4(x: &mut [f32], h: usize) {
     for quad in x.chunks_exact_mut(4 * h) {
         let (ab, cd) = quad.split_at_mut(2 * h);
@@ -631,8 +733,58 @@ fn wht_stage4(x: &mut [f32], h: usize) {
     }
 }
 
+/// Three radix-2 stages at half-widths `h`, `2h` and `4h` fused into one radix-8 pass, in
+/// stage order (the same arithmetic per element as three radix-2 passes).
+#[inline(always)]
+fn wht_stage8(x: &mut [f32], h: usize) {
+    for group in x.chunks_exact_mut(8 * h) {
+        let (lo, hi) = group.split_at_mut(4 * h);
+        let (ab, cd) = lo.split_at_mut(2 * h);
+        let (ef, gh) = hi.split_at_mut(2 * h);
+        let (a, b) = ab.split_at_mut(h);
+        let (c, d) = cd.split_at_mut(h);
+        let (e, f) = ef.split_at_mut(h);
+        let (g, k) = gh.split_at_mut(h);
+        for i in 0..h {
+            let v = [a[i], b[i], c[i], d[i], e[i], f[i], g[i], k[i]];
+            // Stage h: pairs (0,1) (2,3) (4,5) (6,7).
+            let v = [
+                v[0] + v[1],
+                v[0] - v[1],
+                v[2] + v[3],
+                v[2] - v[3],
+                v[4] + v[5],
+                v[4] - v[5],
+                v[6] + v[7],
+                v[6] - v[7],
+            ];
+            // Stage 2h: pairs (0,2) (1,3) (4,6) (5,7).
+            let v = [
+                v[0] + v[2],
+                v[1] + v[3],
+                v[0] - v[2],
+                v[1] - v[3],
+                v[4] + v[6],
+                v[5] + v[7],
+                v[4] - v[6],
+                v[5] - v[7],
+            ];
+            // Stage 4h: pairs (0,4) (1,5) (2,6) (3,7).
+            a[i] = v[0] + v[4];
+            b[i] = v[1] + v[5];
+            c[i] = v[2] + v[6];
+            d[i] = v[3] + v[7];
+            e[i] = v[0] - v[4];
+            f[i] = v[1] - v[5];
+            g[i] = v[2] - v[6];
+            k[i] = v[3] - v[7];
+        }
+    }
+}
+
 /// The first four stages (half-widths 1, 2, 4, 8) on each group of 16 elements, in registers.
-#[inline]
+/// (Not in an AVX-512 version: it would turn the groups into gathers.)
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.2", "aarch64+neon"))]
 fn wht16(x: &mut [f32]) {
     for g in x.chunks_exact_mut(16) {
         let mut v = [0.0f32; 16];
@@ -654,12 +806,21 @@ fn wht16(x: &mut [f32]) {
     }
 }
 
-/// Runs stages of half-width `from, 2·from, …` below `len`, fused in pairs where possible.
-#[inline]
+/// Runs stages of half-width `from, 2·from, …` below `len` (`from ≥ 16`, so that every
+/// butterfly run is whole SIMD registers), three a sweep (radix 8) where possible, else two.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
 fn wht_stages(x: &mut [f32], from: usize, len: usize) {
     let mut h = from;
     while h < len {
-        if 4 * h <= len {
+        if 8 * h <= len {
+            wht_stage8(x, h);
+            h *= 8;
+        } else if 4 * h <= len {
             wht_stage4(x, h);
             h *= 4;
         } else {
@@ -671,8 +832,8 @@ fn wht_stages(x: &mut [f32], from: usize, len: usize) {
 
 /// In-place unnormalized Walsh–Hadamard transform (`H·x`, `H·H = N·I`) of a power-of-two length
 /// ≥ 16. Stages below [`WHT_CHUNK`] run chunk by chunk while the chunk sits in cache; the wide
-/// stages then sweep the whole vector, two stages per sweep. The order of operations on each
-/// element is fixed, so results are bit-reproducible.
+/// stages then sweep the whole vector, up to three stages a sweep. The order of operations on
+/// each element is fixed, so results are bit-reproducible.
 fn wht(x: &mut [f32]) {
     let n = x.len();
     debug_assert!(n.is_power_of_two() && n >= 16);
@@ -741,6 +902,53 @@ mod tests {
         let scale = (4 * WHT_CHUNK) as f32;
         for (a, b) in twice.iter().zip(&big) {
             assert!((a / scale - b).abs() < 1e-3);
+        }
+    }
+
+    /// Intensities straight from the blocks are the bits of `|fields|²` (partial last block,
+    /// and blocks above WHT_CHUNK).
+    #[test]
+    fn intensities_are_the_squared_fields() {
+        for (n, m_out, frames) in [(1000, 5000, 3), (70_000, (1 << 17) + 100, 1)] {
+            let mut m = StructuredMedium::new(n, m_out, 4).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let x: Vec<f32> = (0..n * frames)
+                .map(|_| rng.random_bool(0.5) as u8 as f32)
+                .collect();
+            let y = fields_real(&m, &x, frames);
+            let mut got = vec![0f32; frames * m_out];
+            m.intensities(&x, frames, 0.25, &mut got).unwrap();
+            let want: Vec<u32> = y
+                .iter()
+                .map(|c| ((c.re * c.re + c.im * c.im) * 0.25).to_bits())
+                .collect();
+            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            assert!(got == want, "{n} → {m_out}");
+        }
+    }
+
+    /// Chunks, radix-4 and radix-8 passes and the SIMD versions only regroup the radix-2
+    /// stages: the bits equal plain stage-by-stage butterflies in increasing half-width.
+    #[test]
+    fn wht_is_bit_identical_to_radix_2_stages() {
+        for n in [16, 32, 1 << 9, 1 << 12, 4 * WHT_CHUNK] {
+            let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+            let x: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+            let mut fast = x.clone();
+            wht(&mut fast);
+            let mut plain = x;
+            let mut h = 1;
+            while h < n {
+                for pair in plain.chunks_exact_mut(2 * h) {
+                    let (a, b) = pair.split_at_mut(h);
+                    for (u, v) in a.iter_mut().zip(b.iter_mut()) {
+                        (*u, *v) = (*u + *v, *u - *v);
+                    }
+                }
+                h *= 2;
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&fast) == bits(&plain), "n {n}");
         }
     }
 
