@@ -3,6 +3,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use speckle_hal::{
     check_projection_buffers, DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice,
     PackedFrames, ProjectorInfo, RandomProjector,
@@ -26,6 +27,13 @@ const CAMERA_CHUNK_VALUES: usize = 1 << 22;
 const MAX_BLOCK_BYTES: usize = 1 << 24;
 /// Frames per device call at most (bounds the packed-frame buffer).
 const MAX_CHUNK_FRAMES: usize = 1 << 16;
+/// Vectors per parallel task of the encoder at least (one levels code of 10 entries is about a
+/// microsecond).
+const ENCODE_MIN_VECTORS: usize = 16;
+/// Output rows per parallel task of the decoder at least.
+const DECODE_MIN_ROWS: usize = 8;
+/// Camera values per parallel task of the finite-value scan.
+const FINITE_SCAN_BLOCK: usize = 1 << 16;
 
 /// Parameters of an [`OpticalProjector`]. Build with [`OpticalConfig::new`], adjust the public
 /// fields, and the projector validates them with [`check`](OpticalConfig::check).
@@ -737,8 +745,11 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         let camera = &mut self.camera[..len];
         self.device.transform(&frames, camera)?;
         self.frame_clock = self.frame_clock.wrapping_add(count as u64);
-        // A branch-free scan first (it vectorizes); the position only when something is wrong.
-        let all_finite = camera.iter().fold(true, |ok, v| ok & v.is_finite());
+        // A branch-free scan first (it vectorizes, in parallel blocks); the position only when
+        // something is wrong.
+        let all_finite = camera
+            .par_chunks(FINITE_SCAN_BLOCK)
+            .all(|block| block.iter().fold(true, |ok, v| ok & v.is_finite()));
         if let Some(pos) = (!all_finite)
             .then(|| camera.iter().position(|v| !v.is_finite()))
             .flatten()
@@ -787,38 +798,46 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         while start < total {
             let count = chunk.min(total - start);
             self.show(start, count)?;
-            let mut t = 0;
-            while t < count {
-                let g = start + t;
-                let pair = g / 2;
-                let w = f64::from(self.weights[pair]);
-                let b = pair / k;
-                let row = &mut self.acc[b * m..(b + 1) * m];
-                let frame = &self.camera[t * pixels_all..(t + 1) * pixels_all];
-                if g % 2 == 0 && t + 1 < count {
-                    // Both frames of the pair in this call: one pass over I(x + a) − I(x).
-                    if w != 0.0 {
-                        let next = &self.camera[(t + 1) * pixels_all..(t + 2) * pixels_all];
-                        for ((acc, &p), &gain) in
-                            row.iter_mut().zip(&self.calibration.pixels).zip(&self.gain)
-                        {
-                            *acc += w * gain * (f64::from(frame[p]) - f64::from(next[p]));
+            // Vector b owns frames 2kb .. 2k(b + 1), so its output row only reads those: the
+            // rows are decoded in parallel, each adding its frames in frame order as a serial
+            // pass would (the same bits whatever the thread count).
+            let first_row = start / (2 * k);
+            let end_row = (start + count).div_ceil(2 * k);
+            let camera = &self.camera[..count * pixels_all];
+            let (weights, pixels, gains) = (&self.weights, &self.calibration.pixels, &self.gain);
+            self.acc[first_row * m..end_row * m]
+                .par_chunks_exact_mut(m.max(1))
+                .enumerate()
+                .with_min_len(DECODE_MIN_ROWS)
+                .for_each(|(i, row)| {
+                    let b = first_row + i;
+                    let g_end = (2 * k * (b + 1)).min(start + count);
+                    let mut g = (2 * k * b).max(start);
+                    while g < g_end {
+                        let t = g - start;
+                        let w = f64::from(weights[g / 2]);
+                        let frame = &camera[t * pixels_all..(t + 1) * pixels_all];
+                        if g % 2 == 0 && t + 1 < count {
+                            // Both frames of the pair in this call: one pass over I(x + a) − I(x).
+                            if w != 0.0 {
+                                let next = &camera[(t + 1) * pixels_all..(t + 2) * pixels_all];
+                                for ((acc, &p), &gain) in row.iter_mut().zip(pixels).zip(gains) {
+                                    *acc += w * gain * (f64::from(frame[p]) - f64::from(next[p]));
+                                }
+                            }
+                            g += 2;
+                            continue;
                         }
+                        // A pair split across two calls (odd chunk sizes): one frame at a time.
+                        if w != 0.0 {
+                            let coef = if g % 2 == 0 { w } else { -w };
+                            for ((acc, &p), &gain) in row.iter_mut().zip(pixels).zip(gains) {
+                                *acc += coef * gain * f64::from(frame[p]);
+                            }
+                        }
+                        g += 1;
                     }
-                    t += 2;
-                    continue;
-                }
-                // A pair split across two calls (odd chunk sizes): one frame at a time.
-                if w != 0.0 {
-                    let coef = if g % 2 == 0 { w } else { -w };
-                    for ((acc, &p), &gain) in
-                        row.iter_mut().zip(&self.calibration.pixels).zip(&self.gain)
-                    {
-                        *acc += coef * gain * f64::from(frame[p]);
-                    }
-                }
-                t += 1;
-            }
+                });
             start += count;
         }
         for (b, out_row) in output.chunks_exact_mut(m.max(1)).take(batch).enumerate() {
@@ -959,19 +978,23 @@ impl<D: OpticalDevice> RandomProjector for OpticalProjector<D> {
             self.offsets.resize(rows, 0.0);
             // Vector r's first device frame is the block's first plus 2k·r.
             let first_frame = self.frame_clock;
-            for (r, (((x, bits), w), c)) in x_block
-                .chunks_exact(n)
-                .zip(self.bits.chunks_exact_mut(k * n))
-                .zip(self.weights.chunks_exact_mut(k))
-                .zip(self.offsets.iter_mut())
+            let (encoding, dither_seed) = (&self.config.encoding, self.config.dither_seed);
+            // Each vector's code depends on that vector and its frame index only, so the
+            // vectors are encoded in parallel with the same result.
+            x_block
+                .par_chunks_exact(n)
+                .zip(self.bits.par_chunks_exact_mut(k * n))
+                .zip(self.weights.par_chunks_exact_mut(k))
+                .zip(self.offsets.par_iter_mut())
                 .enumerate()
-            {
-                let key = DitherKey {
-                    seed: self.config.dither_seed,
-                    stream: first_frame.wrapping_add((2 * k * r) as u64),
-                };
-                *c = self.config.encoding.encode(x, key, bits, w);
-            }
+                .with_min_len(ENCODE_MIN_VECTORS)
+                .for_each(|(r, (((x, bits), w), c))| {
+                    let key = DitherKey {
+                        seed: dither_seed,
+                        stream: first_frame.wrapping_add((2 * k * r) as u64),
+                    };
+                    *c = encoding.encode(x, key, bits, w);
+                });
             self.measure(rows, k, y_block)?;
         }
         crate::output::check_finite(output, m)

@@ -5,6 +5,10 @@ use speckle_hal::{Error, ErrorKind};
 /// `check_projection_buffers`), but finite inputs near the float32 range (1e38) overflow in
 /// the products and sums: that is an error naming the row, never ±inf or NaN output.
 pub(crate) fn check_finite(output: &[f32], output_dim: usize) -> Result<(), Error> {
+    // A branch-free scan first (it vectorizes); the position only when something is wrong.
+    if output.iter().fold(true, |ok, v| ok & v.is_finite()) {
+        return Ok(());
+    }
     match output.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(pos) => Err(Error::new(
