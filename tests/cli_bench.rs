@@ -116,6 +116,57 @@ fn train_bench_reports_samples_per_second_for_dfa() {
 }
 
 #[test]
+fn train_bench_times_the_optical_epoch_against_a_digital_one() {
+    let run = speckle([
+        "bench",
+        "train",
+        "--json",
+        "--set",
+        "model.hidden=[16, 16]",
+        "--samples",
+        "64",
+        "--repeat",
+        "3",
+        "--against-digital",
+    ])
+    .ok();
+    let v: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout));
+    let ratios: Vec<f64> = v["ratios_to_digital"]
+        .as_array()
+        .expect("ratios_to_digital is an array")
+        .iter()
+        .map(|r| r.as_f64().expect("a number"))
+        .collect();
+    assert_eq!(ratios.len(), 3);
+    let epochs = v["epoch_seconds"].as_array().unwrap();
+    let digital = v["digital_epoch_seconds"].as_array().unwrap();
+    for ((r, e), d) in ratios.iter().zip(epochs).zip(digital) {
+        let expected = e.as_f64().unwrap() / d.as_f64().unwrap();
+        assert!(
+            (r - expected).abs() <= 1e-12 * expected,
+            "{r} vs {expected}"
+        );
+    }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(v["ratio_to_digital"].as_f64(), Some(sorted[1]));
+    // Without the flag there is no digital epoch.
+    let plain = speckle([
+        "bench",
+        "train",
+        "--json",
+        "--set",
+        "model.hidden=[16, 16]",
+        "--samples",
+        "64",
+    ])
+    .ok();
+    let v: Value = serde_json::from_str(&plain.stdout).unwrap();
+    assert!(v["ratio_to_digital"].is_null());
+}
+
+#[test]
 fn train_bench_rejects_unknown_config_keys() {
     speckle([
         "bench",

@@ -59,6 +59,11 @@ pub struct TrainBenchArgs {
     /// products, whose mean rate the epoch is compared with); medians are reported.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub repeat: u64,
+    /// Also time, after each epoch, an epoch of the same config with the digital projector
+    /// (`feedback.projector = "digital"`), and report the median of the per-pair ratios: the
+    /// cost of the config's projector relative to digital feedback, measured in one run.
+    #[arg(long)]
+    pub against_digital: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -121,16 +126,37 @@ fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
     let samples = usize::try_from(args.samples)?;
     // Each epoch is followed by a window of 1024³ products as long as the epoch: on a shared
     // machine the pair sees about the same load, so their ratio is steadier than either.
+    let digital = if args.against_digital {
+        let mut overrides = args.set.items.clone();
+        overrides.push("feedback.projector=\"digital\"".to_owned());
+        Some(speckle_runs::config::RunConfig::load(
+            args.config.as_deref(),
+            &overrides,
+        )?)
+    } else {
+        None
+    };
     let mut pairs = Vec::new();
+    // Epoch time with the config's projector over that of the digital projector, per repeat:
+    // the two epochs run back to back, so they see about the same load.
+    let mut ratios = Vec::new();
+    let mut digital_seconds = Vec::new();
     for _ in 0..args.repeat {
         let report = speckle_runs::perf::bench_epoch(&config, samples, make_projector()?)?;
         let gemm = speckle_runs::perf::gemm_mean_gflops(report.seconds);
         pairs.push((report, gemm));
+        if let Some(d) = &digital {
+            let projector = speckle_runs::run::open_feedback(d, classes)?;
+            let r = speckle_runs::perf::bench_epoch(d, samples, projector)?;
+            ratios.push(report.seconds / r.seconds);
+            digital_seconds.push(r.seconds);
+        }
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let against_digital = (!ratios.is_empty()).then(|| median(ratios.clone()));
     let fraction = median(pairs.iter().map(|(r, g)| r.gflops / g).collect());
     let mut reports: Vec<_> = pairs.iter().map(|(r, _)| *r).collect();
     reports.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
@@ -153,6 +179,9 @@ fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
             "fraction_of_paired_gemm": fraction,
             "gemm_peak_gflops": peak,
             "fraction_of_peak": report.gflops / peak,
+            "digital_epoch_seconds": digital_seconds,
+            "ratios_to_digital": ratios,
+            "ratio_to_digital": against_digital,
         });
         println!("{value}");
     } else {
@@ -177,6 +206,17 @@ fn run_train(args: TrainBenchArgs) -> anyhow::Result<()> {
             peak,
             100.0 * fraction,
         );
+        if let Some(r) = against_digital {
+            println!(
+                "against the digital projector: {r:.3}× its epoch time (median of {} back-to-back pairs; digital epochs {})",
+                ratios.len(),
+                digital_seconds
+                    .iter()
+                    .map(|s| format!("{s:.3} s"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     Ok(())
 }
