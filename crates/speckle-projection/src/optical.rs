@@ -840,28 +840,32 @@ impl<D: OpticalDevice> OpticalProjector<D> {
                 });
             start += count;
         }
-        for (b, out_row) in output.chunks_exact_mut(m.max(1)).take(batch).enumerate() {
-            let wsum: f64 = self.weights[b * k..(b + 1) * k]
-                .iter()
-                .map(|&w| f64::from(w))
-                .sum();
-            let shift = f64::from(self.offsets[b]);
-            let acc = &self.acc[b * m..(b + 1) * m];
-            if shift == 0.0 {
-                for ((o, &acc), &off) in out_row.iter_mut().zip(acc).zip(&self.offset) {
-                    *o = (acc - wsum * off) as f32;
+        let (weights, offsets, acc_all) = (&self.weights, &self.offsets, &self.acc);
+        let (offset, ones_projection) = (&self.offset, &self.calibration.ones_projection);
+        output
+            .par_chunks_exact_mut(m.max(1))
+            .take(batch)
+            .enumerate()
+            .with_min_len(DECODE_MIN_ROWS)
+            .for_each(|(b, out_row)| {
+                let wsum: f64 = weights[b * k..(b + 1) * k]
+                    .iter()
+                    .map(|&w| f64::from(w))
+                    .sum();
+                let shift = f64::from(offsets[b]);
+                let acc = &acc_all[b * m..(b + 1) * m];
+                if shift == 0.0 {
+                    for ((o, &acc), &off) in out_row.iter_mut().zip(acc).zip(offset) {
+                        *o = (acc - wsum * off) as f32;
+                    }
+                } else {
+                    for (((o, &acc), &off), &ones) in
+                        out_row.iter_mut().zip(acc).zip(offset).zip(ones_projection)
+                    {
+                        *o = (acc - wsum * off + shift * ones) as f32;
+                    }
                 }
-            } else {
-                for (((o, &acc), &off), &ones) in out_row
-                    .iter_mut()
-                    .zip(acc)
-                    .zip(&self.offset)
-                    .zip(&self.calibration.ones_projection)
-                {
-                    *o = (acc - wsum * off + shift * ones) as f32;
-                }
-            }
-        }
+            });
         self.vectors += batch as u64;
         Ok(())
     }

@@ -173,6 +173,41 @@ fn dithered_projection_replays_after_seek_and_ignores_batch_splits() {
     }
 }
 
+/// The projector encodes vectors and decodes output rows in parallel (and the simulator works
+/// in parallel): the outputs are the same bits on 1, 2 and 3 threads, for a batch large enough
+/// to be split into several tasks and camera calls.
+#[test]
+fn optical_projection_is_bit_identical_across_thread_counts() {
+    let (n, m) = (10, 96);
+    let batch = 150;
+    let x = signed_vector(batch * n, 23);
+    for enc in ["levels:3:dither", "ternary", "bitplane:2"] {
+        let mut config = OpticalConfig::new(n, m).with_encoding(enc.parse().unwrap());
+        config.dither_seed = 5;
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut proj =
+                    OpticalProjector::new(sim("lighton", &config, 41), config.clone()).unwrap();
+                let mut y = vec![0.0f32; batch * m];
+                proj.project(&x, batch, &mut y).unwrap();
+                y
+            })
+        };
+        let one = run(1);
+        assert!(one.iter().any(|&v| v != 0.0), "{enc}: all zero");
+        for threads in [2, 3] {
+            assert!(
+                run(threads) == one,
+                "{enc}: {threads} threads differ from 1"
+            );
+        }
+    }
+}
+
 /// Identities and device info are stored in checkpoints and `summary.json`: their text must
 /// not change.
 #[test]
