@@ -71,11 +71,13 @@
 //!    [`SimulatedOpu::seek_frame`] let an emulator replay a request exactly.
 //!
 //! Reproducibility: results are bit-identical for any thread count and any batch split (tested),
-//! and the random streams are the same on every machine (ChaCha8 from `rand_chacha =0.9.0`,
-//! samplers from `rand_distr =0.5.1`, golden-value tests). Across machines, one caveat: the
-//! exact Poisson sampler (means below 50 electrons) and the Gaussian sampler's tail call
-//! `ln`/`exp` from the platform's libm, so a libm that rounds differently could change an
-//! occasional count.
+//! and the random streams are the same on every machine (ChaCha8 from `rand_chacha =0.9.0`; the
+//! dense matrix's Gaussians from `rand_distr =0.5.1`; the camera's xoshiro lanes, seeded from
+//! ChaCha8 per frame segment, and its samplers in this crate; golden-value tests). The camera
+//! uses IEEE-exact operations only, so its counts are the same whatever the CPU and its SIMD
+//! level. Across machines, one caveat: the dense matrix's Gaussian sampler calls `ln`/`exp` from
+//! the platform's libm in its tail, so a libm that rounds differently could change an occasional
+//! matrix entry.
 #![forbid(unsafe_code)]
 
 pub mod camera;
