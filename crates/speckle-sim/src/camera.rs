@@ -202,15 +202,45 @@ fn gaussian_pass(
     lambda: &mut [f32; CHUNK],
     flags: &mut [u8; CHUNK],
 ) -> u8 {
-    let mut refine = [false; LANES];
-    for (zs, fs) in z
+    // The lane words first (the one serial dependency), then every pair's Box–Muller
+    // transform as one loop over independent elements (full vector width, no chain between
+    // pairs), then the pairs' halves into pixel order.
+    let groups = values.len().div_ceil(2 * LANES);
+    let mut radius_words = [0u32; CHUNK / 2];
+    let mut angle_words = [0u32; CHUNK / 2];
+    for (r, a) in radius_words
+        .chunks_exact_mut(LANES)
+        .zip(angle_words.chunks_exact_mut(LANES))
+        .take(groups)
+    {
+        r.copy_from_slice(&lanes.next());
+        a.copy_from_slice(&lanes.next());
+    }
+    let mut cos_half = [0f32; CHUNK / 2];
+    let mut sin_half = [0f32; CHUNK / 2];
+    for (((c, s), &rw), &aw) in cos_half
+        .iter_mut()
+        .zip(sin_half.iter_mut())
+        .zip(&radius_words)
+        .zip(&angle_words)
+    {
+        (*c, *s) = noise::box_muller(rw, aw);
+    }
+    for (((zs, fs), (c, s)), rw) in z
         .chunks_exact_mut(2 * LANES)
         .zip(flags.chunks_exact_mut(2 * LANES))
-        .take(values.len().div_ceil(2 * LANES))
+        .zip(
+            cos_half
+                .chunks_exact(LANES)
+                .zip(sin_half.chunks_exact(LANES)),
+        )
+        .zip(radius_words.chunks_exact(LANES))
+        .take(groups)
     {
-        noise::gaussians16(lanes, zs, &mut refine);
-        for (f, &r) in fs.iter_mut().zip(&refine) {
-            *f = if r { REFINE } else { 0 };
+        zs[..LANES].copy_from_slice(c);
+        zs[LANES..].copy_from_slice(s);
+        for (f, &w) in fs.iter_mut().zip(rw) {
+            *f = if w >> 8 == 0 { REFINE } else { 0 };
         }
         fs[LANES..].fill(0);
     }
