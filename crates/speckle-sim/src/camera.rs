@@ -261,25 +261,17 @@ fn gaussian_pass(
     any
 }
 
-/// The counts of the pixels that drew their shot noise (`electrons`), vectorized.
+/// The values of the listed pixels that drew Poisson shot noise: `counts` photoelectrons and
+/// read noise `z`, into `values` (vectorized over the list).
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
     "x86_64+avx2+fma",
     "x86_64+sse4.2",
     "aarch64+neon"
 ))]
-fn shot_pass(
-    p: &Pipeline,
-    values: &mut [f32],
-    z: &[f32; CHUNK],
-    electrons: &[f32; CHUNK],
-    flags: &[u8; CHUNK],
-) {
-    for (((v, &zv), &e), &f) in values.iter_mut().zip(z).zip(electrons).zip(flags) {
-        let count = p.shot_count(e, zv);
-        if f & SHOT != 0 {
-            *v = count;
-        }
+fn shot_pass(p: &Pipeline, counts: &[u32], z: &[f32], values: &mut [f32]) {
+    for ((v, &count), &zv) in values.iter_mut().zip(counts).zip(z) {
+        *v = p.shot_count(count as f32, zv);
     }
 }
 
@@ -405,7 +397,8 @@ impl Camera {
             z,
             lambda,
             flags,
-            electrons,
+            z_listed,
+            shot_values,
             listed,
             means,
             counts,
@@ -455,18 +448,22 @@ impl Camera {
                 poisson,
                 &mut g.scalar,
             );
-            for (&j, &count) in listed[..n].iter().zip(&counts[..n]) {
-                electrons[usize::from(j)] = count as f32;
+            // Their counts, computed on the list (gathered read noise) and scattered back.
+            for (zl, &j) in z_listed.iter_mut().zip(&listed[..n]) {
+                *zl = z[usize::from(j)];
+            }
+            shot_pass(p, &counts[..n], &z_listed[..n], &mut shot_values[..n]);
+            for (&j, &v) in listed[..n].iter().zip(&shot_values[..n]) {
+                chunk[usize::from(j)] = v;
             }
             // Then the Gaussian-regime pixels near the full well (rare).
             if any & NEAR_WELL != 0 {
                 for j in (0..len).filter(|&j| flags[j] & NEAR_WELL != 0) {
                     let lam = lambda[j];
                     let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
-                    electrons[j] = (lam + lam.sqrt() * z_shot).round();
+                    chunk[j] = p.shot_count((lam + lam.sqrt() * z_shot).round(), z[j]);
                 }
             }
-            shot_pass(p, chunk, z, electrons, flags);
         }
     }
 }
@@ -476,7 +473,9 @@ struct Scratch {
     z: [f32; CHUNK],
     lambda: [f32; CHUNK],
     flags: [u8; CHUNK],
-    electrons: [f32; CHUNK],
+    /// The read noise of the listed Poisson pixels, and their values.
+    z_listed: [f32; CHUNK],
+    shot_values: [f32; CHUNK],
     listed: [u8; CHUNK + 8],
     means: [f32; CHUNK],
     counts: [u32; CHUNK],
@@ -489,7 +488,8 @@ thread_local! {
         z: [0.0; CHUNK],
         lambda: [0.0; CHUNK],
         flags: [0; CHUNK],
-        electrons: [0.0; CHUNK],
+        z_listed: [0.0; CHUNK],
+        shot_values: [0.0; CHUNK],
         listed: [0; CHUNK + 8],
         means: [0.0; CHUNK],
         counts: [0; CHUNK],

@@ -756,9 +756,10 @@ fn last_stages_finished(
         let chunk = WHT_CHUNK.min(n);
         wht_stages(re, chunk, n);
         wht_stages(im, chunk, n);
-        intensities_into(out, re, im, scale);
         for (k, range) in out.chunks_mut(align).enumerate() {
-            finish(k * align, range);
+            let at = k * align;
+            intensities_into(range, &re[at..], &im[at..], scale);
+            finish(at, range);
         }
         return;
     }
