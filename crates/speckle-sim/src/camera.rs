@@ -337,22 +337,6 @@ impl Camera {
             .for_each(|(s, segment)| self.expose_segment(frame_index, s as u64, segment));
     }
 
-    /// Outputs `first_pixel ..` of frame `frame_index` (`first_pixel` a multiple of
-    /// [`SEGMENT_PIXELS`]), segment after segment on the calling thread: the same values as
-    /// [`Camera::expose`] gives these pixels, for a caller that has them in cache.
-    pub(crate) fn expose_span(&self, frame_index: u64, first_pixel: usize, values: &mut [f32]) {
-        debug_assert_eq!(first_pixel % SEGMENT_PIXELS, 0);
-        if self.ideal {
-            return;
-        }
-        let first = first_pixel / SEGMENT_PIXELS;
-        SCRATCH.with_borrow_mut(|scratch| {
-            for (s, segment) in values.chunks_mut(SEGMENT_PIXELS).enumerate() {
-                self.expose_segment_with(frame_index, (first + s) as u64, segment, scratch);
-            }
-        });
-    }
-
     /// The generators of segment `segment` of frame `frame_index` (see the module docs).
     fn generators(&self, frame_index: u64, segment: u64) -> Generators {
         let mut chacha = rng::stream_rng(&self.key, frame_index);

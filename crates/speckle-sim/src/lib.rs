@@ -337,28 +337,10 @@ impl SimulatedOpu {
         Ok(())
     }
 
-    /// Camera values of `count` unpacked frames (in `self.x`), the first of global index `t`,
-    /// into `out`: the camera applied to each range of intensities while the medium has it in
-    /// cache where the medium can, else after all the intensities (the same values either way).
-    fn intensities_exposed(&mut self, t: u64, count: usize, out: &mut [f32]) -> Result<(), Error> {
+    /// Intensities `|R·x|²` of `count` unpacked frames (in `self.x`) into `out`.
+    fn intensities(&mut self, count: usize, out: &mut [f32]) -> Result<(), Error> {
         let s2 = (self.field_scale * self.field_scale) as f32;
-        if !self.camera.is_ideal() {
-            let camera = &self.camera;
-            let fused = self.medium.intensities_finished(
-                &self.x,
-                count,
-                s2,
-                out,
-                camera::SEGMENT_PIXELS,
-                &|f, j0, values| camera.expose_span(t.wrapping_add(f as u64), j0, values),
-            )?;
-            if fused {
-                return Ok(());
-            }
-        }
-        self.medium.intensities(&self.x, count, s2, out)?;
-        self.camera.expose(t, self.output_dim, out);
-        Ok(())
+        self.medium.intensities(&self.x, count, s2, out)
     }
 }
 
@@ -386,7 +368,8 @@ impl OpticalDevice for SimulatedOpu {
             self.medium.set_epoch(self.epoch_of(t))?;
             self.unpack(&input.slice(start, count));
             let out = &mut output[start * m..(start + count) * m];
-            self.intensities_exposed(t, count, out)?;
+            self.intensities(count, out)?;
+            self.camera.expose(t, m, out);
             self.frame_index = t.wrapping_add(count as u64);
             self.frames_shown += count as u64;
             start += count;

@@ -15,10 +15,6 @@ use speckle_hal::Error;
 /// `rows × batch`), likewise `im`.
 pub(crate) type FieldSink<'a> = dyn FnMut(usize, usize, &[f32], &[f32]) + 'a;
 
-/// Finishes a range of a batch's intensities in place: `(frame, first_output, values)`, the
-/// frame counted from the batch's first.
-pub(crate) type Finish<'a> = dyn Fn(usize, usize, &mut [f32]) + Sync + 'a;
-
 /// A scattering medium between the DMD and the camera.
 pub(crate) trait Medium: Send {
     /// Computes the raw fields `R · x` of `batch` frames. `x` is `batch × input_dim`, frame after
@@ -37,24 +33,6 @@ pub(crate) trait Medium: Send {
         out: &mut [f32],
     ) -> Result<(), Error> {
         intensities_from_fields(self, x, batch, scale, out)
-    }
-
-    /// Intensities as [`Medium::intensities`], each passed to `finish(frame, first_output,
-    /// values)` while still in cache, in ranges of whole `align`-output units (each range
-    /// starts at a multiple of `align`; the ranges cover every output of every frame once).
-    /// `finish` runs on the thread that computed the range and must not start parallel work.
-    /// Returns `false`, computing nothing, where the medium cannot cut its outputs so; the
-    /// caller then calls [`Medium::intensities`] and finishes the values itself.
-    fn intensities_finished(
-        &mut self,
-        _x: &[f32],
-        _batch: usize,
-        _scale: f32,
-        _out: &mut [f32],
-        _align: usize,
-        _finish: &Finish<'_>,
-    ) -> Result<bool, Error> {
-        Ok(false)
     }
 
     /// Puts the medium in drift epoch `epoch` (epoch 0 is the initial matrix). A medium without

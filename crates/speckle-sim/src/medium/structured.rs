@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use speckle_hal::{Error, ErrorKind, PackedFrames};
 
-use super::{FieldSink, Finish, Medium};
+use super::{FieldSink, Medium};
 use crate::rng::{self, Purpose};
 
 /// Smallest padded width. Narrow inputs (10 error classes, say) are padded to this width so that
@@ -482,50 +482,21 @@ impl StructuredMedium {
     /// The three mixing rounds of a block after `D1`: `(re, im) ← h·D3·h·D2·h·(re, im)`, the
     /// scales folded into `D2` and `D3`, in place.
     fn mix(&self, block: &Block, re: &mut [f32], im: &mut [f32]) {
-        self.mix_but_wide(block, re, im, |_, _, _| {});
-        let chunk = WHT_CHUNK.min(re.len());
-        wht_stages(re, chunk, re.len());
-        wht_stages(im, chunk, im.len());
-    }
-
-    /// `(re, im) ← h·D3·h·D2·h·(re, im)` but the last transform's wide stages (those from
-    /// [`WHT_CHUNK`] up), `first(offset, re, im)` first run on each [`WHT_CHUNK`]-element chunk
-    /// of both parts (offset: the chunk's first element). Each diagonal is applied chunk by
-    /// chunk just before the transform's stages on that chunk, while it is in cache: the same
-    /// operations on every element as [`wht`] and [`Diagonal::multiply`] one after the other.
-    fn mix_but_wide(
-        &self,
-        block: &Block,
-        re: &mut [f32],
-        im: &mut [f32],
-        first: impl Fn(usize, &mut [f32], &mut [f32]),
-    ) {
         let (c2, c3) = self.scales();
-        let n = re.len();
-        let chunk = WHT_CHUNK.min(n);
-        chunk_stages(re, im, chunk, first);
-        for (d, c) in [(&block.d2, c2), (&block.d3, c3)] {
-            wht_stages(re, chunk, n);
-            wht_stages(im, chunk, n);
-            chunk_stages(re, im, chunk, |lo, r, m| {
-                let len = r.len();
-                multiply_diagonal(&d.re[lo..lo + len], &d.im[lo..lo + len], c, r, m);
-            });
-        }
+        wht(re);
+        wht(im);
+        block.d2.multiply(c2, re, im);
+        wht(re);
+        wht(im);
+        block.d3.multiply(c3, re, im);
+        wht(re);
+        wht(im);
     }
 
     /// Intensities `scale·|R·x|²` of `batch` frames of 0/1 values (`batch × n_in`) into `out`
     /// (`batch × n_out`): each (frame, block) is transformed in a per-thread buffer and squared
-    /// into `out` while its end is still in cache (no field buffer for the whole batch). With
-    /// `finish` (`N` a multiple of `align`), each range of intensities is then passed to it
-    /// while in cache (see [`Medium::intensities_finished`]).
-    fn intensities_of(
-        &self,
-        input: &[f32],
-        scale: f32,
-        out: &mut [f32],
-        finish: Option<(usize, &Finish<'_>)>,
-    ) {
+    /// into `out` while its end is still in cache (no field buffer for the whole batch).
+    fn intensities_of(&self, input: &[f32], scale: f32, out: &mut [f32]) {
         let (n, n_pad) = (self.n_in, self.n_pad);
         let min_len = (65_536 / n_pad).max(1);
         out.par_chunks_mut(self.n_out)
@@ -541,27 +512,19 @@ impl StructuredMedium {
                         FIELD_SCRATCH.with_borrow_mut(|scratch| {
                             scratch.resize(2 * n_pad, 0.0);
                             let (re, im) = scratch.split_at_mut(n_pad);
-                            // D1·x, chunk by chunk, zero in the padding.
-                            self.mix_but_wide(block, re, im, |lo, r, m| {
-                                let lit = n.saturating_sub(lo).min(r.len());
-                                let d = (&block.d1.re[lo..lo + lit], &block.d1.im[lo..lo + lit]);
-                                load_real(d, &x[lo..lo + lit], r, m);
-                                r[lit..].fill(0.0);
-                                m[lit..].fill(0.0);
-                            });
-                            match finish {
-                                None => {
-                                    let chunk = WHT_CHUNK.min(n_pad);
-                                    wht_stages(re, chunk, n_pad);
-                                    wht_stages(im, chunk, n_pad);
-                                    intensities_into(out, re, im, scale);
-                                }
-                                Some((align, finish)) => {
-                                    last_stages_finished(re, im, scale, out, align, &|j, v| {
-                                        finish(f, b * n_pad + j, v)
-                                    });
-                                }
+                            for (((r, m), (&d_re, &d_im)), &xi) in re
+                                .iter_mut()
+                                .zip(im.iter_mut())
+                                .zip(block.d1.re.iter().zip(&block.d1.im))
+                                .zip(x)
+                            {
+                                *r = d_re * xi;
+                                *m = d_im * xi;
                             }
+                            re[n..].fill(0.0);
+                            im[n..].fill(0.0);
+                            self.mix(block, re, im);
+                            intensities_into(out, re, im, scale);
                         });
                     });
             });
@@ -663,26 +626,8 @@ impl Medium for StructuredMedium {
     ) -> Result<(), Error> {
         debug_assert_eq!(x.len(), batch * self.n_in);
         debug_assert_eq!(out.len(), batch * self.n_out);
-        self.intensities_of(x, scale, out, None);
+        self.intensities_of(x, scale, out);
         Ok(())
-    }
-
-    fn intensities_finished(
-        &mut self,
-        x: &[f32],
-        batch: usize,
-        scale: f32,
-        out: &mut [f32],
-        align: usize,
-        finish: &Finish<'_>,
-    ) -> Result<bool, Error> {
-        debug_assert_eq!(x.len(), batch * self.n_in);
-        debug_assert_eq!(out.len(), batch * self.n_out);
-        if align == 0 || self.n_pad % align != 0 {
-            return Ok(false);
-        }
-        self.intensities_of(x, scale, out, Some((align, finish)));
-        Ok(true)
     }
 
     fn set_epoch(&mut self, epoch: u64) -> Result<(), Error> {
@@ -712,90 +657,6 @@ thread_local! {
     /// The fields of the block a thread transforms in [`StructuredMedium::intensities_of`].
     static FIELD_SCRATCH: std::cell::RefCell<Vec<f32>> =
         const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Columns of a tile of the last transform's wide stages (see [`last_transform_finished`]).
-const TILE_COLS: usize = 4096;
-
-/// Rows of a tile at most: its intensities take `4 · TILE_ROWS · TILE_COLS` bytes (256 KiB).
-const TILE_ROWS: usize = 16;
-
-/// Columns transformed together within a tile: both parts take `2 · 4 · TILE_ROWS · SUB_COLS`
-/// bytes (64 KiB), so that the fields, the tile's intensities and the camera's tables share
-/// the L2 cache.
-const SUB_COLS: usize = 512;
-
-thread_local! {
-    /// The tile of [`last_transform_finished`]: real parts, then imaginary parts.
-    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The wide stages of a block's last transform (see [`StructuredMedium::mix_but_wide`]), its
-/// intensities `scale·|·|²` into `out` (the first `out.len()` outputs of the block) and
-/// `finish(first_output, values)` on them, range by range while they are in cache: ranges of
-/// `align` outputs or fewer, starting at multiples of `align` (`align` divides `N`). `re` and
-/// `im` are left partly transformed.
-///
-/// Same bits as the wide stages of [`wht`] then [`intensities_into`]: those stages pair
-/// elements a multiple of `WHT_CHUNK` apart, so they run tile by tile, a tile being
-/// `TILE_COLS` consecutive columns of every `WHT_CHUNK`-element row, `SUB_COLS` columns at a
-/// time copied out of the strided rows (which would share cache sets), in the same stage order
-/// and with the same butterflies.
-fn last_stages_finished(
-    re: &mut [f32],
-    im: &mut [f32],
-    scale: f32,
-    out: &mut [f32],
-    align: usize,
-    finish: &dyn Fn(usize, &mut [f32]),
-) {
-    let n = re.len();
-    let rows = n / WHT_CHUNK;
-    let tiled = n > WHT_CHUNK && rows <= TILE_ROWS && TILE_COLS % align == 0;
-    if !tiled {
-        let chunk = WHT_CHUNK.min(n);
-        wht_stages(re, chunk, n);
-        wht_stages(im, chunk, n);
-        for (k, range) in out.chunks_mut(align).enumerate() {
-            let at = k * align;
-            intensities_into(range, &re[at..], &im[at..], scale);
-            finish(at, range);
-        }
-        return;
-    }
-    TILE.with_borrow_mut(|tile| {
-        tile.resize(2 * rows * SUB_COLS, 0.0);
-        let (tile_re, tile_im) = tile.split_at_mut(rows * SUB_COLS);
-        for c0 in (0..WHT_CHUNK).step_by(TILE_COLS) {
-            for s0 in (c0..c0 + TILE_COLS).step_by(SUB_COLS) {
-                for (part, t) in [(&*re, &mut *tile_re), (&*im, &mut *tile_im)] {
-                    for (r, dst) in t.chunks_exact_mut(SUB_COLS).enumerate() {
-                        let at = r * WHT_CHUNK + s0;
-                        dst.copy_from_slice(&part[at..at + SUB_COLS]);
-                    }
-                    // Row r with row r ^ 2^s at stage s: the wide stages of `wht`.
-                    wht_stages(t, SUB_COLS, rows * SUB_COLS);
-                }
-                for r in 0..rows {
-                    let j = r * WHT_CHUNK + s0;
-                    if j >= out.len() {
-                        break;
-                    }
-                    let len = SUB_COLS.min(out.len() - j);
-                    let at = r * SUB_COLS;
-                    intensities_into(&mut out[j..j + len], &tile_re[at..], &tile_im[at..], scale);
-                }
-            }
-            for r in 0..rows {
-                let j = r * WHT_CHUNK + c0;
-                if j >= out.len() {
-                    break;
-                }
-                let len = TILE_COLS.min(out.len() - j);
-                finish(j, &mut out[j..j + len]);
-            }
-        }
-    });
 }
 
 /// `D1·x` of a bit-packed frame of `n` features into `re[..n]`, `im[..n]`, eight features a
@@ -966,46 +827,6 @@ fn wht_stages(x: &mut [f32], from: usize, len: usize) {
             wht_stage(x, h);
             h *= 2;
         }
-    }
-}
-
-/// The stages of [`wht`] below half-width `chunk` on both parts, chunk by chunk, each chunk of
-/// both parts first passed to `first(offset, re_chunk, im_chunk)` (in cache for the stages).
-fn chunk_stages(
-    re: &mut [f32],
-    im: &mut [f32],
-    chunk: usize,
-    first: impl Fn(usize, &mut [f32], &mut [f32]),
-) {
-    for (c, (r, m)) in re
-        .chunks_exact_mut(chunk)
-        .zip(im.chunks_exact_mut(chunk))
-        .enumerate()
-    {
-        first(c * chunk, r, m);
-        for part in [r, m] {
-            wht16(part);
-            wht_stages(part, 16, chunk);
-        }
-    }
-}
-
-/// `re[i] = d_re[i]·x[i]`, `im[i] = d_im[i]·x[i]` for the first `x.len()` elements.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
-    "x86_64+avx2+fma",
-    "x86_64+sse4.2",
-    "aarch64+neon"
-))]
-fn load_real(d: (&[f32], &[f32]), x: &[f32], re: &mut [f32], im: &mut [f32]) {
-    for (((r, m), (&d_re, &d_im)), &xi) in re
-        .iter_mut()
-        .zip(im.iter_mut())
-        .zip(d.0.iter().zip(d.1))
-        .zip(x)
-    {
-        *r = d_re * xi;
-        *m = d_im * xi;
     }
 }
 
