@@ -71,6 +71,8 @@ const POISSON: u8 = 1;
 const REFINE: u8 = 2;
 /// Flag: the pixel is in the Gaussian regime near the full well and draws its own shot noise.
 const NEAR_WELL: u8 = 4;
+// The near-well pixels are listed by the flags' bit 2.
+const _: () = assert!(NEAR_WELL == 1 << 2);
 /// Either kind of drawn shot noise.
 const SHOT: u8 = POISSON | NEAR_WELL;
 
@@ -442,10 +444,17 @@ impl Camera {
             }
             // Then the Gaussian-regime pixels near the full well (rare).
             if any & NEAR_WELL != 0 {
-                for j in (0..len).filter(|&j| flags[j] & NEAR_WELL != 0) {
-                    let lam = lambda[j];
-                    let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
-                    chunk[j] = p.shot_count((lam + lam.sqrt() * z_shot).round(), z[j]);
+                // In pixel order, found eight flags a word (NEAR_WELL is bit 2 of a flag).
+                for (w, word) in flags.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
+                    let word = u64::from_le_bytes(word.try_into().expect("eight flags"));
+                    let mut mask = byte_mask(word >> 2);
+                    while mask != 0 {
+                        let j = 8 * w + mask.trailing_zeros() as usize;
+                        mask &= mask - 1;
+                        let lam = lambda[j];
+                        let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
+                        chunk[j] = p.shot_count((lam + lam.sqrt() * z_shot).round(), z[j]);
+                    }
                 }
             }
         }
