@@ -366,9 +366,13 @@ impl OpticalDevice for SimulatedOpu {
                 count = count.min(usize::try_from(left).unwrap_or(usize::MAX));
             }
             self.medium.set_epoch(self.epoch_of(t))?;
-            self.unpack(&input.slice(start, count));
+            let frames = input.slice(start, count);
             let out = &mut output[start * m..(start + count) * m];
-            self.intensities(count, out)?;
+            let s2 = (self.field_scale * self.field_scale) as f32;
+            if !self.medium.intensities_packed(&frames, s2, out)? {
+                self.unpack(&frames);
+                self.intensities(count, out)?;
+            }
             self.camera.expose(t, m, out);
             self.frame_index = t.wrapping_add(count as u64);
             self.frames_shown += count as u64;
