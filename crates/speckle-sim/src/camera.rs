@@ -71,6 +71,8 @@ const POISSON: u8 = 1;
 const REFINE: u8 = 2;
 /// Flag: the pixel is in the Gaussian regime near the full well and draws its own shot noise.
 const NEAR_WELL: u8 = 4;
+// The near-well pixels are listed by the flags' bit 2.
+const _: () = assert!(NEAR_WELL == 1 << 2);
 /// Either kind of drawn shot noise.
 const SHOT: u8 = POISSON | NEAR_WELL;
 
@@ -202,15 +204,45 @@ fn gaussian_pass(
     lambda: &mut [f32; CHUNK],
     flags: &mut [u8; CHUNK],
 ) -> u8 {
-    let mut refine = [false; LANES];
-    for (zs, fs) in z
+    // The lane words first (the one serial dependency), then every pair's Box–Muller
+    // transform as one loop over independent elements (full vector width, no chain between
+    // pairs), then the pairs' halves into pixel order.
+    let groups = values.len().div_ceil(2 * LANES);
+    let mut radius_words = [0u32; CHUNK / 2];
+    let mut angle_words = [0u32; CHUNK / 2];
+    for (r, a) in radius_words
+        .chunks_exact_mut(LANES)
+        .zip(angle_words.chunks_exact_mut(LANES))
+        .take(groups)
+    {
+        r.copy_from_slice(&lanes.next());
+        a.copy_from_slice(&lanes.next());
+    }
+    let mut cos_half = [0f32; CHUNK / 2];
+    let mut sin_half = [0f32; CHUNK / 2];
+    for (((c, s), &rw), &aw) in cos_half
+        .iter_mut()
+        .zip(sin_half.iter_mut())
+        .zip(&radius_words)
+        .zip(&angle_words)
+    {
+        (*c, *s) = noise::box_muller(rw, aw);
+    }
+    for (((zs, fs), (c, s)), rw) in z
         .chunks_exact_mut(2 * LANES)
         .zip(flags.chunks_exact_mut(2 * LANES))
-        .take(values.len().div_ceil(2 * LANES))
+        .zip(
+            cos_half
+                .chunks_exact(LANES)
+                .zip(sin_half.chunks_exact(LANES)),
+        )
+        .zip(radius_words.chunks_exact(LANES))
+        .take(groups)
     {
-        noise::gaussians16(lanes, zs, &mut refine);
-        for (f, &r) in fs.iter_mut().zip(&refine) {
-            *f = if r { REFINE } else { 0 };
+        zs[..LANES].copy_from_slice(c);
+        zs[LANES..].copy_from_slice(s);
+        for (f, &w) in fs.iter_mut().zip(rw) {
+            *f = if w >> 8 == 0 { REFINE } else { 0 };
         }
         fs[LANES..].fill(0);
     }
@@ -231,25 +263,17 @@ fn gaussian_pass(
     any
 }
 
-/// The counts of the pixels that drew their shot noise (`electrons`), vectorized.
+/// The values of the listed pixels that drew Poisson shot noise: `counts` photoelectrons and
+/// read noise `z`, into `values` (vectorized over the list).
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
     "x86_64+avx2+fma",
     "x86_64+sse4.2",
     "aarch64+neon"
 ))]
-fn shot_pass(
-    p: &Pipeline,
-    values: &mut [f32],
-    z: &[f32; CHUNK],
-    electrons: &[f32; CHUNK],
-    flags: &[u8; CHUNK],
-) {
-    for (((v, &zv), &e), &f) in values.iter_mut().zip(z).zip(electrons).zip(flags) {
-        let count = p.shot_count(e, zv);
-        if f & SHOT != 0 {
-            *v = count;
-        }
+fn shot_pass(p: &Pipeline, counts: &[u32], z: &[f32], values: &mut [f32]) {
+    for ((v, &count), &zv) in values.iter_mut().zip(counts).zip(z) {
+        *v = p.shot_count(count as f32, zv);
     }
 }
 
@@ -359,7 +383,8 @@ impl Camera {
             z,
             lambda,
             flags,
-            electrons,
+            z_listed,
+            shot_values,
             listed,
             means,
             counts,
@@ -409,18 +434,29 @@ impl Camera {
                 poisson,
                 &mut g.scalar,
             );
-            for (&j, &count) in listed[..n].iter().zip(&counts[..n]) {
-                electrons[usize::from(j)] = count as f32;
+            // Their counts, computed on the list (gathered read noise) and scattered back.
+            for (zl, &j) in z_listed.iter_mut().zip(&listed[..n]) {
+                *zl = z[usize::from(j)];
+            }
+            shot_pass(p, &counts[..n], &z_listed[..n], &mut shot_values[..n]);
+            for (&j, &v) in listed[..n].iter().zip(&shot_values[..n]) {
+                chunk[usize::from(j)] = v;
             }
             // Then the Gaussian-regime pixels near the full well (rare).
             if any & NEAR_WELL != 0 {
-                for j in (0..len).filter(|&j| flags[j] & NEAR_WELL != 0) {
-                    let lam = lambda[j];
-                    let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
-                    electrons[j] = (lam + lam.sqrt() * z_shot).round();
+                // In pixel order, found eight flags a word (NEAR_WELL is bit 2 of a flag).
+                for (w, word) in flags.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
+                    let word = u64::from_le_bytes(word.try_into().expect("eight flags"));
+                    let mut mask = byte_mask(word >> 2);
+                    while mask != 0 {
+                        let j = 8 * w + mask.trailing_zeros() as usize;
+                        mask &= mask - 1;
+                        let lam = lambda[j];
+                        let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
+                        chunk[j] = p.shot_count((lam + lam.sqrt() * z_shot).round(), z[j]);
+                    }
                 }
             }
-            shot_pass(p, chunk, z, electrons, flags);
         }
     }
 }
@@ -430,7 +466,9 @@ struct Scratch {
     z: [f32; CHUNK],
     lambda: [f32; CHUNK],
     flags: [u8; CHUNK],
-    electrons: [f32; CHUNK],
+    /// The read noise of the listed Poisson pixels, and their values.
+    z_listed: [f32; CHUNK],
+    shot_values: [f32; CHUNK],
     listed: [u8; CHUNK + 8],
     means: [f32; CHUNK],
     counts: [u32; CHUNK],
@@ -443,7 +481,8 @@ thread_local! {
         z: [0.0; CHUNK],
         lambda: [0.0; CHUNK],
         flags: [0; CHUNK],
-        electrons: [0.0; CHUNK],
+        z_listed: [0.0; CHUNK],
+        shot_values: [0.0; CHUNK],
         listed: [0; CHUNK + 8],
         means: [0.0; CHUNK],
         counts: [0; CHUNK],

@@ -71,11 +71,13 @@
 //!    [`SimulatedOpu::seek_frame`] let an emulator replay a request exactly.
 //!
 //! Reproducibility: results are bit-identical for any thread count and any batch split (tested),
-//! and the random streams are the same on every machine (ChaCha8 from `rand_chacha =0.9.0`,
-//! samplers from `rand_distr =0.5.1`, golden-value tests). Across machines, one caveat: the
-//! exact Poisson sampler (means below 50 electrons) and the Gaussian sampler's tail call
-//! `ln`/`exp` from the platform's libm, so a libm that rounds differently could change an
-//! occasional count.
+//! and the random streams are the same on every machine (ChaCha8 from `rand_chacha =0.9.0`; the
+//! dense matrix's Gaussians from `rand_distr =0.5.1`; the camera's xoshiro lanes, seeded from
+//! ChaCha8 per frame segment, and its samplers in this crate; golden-value tests). The camera
+//! uses IEEE-exact operations only, so its counts are the same whatever the CPU and its SIMD
+//! level. Across machines, one caveat: the dense matrix's Gaussian sampler calls `ln`/`exp` from
+//! the platform's libm in its tail, so a libm that rounds differently could change an occasional
+//! matrix entry.
 #![forbid(unsafe_code)]
 
 pub mod camera;
@@ -364,9 +366,13 @@ impl OpticalDevice for SimulatedOpu {
                 count = count.min(usize::try_from(left).unwrap_or(usize::MAX));
             }
             self.medium.set_epoch(self.epoch_of(t))?;
-            self.unpack(&input.slice(start, count));
+            let frames = input.slice(start, count);
             let out = &mut output[start * m..(start + count) * m];
-            self.intensities(count, out)?;
+            let s2 = (self.field_scale * self.field_scale) as f32;
+            if !self.medium.intensities_packed(&frames, s2, out)? {
+                self.unpack(&frames);
+                self.intensities(count, out)?;
+            }
             self.camera.expose(t, m, out);
             self.frame_index = t.wrapping_add(count as u64);
             self.frames_shown += count as u64;

@@ -200,21 +200,27 @@ pub(crate) fn refined_radius(bits: u64) -> f32 {
     (-2.0 * ln(u)).sqrt()
 }
 
+/// The Box–Muller pair `(r cos θ, r sin θ)` of a radius word and an angle word (their top 24
+/// bits give `u` and `θ`); a radius word below 2^8 needs [`refined_radius`] instead.
+#[inline(always)]
+pub(crate) fn box_muller(radius_word: u32, angle_word: u32) -> (f32, f32) {
+    let r = radius(radius_word >> 8);
+    let (c, s) = cos_sin(angle_word >> 8);
+    (r * c, r * s)
+}
+
 /// Sixteen standard Gaussians from two steps of `lanes`, Box–Muller: lane `l` of the first step
 /// gives the radius and lane `l` of the second the angle of the pair (`z[l]`, `z[8 + l]`) =
-/// (r cos θ, r sin θ). `refine[l]` is set when the radius word is 0 (probability 2^-24): the
-/// caller then replaces the pair's radius by [`refined_radius`].
-#[inline(always)]
+/// (r cos θ, r sin θ). `refine[l]` is set when the radius word is below 2^8 (probability
+/// 2^-24): the caller then replaces the pair's radius by [`refined_radius`]. (The camera
+/// computes the same pairs a chunk at a time.)
+#[cfg(test)]
 pub(crate) fn gaussians16(lanes: &mut Lanes, z: &mut [f32], refine: &mut [bool]) {
     let radius_words = lanes.next();
     let angle_words = lanes.next();
     for l in 0..LANES {
-        let k_r = radius_words[l] >> 8;
-        let r = radius(k_r);
-        let (c, s) = cos_sin(angle_words[l] >> 8);
-        z[l] = r * c;
-        z[LANES + l] = r * s;
-        refine[l] = k_r == 0;
+        (z[l], z[LANES + l]) = box_muller(radius_words[l], angle_words[l]);
+        refine[l] = radius_words[l] >> 8 == 0;
     }
 }
 

@@ -8,7 +8,7 @@ pub(crate) mod dense;
 pub(crate) mod structured;
 
 use rayon::prelude::*;
-use speckle_hal::Error;
+use speckle_hal::{Error, PackedFrames};
 
 /// Receives consecutive output ranges of a batch's fields: `(first_output, rows, re, im)` with
 /// `re[b * rows + r]` the real part of output `first_output + r` of frame `b` (column-major
@@ -33,6 +33,17 @@ pub(crate) trait Medium: Send {
         out: &mut [f32],
     ) -> Result<(), Error> {
         intensities_from_fields(self, x, batch, scale, out)
+    }
+
+    /// Intensities as [`Medium::intensities`] straight from bit-packed frames (no unpacked
+    /// copy), the same values; `false`, computing nothing, where the medium has no such path.
+    fn intensities_packed(
+        &mut self,
+        _frames: &PackedFrames<'_>,
+        _scale: f32,
+        _out: &mut [f32],
+    ) -> Result<bool, Error> {
+        Ok(false)
     }
 
     /// Puts the medium in drift epoch `epoch` (epoch 0 is the initial matrix). A medium without

@@ -493,16 +493,19 @@ impl StructuredMedium {
         wht(im);
     }
 
-    /// Intensities `scale·|R·x|²` of `batch` frames of 0/1 values (`batch × n_in`) into `out`
-    /// (`batch × n_out`): each (frame, block) is transformed in a per-thread buffer and squared
-    /// into `out` while its end is still in cache (no field buffer for the whole batch).
-    fn intensities_of(&self, input: &[f32], scale: f32, out: &mut [f32]) {
+    /// Intensities `scale·|R·x|²` of the frames into `out` (`frames × n_out`), `load(frame,
+    /// d1, re, im)` writing `D1·x` of a frame into `re[..n_in]`, `im[..n_in]`: each (frame,
+    /// block) is transformed in a per-thread buffer and squared into `out` while its end is
+    /// still in cache (no field buffer for the whole batch).
+    fn intensities_with<F>(&self, scale: f32, out: &mut [f32], load: F)
+    where
+        F: Fn(usize, &Diagonal, &mut [f32], &mut [f32]) + Sync,
+    {
         let (n, n_pad) = (self.n_in, self.n_pad);
         let min_len = (65_536 / n_pad).max(1);
         out.par_chunks_mut(self.n_out)
             .enumerate()
             .for_each(|(f, frame_out)| {
-                let x = &input[f * n..(f + 1) * n];
                 frame_out
                     .par_chunks_mut(n_pad)
                     .enumerate()
@@ -512,15 +515,7 @@ impl StructuredMedium {
                         FIELD_SCRATCH.with_borrow_mut(|scratch| {
                             scratch.resize(2 * n_pad, 0.0);
                             let (re, im) = scratch.split_at_mut(n_pad);
-                            for (((r, m), (&d_re, &d_im)), &xi) in re
-                                .iter_mut()
-                                .zip(im.iter_mut())
-                                .zip(block.d1.re.iter().zip(&block.d1.im))
-                                .zip(x)
-                            {
-                                *r = d_re * xi;
-                                *m = d_im * xi;
-                            }
+                            load(f, &block.d1, re, im);
                             re[n..].fill(0.0);
                             im[n..].fill(0.0);
                             self.mix(block, re, im);
@@ -528,6 +523,23 @@ impl StructuredMedium {
                         });
                     });
             });
+    }
+
+    /// [`Self::intensities_with`] of frames of 0/1 values (`batch × n_in`).
+    fn intensities_of(&self, input: &[f32], scale: f32, out: &mut [f32]) {
+        let n = self.n_in;
+        self.intensities_with(scale, out, |f, d1, re, im| {
+            let x = &input[f * n..(f + 1) * n];
+            for (((r, m), (&d_re, &d_im)), &xi) in re
+                .iter_mut()
+                .zip(im.iter_mut())
+                .zip(d1.re.iter().zip(&d1.im))
+                .zip(x)
+            {
+                *r = d_re * xi;
+                *m = d_im * xi;
+            }
+        });
     }
 
     /// Runs the transform for every (frame, block) pair of the outputs
@@ -630,6 +642,21 @@ impl Medium for StructuredMedium {
         Ok(())
     }
 
+    fn intensities_packed(
+        &mut self,
+        frames: &PackedFrames<'_>,
+        scale: f32,
+        out: &mut [f32],
+    ) -> Result<bool, Error> {
+        frames.expect_width(self.n_in, "medium")?;
+        debug_assert_eq!(out.len(), frames.frames() * self.n_out);
+        let n = self.n_in;
+        self.intensities_with(scale, out, |f, d1, re, im| {
+            load_bit_products(frames.frame(f), n, d1, re, im)
+        });
+        Ok(true)
+    }
+
     fn set_epoch(&mut self, epoch: u64) -> Result<(), Error> {
         self.drift_to(epoch)
     }
@@ -657,6 +684,37 @@ thread_local! {
     /// The fields of the block a thread transforms in [`StructuredMedium::intensities_of`].
     static FIELD_SCRATCH: std::cell::RefCell<Vec<f32>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `D1·x` of a bit-packed frame of `n` features into `re[..n]`, `im[..n]` as products by
+/// the 0/1 values (the bits of [`StructuredMedium::intensities_of`] on the unpacked frame,
+/// signed zeros included), eight features a byte.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn load_bit_products(bytes: &[u8], n: usize, d1: &Diagonal, re: &mut [f32], im: &mut [f32]) {
+    let whole = n / 8 * 8;
+    for ((((r, m), d_re), d_im), &byte) in re[..whole]
+        .chunks_exact_mut(8)
+        .zip(im[..whole].chunks_exact_mut(8))
+        .zip(d1.re[..whole].chunks_exact(8))
+        .zip(d1.im[..whole].chunks_exact(8))
+        .zip(bytes)
+    {
+        for k in 0..8 {
+            let xi = f32::from(byte >> k & 1);
+            r[k] = d_re[k] * xi;
+            m[k] = d_im[k] * xi;
+        }
+    }
+    for i in whole..n {
+        let xi = f32::from(bytes[i >> 3] >> (i & 7) & 1);
+        re[i] = d1.re[i] * xi;
+        im[i] = d1.im[i] * xi;
+    }
 }
 
 /// `D1·x` of a bit-packed frame of `n` features into `re[..n]`, `im[..n]`, eight features a
@@ -924,6 +982,27 @@ mod tests {
                 .collect();
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
             assert!(got == want, "{n} → {m_out}");
+        }
+    }
+
+    /// Intensities from bit-packed frames are the bits of those from the unpacked frames
+    /// (features not a multiple of 8, padding, several blocks and frames).
+    #[test]
+    fn packed_intensities_equal_the_unpacked_ones() {
+        for (n, m_out, frames) in [(1000, 5000, 3), (70_001, (1 << 17) + 100, 2)] {
+            let mut m = StructuredMedium::new(n, m_out, 6).unwrap();
+            let packed = random_frames_with_density(frames, n, 0.4, 8);
+            let pf = PackedFrames::new(&packed, frames, n).unwrap();
+            let x: Vec<f32> = speckle_hal::unpack_bits(&pf)
+                .iter()
+                .map(|&b| f32::from(b))
+                .collect();
+            let mut want = vec![0f32; frames * m_out];
+            m.intensities(&x, frames, 0.3, &mut want).unwrap();
+            let mut got = vec![f32::NAN; frames * m_out];
+            assert!(m.intensities_packed(&pf, 0.3, &mut got).unwrap());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&want), "{n} → {m_out}");
         }
     }
 
