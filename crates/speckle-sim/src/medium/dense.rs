@@ -63,6 +63,8 @@ pub(crate) struct DenseMedium {
     out_im: Vec<f32>,
     /// Intensities of the distinct patterns of a batch (column-sum path).
     unique: Vec<f32>,
+    /// The fields (stacked re, im) of the features lit in at least half of a call's frames.
+    common: Vec<f32>,
 }
 
 /// Visits the entries of rows `j0 .. j0 + rows` (j0 a multiple of BLOCK) of the matrix drawn
@@ -240,6 +242,119 @@ fn lit_column_intensities(ri: &[f32], ld: usize, frame: &[f32], scale: f32, out:
     }
 }
 
+/// The features lit in at least half of `frames` (0/1 values, `n ≤ 64` per frame), as a mask.
+/// In a DFA feedback call that is the reference pattern, shown with every other frame.
+fn common_mask(frames: &[f32], n: usize) -> u64 {
+    let mut counts = [0usize; COLUMN_SUM_MAX_FEATURES];
+    let mut total = 0;
+    for frame in frames.chunks_exact(n) {
+        for (c, &v) in counts.iter_mut().zip(frame) {
+            *c += usize::from(v != 0.0);
+        }
+        total += 1;
+    }
+    counts[..n].iter().enumerate().fold(0u64, |mask, (i, &c)| {
+        mask | u64::from(2 * c >= total && c > 0) << i
+    })
+}
+
+/// The lit-feature mask of one frame of 0/1 values (`n ≤ 64`).
+fn frame_mask(frame: &[f32]) -> u64 {
+    frame
+        .iter()
+        .enumerate()
+        .fold(0u64, |mask, (i, &v)| mask | u64::from(v != 0.0) << i)
+}
+
+/// Column offsets (stride `ld`) of the features set in `mask`, in feature order.
+fn mask_columns(mask: u64, ld: usize) -> ([usize; COLUMN_SUM_MAX_FEATURES], usize) {
+    let mut cols = [0usize; COLUMN_SUM_MAX_FEATURES];
+    let mut count = 0;
+    let mut rest = mask;
+    while rest != 0 {
+        cols[count] = rest.trailing_zeros() as usize * ld;
+        count += 1;
+        rest &= rest - 1;
+    }
+    (cols, count)
+}
+
+/// Intensities of one frame from the fields `common` (stacked re, im: `ld` values) of a set of
+/// features C: `common + Σ_{f∖C} columns − Σ_{C∖f} columns`. The entries are integers and every
+/// partial sum stays far below 2^24, so this is exactly the sum of the frame's lit columns: the
+/// same bits as [`lit_column_intensities`], for fewer column passes when the frame is close to C.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn intensities_from_common(
+    ri: &[f32],
+    ld: usize,
+    common: &[f32],
+    add: &[usize],
+    sub: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) {
+    let rows = out.len();
+    let half = ld / 2;
+    let block = |offset: usize, len: usize| {
+        let mut acc = [0f32; BLOCK_ROWS];
+        acc[..len].copy_from_slice(&common[offset..offset + len]);
+        for &col in add {
+            for (a, &v) in acc[..len]
+                .iter_mut()
+                .zip(&ri[col + offset..col + offset + len])
+            {
+                *a += v;
+            }
+        }
+        for &col in sub {
+            for (a, &v) in acc[..len]
+                .iter_mut()
+                .zip(&ri[col + offset..col + offset + len])
+            {
+                *a -= v;
+            }
+        }
+        acc
+    };
+    for start in (0..rows).step_by(BLOCK_ROWS) {
+        let len = BLOCK_ROWS.min(rows - start);
+        let re = block(start, len);
+        let im = block(half + start, len);
+        for ((o, &a), &b) in out[start..start + len].iter_mut().zip(&re).zip(&im) {
+            *o = (a * a + b * b) * scale;
+        }
+    }
+}
+
+/// Intensities of one frame: from the common fields when that takes fewer column passes,
+/// else from its lit columns (the same bits either way).
+fn frame_intensities(
+    ri: &[f32],
+    ld: usize,
+    common: Option<(u64, &[f32])>,
+    frame: &[f32],
+    scale: f32,
+    out: &mut [f32],
+) {
+    if let Some((c, fields)) = common {
+        let f = frame_mask(frame);
+        let (add, sub) = (f & !c, c & !f);
+        // One pass to copy the common fields, one per added or removed column.
+        if 1 + add.count_ones() + sub.count_ones() < f.count_ones() {
+            let (add_cols, na) = mask_columns(add, ld);
+            let (sub_cols, ns) = mask_columns(sub, ld);
+            intensities_from_common(ri, ld, fields, &add_cols[..na], &sub_cols[..ns], scale, out);
+            return;
+        }
+    }
+    lit_column_intensities(ri, ld, frame, scale, out)
+}
+
 /// Draws rows `j0 .. j0 + rows` into `ri` (see [`for_each_entry`]).
 fn draw(key: &[u8; 32], j0: usize, rows: usize, n: usize, ri: &mut [f32]) {
     for_each_entry(key, j0, rows, n, ri, |r, i, g_re, g_im| {
@@ -334,6 +449,7 @@ impl DenseMedium {
             out_re: Vec::new(),
             out_im: Vec::new(),
             unique: Vec::new(),
+            common: Vec::new(),
         })
     }
 
@@ -488,6 +604,20 @@ impl Medium for DenseMedium {
         match &self.storage {
             Storage::Cached { ri } if n <= COLUMN_SUM_MAX_FEATURES => {
                 let min_len = (4096 / m).max(1);
+                // The fields of the features most frames share (a DFA feedback call shows the
+                // reference with every other frame) are summed once; a frame close to them
+                // starts from those sums.
+                let c = common_mask(&x[..batch * n], n);
+                let common = if c.count_ones() >= 2 {
+                    let (cols, count) = mask_columns(c, 2 * m);
+                    self.common.resize(2 * m, 0.0);
+                    sum_columns(ri, &cols[..count], 0, 2 * m, |start, sums| {
+                        self.common[start..start + sums.len()].copy_from_slice(sums)
+                    });
+                    Some((c, &self.common[..]))
+                } else {
+                    None
+                };
                 let (slots, patterns) = distinct_patterns(x, n);
                 let unique_bytes = 4 * patterns.len().saturating_mul(m);
                 if 2 * patterns.len() > batch || unique_bytes > UNIQUE_SCRATCH_BYTES {
@@ -495,7 +625,7 @@ impl Medium for DenseMedium {
                         .zip(x.par_chunks(n))
                         .with_min_len(min_len)
                         .for_each(|(dst, frame)| {
-                            lit_column_intensities(ri, 2 * m, frame, scale, dst)
+                            frame_intensities(ri, 2 * m, common, frame, scale, dst)
                         });
                     return Ok(());
                 }
@@ -508,7 +638,7 @@ impl Medium for DenseMedium {
                     .zip(&patterns)
                     .with_min_len(min_len)
                     .for_each(|(dst, &b)| {
-                        lit_column_intensities(ri, 2 * m, &x[b * n..(b + 1) * n], scale, dst)
+                        frame_intensities(ri, 2 * m, common, &x[b * n..(b + 1) * n], scale, dst)
                     });
                 let unique = &self.unique;
                 out.par_chunks_mut(m)
@@ -698,6 +828,61 @@ mod tests {
                 intensities(&mut summed) == intensities(&mut streamed),
                 "{frames} frames"
             );
+        }
+    }
+
+    /// Frames as a DFA feedback call shows them (a data pattern with the reference, then the
+    /// same pattern without it) start from the reference's summed fields: still the bits of
+    /// `|GEMM fields|²`, whatever the data pattern (empty, full, overlapping the reference).
+    #[test]
+    fn intensities_from_the_common_features_equal_the_fields() {
+        let (n, m) = (26, 5100);
+        let mut summed = DenseMedium::new(params(n, m, 4)).unwrap();
+        let mut streamed = DenseMedium::new(params(n, m, 1)).unwrap();
+        let reference: Vec<bool> = (0..n).map(|i| i >= 10).collect();
+        let mut x = Vec::new();
+        for pair in 0..40usize {
+            let data: Vec<bool> = (0..n)
+                .map(|i| match pair {
+                    0 => false,
+                    1 => true,
+                    _ => i < 10 && (i * 13 + pair * 7) % 5 < 2,
+                })
+                .collect();
+            for with_reference in [true, false] {
+                x.extend(
+                    (0..n).map(|i| (data[i] || (with_reference && reference[i])) as u8 as f32),
+                );
+            }
+        }
+        let frames = x.len() / n;
+        let common = common_mask(&x, n);
+        assert_eq!(
+            common,
+            ((1u64 << n) - 1) & !((1 << 10) - 1),
+            "the reference"
+        );
+        let intensities = |med: &mut DenseMedium| {
+            let mut out = vec![0f32; frames * m];
+            med.intensities(&x, frames, 0.37, &mut out).unwrap();
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert!(intensities(&mut summed) == intensities(&mut streamed));
+        // And frame by frame against the plain column sums.
+        let Storage::Cached { ri } = &summed.storage else {
+            unreachable!()
+        };
+        let (cols, count) = mask_columns(common, 2 * m);
+        let mut fields = vec![0f32; 2 * m];
+        sum_columns(ri, &cols[..count], 0, 2 * m, |start, sums| {
+            fields[start..start + sums.len()].copy_from_slice(sums)
+        });
+        for frame in x.chunks_exact(n) {
+            let mut a = vec![0f32; m];
+            let mut b = vec![0f32; m];
+            frame_intensities(ri, 2 * m, Some((common, &fields)), frame, 0.37, &mut a);
+            lit_column_intensities(ri, 2 * m, frame, 0.37, &mut b);
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
         }
     }
 
