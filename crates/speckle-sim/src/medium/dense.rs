@@ -300,34 +300,46 @@ fn intensities_from_common(
 ) {
     let rows = out.len();
     let half = ld / 2;
-    let block = |offset: usize, len: usize| {
-        let mut acc = [0f32; BLOCK_ROWS];
-        acc[..len].copy_from_slice(&common[offset..offset + len]);
+    // Full blocks with fixed-size arrays (the sums stay in registers), then the tail.
+    let block = |offset: usize| {
+        let mut acc: [f32; BLOCK_ROWS] = common[offset..offset + BLOCK_ROWS]
+            .try_into()
+            .expect("a whole block");
         for &col in add {
-            for (a, &v) in acc[..len]
-                .iter_mut()
-                .zip(&ri[col + offset..col + offset + len])
-            {
+            let column: &[f32; BLOCK_ROWS] = ri[col + offset..][..BLOCK_ROWS]
+                .try_into()
+                .expect("a whole block");
+            for (a, &v) in acc.iter_mut().zip(column) {
                 *a += v;
             }
         }
         for &col in sub {
-            for (a, &v) in acc[..len]
-                .iter_mut()
-                .zip(&ri[col + offset..col + offset + len])
-            {
+            let column: &[f32; BLOCK_ROWS] = ri[col + offset..][..BLOCK_ROWS]
+                .try_into()
+                .expect("a whole block");
+            for (a, &v) in acc.iter_mut().zip(column) {
                 *a -= v;
             }
         }
         acc
     };
-    for start in (0..rows).step_by(BLOCK_ROWS) {
-        let len = BLOCK_ROWS.min(rows - start);
-        let re = block(start, len);
-        let im = block(half + start, len);
-        for ((o, &a), &b) in out[start..start + len].iter_mut().zip(&re).zip(&im) {
+    let whole = rows / BLOCK_ROWS * BLOCK_ROWS;
+    for start in (0..whole).step_by(BLOCK_ROWS) {
+        let re = block(start);
+        let im = block(half + start);
+        for ((o, &a), &b) in out[start..start + BLOCK_ROWS].iter_mut().zip(&re).zip(&im) {
             *o = (a * a + b * b) * scale;
         }
+    }
+    let field = |row: usize| {
+        let plus = add
+            .iter()
+            .fold(common[row], |acc, &col| acc + ri[col + row]);
+        sub.iter().fold(plus, |acc, &col| acc - ri[col + row])
+    };
+    for (r, o) in out.iter_mut().enumerate().skip(whole) {
+        let (a, b) = (field(r), field(half + r));
+        *o = (a * a + b * b) * scale;
     }
 }
 
