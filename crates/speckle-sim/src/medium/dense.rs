@@ -31,6 +31,10 @@ const SCRATCH_FLOATS: usize = 4 << 20;
 /// Both sum the same integers exactly, so the fields are bit-identical.
 const COLUMN_SUM_MAX_FEATURES: usize = 64;
 
+/// Fewest frames in a call for which the fields of the features most of them share are summed
+/// once (see [`common_mask`]).
+const COMMON_MIN_FRAMES: usize = 8;
+
 /// Construction parameters.
 pub(crate) struct DenseParams {
     pub input_dim: usize,
@@ -620,7 +624,8 @@ impl Medium for DenseMedium {
                 // reference with every other frame) are summed once; a frame close to them
                 // starts from those sums.
                 let c = common_mask(&x[..batch * n], n);
-                let common = if c.count_ones() >= 2 {
+                // Worth it when the sums are shared by several frames.
+                let common = if batch >= COMMON_MIN_FRAMES && c.count_ones() >= 2 {
                     let (cols, count) = mask_columns(c, 2 * m);
                     self.common.resize(2 * m, 0.0);
                     sum_columns(ri, &cols[..count], 0, 2 * m, |start, sums| {
