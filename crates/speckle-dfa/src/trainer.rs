@@ -275,6 +275,57 @@ impl Trainer {
         seed: u64,
         projector: Option<Box<dyn RandomProjector + Send>>,
     ) -> Result<Trainer, DfaError> {
+        let mut trainer = Self::build(
+            input_dim,
+            classes,
+            model,
+            algorithm,
+            optimizer,
+            batch_size,
+            total_steps,
+            seed,
+            projector,
+        )?;
+        if model.init == Init::PreAlignment {
+            trainer.pre_align()?;
+        }
+        Ok(trainer)
+    }
+
+    /// A trainer shaped by a state's metadata, ready for its arrays
+    /// ([`Trainer::load_state`], or a streamed read): the weights are initialized but not
+    /// pre-aligned, since the state's arrays replace them (pre-alignment would spend a
+    /// projection of the C unit vectors on weights about to be overwritten).
+    pub fn for_state(
+        meta: &StateMeta,
+        projector: Option<Box<dyn RandomProjector + Send>>,
+    ) -> Result<Trainer, DfaError> {
+        Self::build(
+            meta.input_dim,
+            meta.classes,
+            &meta.model,
+            &meta.algorithm,
+            &meta.optimizer,
+            meta.batch_size,
+            meta.total_steps,
+            meta.seed,
+            projector,
+        )
+    }
+
+    /// [`Trainer::new`] without the pre-alignment.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        input_dim: usize,
+        classes: usize,
+        model: &ModelSpec,
+        algorithm: &AlgorithmSpec,
+        optimizer: &OptimizerSpec,
+        batch_size: usize,
+        total_steps: u64,
+        seed: u64,
+        projector: Option<Box<dyn RandomProjector + Send>>,
+    ) -> Result<Trainer, DfaError> {
         model.check()?;
         algorithm.check()?;
         algorithm.check_model(model)?;
@@ -296,7 +347,7 @@ impl Trainer {
         };
         let train_buf = net.buffers(batch_size);
         let proj_width = projector_info.as_ref().map_or(0, |i| i.output_dim);
-        let mut trainer = Trainer {
+        Ok(Trainer {
             net,
             model: model.clone(),
             algorithm: algorithm.clone(),
@@ -315,11 +366,7 @@ impl Trainer {
             offsets,
             scales,
             fa,
-        };
-        if model.init == Init::PreAlignment {
-            trainer.pre_align()?;
-        }
-        Ok(trainer)
+        })
     }
 
     /// Rebuilds a trainer from a state (specs, seed and arrays); DFA needs a projector with the
@@ -328,18 +375,7 @@ impl Trainer {
         state: TrainerState,
         projector: Option<Box<dyn RandomProjector + Send>>,
     ) -> Result<Trainer, DfaError> {
-        let m = &state.meta;
-        let mut t = Trainer::new(
-            m.input_dim,
-            m.classes,
-            &m.model,
-            &m.algorithm,
-            &m.optimizer,
-            m.batch_size,
-            m.total_steps,
-            m.seed,
-            projector,
-        )?;
+        let mut t = Trainer::for_state(&state.meta, projector)?;
         t.load_state(state)?;
         Ok(t)
     }

@@ -546,18 +546,7 @@ fn resume(
     // The trainer is built from the state's arguments, then its arrays are read from the file
     // straight into it: a second copy of the weights and moments would double the memory of a
     // wide network when it resumes.
-    let m = state_file.meta();
-    let mut trainer = Trainer::new(
-        m.input_dim,
-        m.classes,
-        &m.model,
-        &m.algorithm,
-        &m.optimizer,
-        m.batch_size,
-        m.total_steps,
-        m.seed,
-        projector,
-    )?;
+    let mut trainer = Trainer::for_state(state_file.meta(), projector)?;
     state_file.read_into(&mut trainer)?;
     Ok((run_state, trainer))
 }

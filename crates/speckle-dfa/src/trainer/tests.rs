@@ -930,6 +930,36 @@ fn restore_continues_bit_identically() {
     }
 }
 
+/// A pre-aligned run resumes bit-identically, and restoring it does not pre-align again: the
+/// state's weights replace the initial ones, so the restored trainer projects nothing before
+/// its first step.
+#[test]
+fn restore_of_a_pre_aligned_run_does_not_project_before_stepping() {
+    let (x, y) = random_batch(256, 80, 10, 9);
+    let model = ModelSpec {
+        hidden: vec![96, 128],
+        init: Init::PreAlignment,
+        ..ModelSpec::default()
+    };
+    let opt = OptimizerSpec::default();
+    let fresh = make_trainer(AlgorithmKind::Dfa, &model, &opt);
+    assert_eq!(
+        fresh.counters().frames,
+        10,
+        "pre-alignment projects the C unit vectors"
+    );
+    let mut straight = make_trainer(AlgorithmKind::Dfa, &model, &opt);
+    run_steps(&mut straight, &x, &y, 0, 4, 64);
+    let mut first = make_trainer(AlgorithmKind::Dfa, &model, &opt);
+    run_steps(&mut first, &x, &y, 0, 2, 64);
+    let projector: Option<Box<dyn RandomProjector + Send>> =
+        Some(Box::new(MatrixProjector::gaussian(10, 256, 4)));
+    let mut resumed = Trainer::restore(first.state(), projector).unwrap();
+    assert_eq!(resumed.counters().frames, 0);
+    run_steps(&mut resumed, &x, &y, 2, 4, 64);
+    assert_eq!(straight.state().arrays, resumed.state().arrays);
+}
+
 #[test]
 fn restore_checks_the_projector_identity_and_shapes() {
     let t = make_trainer(AlgorithmKind::Dfa, &big_model(), &OptimizerSpec::default());
