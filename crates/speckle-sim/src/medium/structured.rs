@@ -840,27 +840,62 @@ fn wht_stage8(x: &mut [f32], h: usize) {
     }
 }
 
-/// The first four stages (half-widths 1, 2, 4, 8) on each group of 16 elements, in registers.
-/// (Not in an AVX-512 version: it would turn the groups into gathers.)
-#[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+sse4.2", "aarch64+neon"))]
-fn wht16(x: &mut [f32]) {
-    for g in x.chunks_exact_mut(16) {
-        let mut v = [0.0f32; 16];
-        v.copy_from_slice(g);
-        let mut h = 1;
-        while h < 16 {
-            let mut i = 0;
-            while i < 16 {
-                for k in i..i + h {
-                    let (s, d) = (v[k] + v[k + h], v[k] - v[k + h]);
-                    v[k] = s;
-                    v[k + h] = d;
-                }
-                i += 2 * h;
+/// Sign masks of the four stages of [`wht16`]: lane `k` of mask `s` is the `f32` sign bit where
+/// `k & 2^s != 0` (the lanes that take a difference at half-width `2^s`), else zero.
+const WHT16_SIGNS: [[u32; 16]; 4] = {
+    let mut m = [[0u32; 16]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut k = 0;
+        while k < 16 {
+            if k & (1 << s) != 0 {
+                m[s][k] = 0x8000_0000;
             }
-            h *= 2;
+            k += 1;
         }
-        g.copy_from_slice(&v);
+        s += 1;
+    }
+    m
+};
+
+/// One radix-2 stage of half-width `h` (1, 2, 4 or 8) on a group of 16 elements, written as whole
+/// lane-wise operations on the group: `v[k ^ h] + (±v[k])`, the sign flipped by `sign[k]` where
+/// `k & h != 0`. Lane `k` (`k & h == 0`) gets `v[k + h] + v[k]`, the butterfly sum with its
+/// (commutative) operands swapped; lane `k + h` gets `v[k] + (−v[k + h])`, which IEEE 754 rounds
+/// exactly as the butterfly difference `v[k] − v[k + h]` (the same exact value, signed zeros
+/// included; only the sign of a NaN may differ). So each stage is one lane permutation, one XOR
+/// and one add on a vector of 16.
+#[inline(always)]
+fn wht16_stage(v: [f32; 16], h: usize, sign: &[u32; 16]) -> [f32; 16] {
+    let mut r = [0.0f32; 16];
+    for (k, r) in r.iter_mut().enumerate() {
+        *r = v[k ^ h] + f32::from_bits(v[k].to_bits() ^ sign[k]);
+    }
+    r
+}
+
+/// The first four stages (half-widths 1, 2, 4, 8) on each group of 16 elements, in registers,
+/// in stage order (the same values, bit for bit, as four radix-2 passes).
+///
+/// Each group is one vector (two with AVX2, four with SSE): the SLP vectorizer turns every
+/// stage into a shuffle, an XOR and an add. Two opaque values keep that shape: the sign masks
+/// (else LLVM folds the XORs back into subtractions and vectorizes the mix of adds and
+/// subtractions badly), and the group reference (else the loop vectorizer interleaves 16 groups
+/// through gathers and scatters). Neither affects the result.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn wht16(x: &mut [f32]) {
+    let signs = std::hint::black_box(WHT16_SIGNS);
+    for g in x.chunks_exact_mut(16) {
+        let g: &mut [f32; 16] = std::hint::black_box(g.try_into().expect("groups of 16"));
+        let v = wht16_stage(*g, 1, &signs[0]);
+        let v = wht16_stage(v, 2, &signs[1]);
+        let v = wht16_stage(v, 4, &signs[2]);
+        *g = wht16_stage(v, 8, &signs[3]);
     }
 }
 
@@ -929,6 +964,89 @@ mod tests {
         let mut im = vec![0.0; batch * m.output_dim()];
         m.apply_real(x, batch, &mut re, &mut im).unwrap();
         zip_complex(&re, &im)
+    }
+
+    /// The first four stages as plain radix-2 butterflies, in stage order: the reference for
+    /// [`wht16`].
+    fn wht16_reference(x: &mut [f32]) {
+        for g in x.chunks_exact_mut(16) {
+            let mut v = [0.0f32; 16];
+            v.copy_from_slice(g);
+            let mut h = 1;
+            while h < 16 {
+                let mut i = 0;
+                while i < 16 {
+                    for k in i..i + h {
+                        let (s, d) = (v[k] + v[k + h], v[k] - v[k + h]);
+                        v[k] = s;
+                        v[k + h] = d;
+                    }
+                    i += 2 * h;
+                }
+                h *= 2;
+            }
+            g.copy_from_slice(&v);
+        }
+    }
+
+    /// Same bits as `wht16_reference`, or both NaN (IEEE leaves the sign of a NaN open).
+    fn assert_same_bits(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "{what}, element {i}: {g:e} ({:#010x}) vs {w:e} ({:#010x})",
+                g.to_bits(),
+                w.to_bits()
+            );
+        }
+    }
+
+    /// The vectorized first stages give the bits of the plain butterflies, for random values of
+    /// mixed magnitudes (rounding in every stage) and for signed zeros, infinities, subnormals
+    /// and extremes.
+    #[test]
+    fn wht16_matches_the_butterflies_bit_for_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(16);
+        for len in [16, 32, 48, 256, 4096, WHT_CHUNK, WHT_CHUNK + 16 * 7] {
+            let x: Vec<f32> = (0..len)
+                .map(|_| {
+                    let e = rng.random_range(-30..30);
+                    (rng.random::<f32>() - 0.5) * 2f32.powi(e)
+                })
+                .collect();
+            let mut got = x.clone();
+            wht16(&mut got);
+            let mut want = x;
+            wht16_reference(&mut want);
+            assert_same_bits(&got, &want, &format!("random, length {len}"));
+        }
+        let special = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            -f32::from_bits(1),
+            f32::EPSILON,
+            1.0 + f32::EPSILON,
+            3.0e38,
+            -3.0e38,
+        ];
+        let x: Vec<f32> = (0..16 * 4096)
+            .map(|_| special[rng.random_range(0..special.len())])
+            .collect();
+        let mut got = x.clone();
+        wht16(&mut got);
+        let mut want = x;
+        wht16_reference(&mut want);
+        assert_same_bits(&got, &want, "special values");
     }
 
     /// The fast transform equals the O(N²) definition with Sylvester's ordering,
