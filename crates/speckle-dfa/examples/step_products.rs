@@ -31,7 +31,9 @@ struct Shape {
 /// Median GFLOP/s over `rounds` rounds of `reps` products.
 fn rate(s: &Shape, reps: usize, rounds: usize) -> f64 {
     let fill = |r: usize, c: usize, salt: usize| {
-        Mat::<f32>::from_fn(r, c, |i, j| ((i * 7 + j * 3 + salt) % 13) as f32 * 0.01 - 0.06)
+        Mat::<f32>::from_fn(r, c, |i, j| {
+            ((i * 7 + j * 3 + salt) % 13) as f32 * 0.01 - 0.06
+        })
     };
     let a = if s.a_transposed {
         fill(s.k, s.m, 1)
