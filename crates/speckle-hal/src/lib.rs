@@ -133,6 +133,22 @@ pub trait OpticalDevice {
             "this device cannot seek its frame clock",
         ))
     }
+
+    /// Reads out only the first `pixels` camera pixels of each frame (a region of interest),
+    /// or every pixel again with `None`. The output keeps its layout (`output_dim` values a
+    /// frame); the values of the pixels outside the window are 0, not readings. A window must
+    /// not change what the pixels inside it read: the same frames give the same values there
+    /// as without it. It saves readout (on a camera) or simulation (on a simulator) when a
+    /// caller uses only the first pixels. `pixels` must be in `1 ..= output_dim`
+    /// ([`ErrorKind::InvalidInput`] otherwise). Devices without a window return
+    /// [`ErrorKind::Unsupported`] (the default), and a caller then reads the whole frame.
+    fn set_readout_window(&mut self, pixels: Option<usize>) -> Result<(), Error> {
+        let _ = pixels;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this device cannot limit its camera readout",
+        ))
+    }
 }
 
 /// What a projector reports about itself.
@@ -298,6 +314,9 @@ macro_rules! forward_optical_device {
             }
             fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
                 (**self).seek_frame(index)
+            }
+            fn set_readout_window(&mut self, pixels: Option<usize>) -> Result<(), Error> {
+                (**self).set_readout_window(pixels)
             }
         }
     )+};

@@ -8,6 +8,7 @@ use speckle_hal::{
     check_projection_buffers, DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice,
     PackedFrames, ProjectorInfo, RandomProjector,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::encoding::{DitherKey, Encoding};
 
@@ -282,6 +283,9 @@ pub struct OpticalProjector<D: OpticalDevice> {
     gain: Vec<f64>,
     /// Per output: `gain_j · |r_j|²`, the `I(a) − I(0)` term.
     offset: Vec<f64>,
+    /// The selected pixels as runs of consecutive outputs on consecutive pixels, so that the
+    /// decode reads camera values as slices (they are in pixel order, with few gaps).
+    runs: Vec<PixelRun>,
     /// The reference pattern as device frame bytes (reference bits only).
     reference_bytes: Vec<u8>,
     // Scratch, grown on demand and reused across calls.
@@ -367,6 +371,7 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             config,
             gain: Vec::new(),
             offset: Vec::new(),
+            runs: Vec::new(),
             reference_bytes,
             bits: Vec::new(),
             weights: Vec::new(),
@@ -386,6 +391,8 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     /// pixels; later calls keep them. Call it again when the device drifts, so the reference
     /// intensities (and so the output variance) stay right.
     pub fn calibrate(&mut self) -> Result<&Calibration, Error> {
+        // Calibration reads every pixel: the means over all of them, and the first selection.
+        self.readout_window(None)?;
         let frames = self.config.calibration_frames;
         let pixels_all = self.device_info.output_dim;
         let Averages {
@@ -448,7 +455,20 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         if self.config.encoding.uses_offset() {
             self.calibration.ones_projection = self.measure_ones_projection(frames)?;
         }
+        self.runs = pixel_runs(&self.calibration.pixels);
+        // Projections read only the selected pixels, the first usable ones in pixel order:
+        // the camera need read no further than the last of them.
+        let last = self.calibration.pixels.iter().max().map_or(0, |&p| p);
+        self.readout_window(Some(last + 1))?;
         Ok(&self.calibration)
+    }
+
+    /// Sets the device's readout window; a device without one reads whole frames.
+    fn readout_window(&mut self, pixels: Option<usize>) -> Result<(), Error> {
+        match self.device.set_readout_window(pixels) {
+            Err(e) if e.kind() == ErrorKind::Unsupported => Ok(()),
+            other => other,
+        }
     }
 
     /// Calibration step 1: shows the reference alone, then an all-off frame, `frames` times
@@ -617,8 +637,11 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         &mut self.device
     }
 
-    /// Gives the device back.
-    pub fn into_inner(self) -> D {
+    /// Gives the device back, reading whole frames again.
+    pub fn into_inner(mut self) -> D {
+        // Best effort, as the signature cannot fail: a device without a window answers
+        // Unsupported, and lifting a window only restores the state a device starts in.
+        let _ = self.device.set_readout_window(None);
         self.device
     }
 
@@ -729,8 +752,23 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         }
     }
 
-    /// Shows frames `start .. start + count` of `self.packed` and returns the camera values.
+    /// Shows frames `start .. start + count` of `self.packed` and returns the camera values,
+    /// checked finite.
     fn show(&mut self, start: usize, count: usize) -> Result<&[f32], Error> {
+        self.show_unchecked(start, count)?;
+        let pixels = self.device_info.output_dim;
+        let camera = &self.camera[..count * pixels];
+        // A branch-free scan first (it vectorizes, in parallel blocks); the position only when
+        // something is wrong.
+        let all_finite = camera.par_chunks(FINITE_SCAN_BLOCK).all(all_finite);
+        if !all_finite {
+            return Err(non_finite_error(camera, pixels, start));
+        }
+        Ok(camera)
+    }
+
+    /// [`show`](Self::show) without the check that the values are finite (the caller checks).
+    fn show_unchecked(&mut self, start: usize, count: usize) -> Result<(), Error> {
         let bpf = self.reference_bytes.len();
         let pixels = self.device_info.output_dim;
         let len = count * pixels;
@@ -745,26 +783,7 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         let camera = &mut self.camera[..len];
         self.device.transform(&frames, camera)?;
         self.frame_clock = self.frame_clock.wrapping_add(count as u64);
-        // A branch-free scan first (it vectorizes, in parallel blocks); the position only when
-        // something is wrong.
-        let all_finite = camera
-            .par_chunks(FINITE_SCAN_BLOCK)
-            .all(|block| block.iter().fold(true, |ok, v| ok & v.is_finite()));
-        if let Some(pos) = (!all_finite)
-            .then(|| camera.iter().position(|v| !v.is_finite()))
-            .flatten()
-        {
-            return Err(Error::new(
-                ErrorKind::Device,
-                format!(
-                    "device returned a non-finite camera value ({}) at frame {}, pixel {}",
-                    camera[pos],
-                    start + pos / pixels,
-                    pos % pixels
-                ),
-            ));
-        }
-        Ok(camera)
+        Ok(())
     }
 
     /// Shows the `batch × k` binary frames in `self.bits` (with weights `self.weights`), each
@@ -797,14 +816,17 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         let mut start = 0;
         while start < total {
             let count = chunk.min(total - start);
-            self.show(start, count)?;
+            self.show_unchecked(start, count)?;
             // Vector b owns frames 2kb .. 2k(b + 1), so its output row only reads those: the
             // rows are decoded in parallel, each adding its frames in frame order as a serial
-            // pass would (the same bits whatever the thread count).
+            // pass would (the same bits whatever the thread count). Each row also checks that
+            // its frames' camera values are all finite, while they are in cache (the frames of
+            // the rows are the frames shown, each once).
+            let non_finite = AtomicBool::new(false);
             let first_row = start / (2 * k);
             let end_row = (start + count).div_ceil(2 * k);
             let camera = &self.camera[..count * pixels_all];
-            let (weights, pixels, gains) = (&self.weights, &self.calibration.pixels, &self.gain);
+            let (weights, runs, gains) = (&self.weights, &self.runs, &self.gain);
             self.acc[first_row * m..end_row * m]
                 .par_chunks_exact_mut(m.max(1))
                 .enumerate()
@@ -813,6 +835,10 @@ impl<D: OpticalDevice> OpticalProjector<D> {
                     let b = first_row + i;
                     let g_end = (2 * k * (b + 1)).min(start + count);
                     let mut g = (2 * k * b).max(start);
+                    if !all_finite(&camera[(g - start) * pixels_all..(g_end - start) * pixels_all])
+                    {
+                        non_finite.store(true, Ordering::Relaxed);
+                    }
                     while g < g_end {
                         let t = g - start;
                         let w = f64::from(weights[g / 2]);
@@ -821,8 +847,15 @@ impl<D: OpticalDevice> OpticalProjector<D> {
                             // Both frames of the pair in this call: one pass over I(x + a) − I(x).
                             if w != 0.0 {
                                 let next = &camera[(t + 1) * pixels_all..(t + 2) * pixels_all];
-                                for ((acc, &p), &gain) in row.iter_mut().zip(pixels).zip(gains) {
-                                    *acc += w * gain * (f64::from(frame[p]) - f64::from(next[p]));
+                                for r in runs {
+                                    let (outputs, pixels) = r.ranges();
+                                    add_pair(
+                                        w,
+                                        &gains[outputs.clone()],
+                                        &frame[pixels.clone()],
+                                        &next[pixels],
+                                        &mut row[outputs],
+                                    );
                                 }
                             }
                             g += 2;
@@ -831,13 +864,22 @@ impl<D: OpticalDevice> OpticalProjector<D> {
                         // A pair split across two calls (odd chunk sizes): one frame at a time.
                         if w != 0.0 {
                             let coef = if g % 2 == 0 { w } else { -w };
-                            for ((acc, &p), &gain) in row.iter_mut().zip(pixels).zip(gains) {
-                                *acc += coef * gain * f64::from(frame[p]);
+                            for r in runs {
+                                let (outputs, pixels) = r.ranges();
+                                add_one(
+                                    coef,
+                                    &gains[outputs.clone()],
+                                    &frame[pixels],
+                                    &mut row[outputs],
+                                );
                             }
                         }
                         g += 1;
                     }
                 });
+            if non_finite.into_inner() {
+                return Err(non_finite_error(camera, pixels_all, start));
+            }
             start += count;
         }
         let (weights, offsets, acc_all) = (&self.weights, &self.offsets, &self.acc);
@@ -868,6 +910,92 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             });
         self.vectors += batch as u64;
         Ok(())
+    }
+}
+
+/// Whether every value is finite: a branch-free fold, which vectorizes.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(true, |ok, v| ok & v.is_finite())
+}
+
+/// The error for camera values (frames from `start`, `pixels` each) of which one is not
+/// finite, naming the first.
+fn non_finite_error(camera: &[f32], pixels: usize, start: usize) -> Error {
+    let pixels = pixels.max(1);
+    let message = match camera.iter().position(|v| !v.is_finite()) {
+        Some(pos) => format!(
+            "device returned a non-finite camera value ({}) at frame {}, pixel {}",
+            camera[pos],
+            start + pos / pixels,
+            pos % pixels
+        ),
+        None => "device returned a non-finite camera value".to_owned(),
+    };
+    Error::new(ErrorKind::Device, message)
+}
+
+/// Outputs `output .. output + len` read pixels `pixel .. pixel + len`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PixelRun {
+    output: usize,
+    pixel: usize,
+    len: usize,
+}
+
+impl PixelRun {
+    fn ranges(&self) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        (
+            self.output..self.output + self.len,
+            self.pixel..self.pixel + self.len,
+        )
+    }
+}
+
+/// The runs of consecutive pixels in `pixels` (in order).
+fn pixel_runs(pixels: &[usize]) -> Vec<PixelRun> {
+    let mut runs: Vec<PixelRun> = Vec::new();
+    for (output, &pixel) in pixels.iter().enumerate() {
+        match runs.last_mut() {
+            Some(r) if r.pixel + r.len == pixel => r.len += 1,
+            _ => runs.push(PixelRun {
+                output,
+                pixel,
+                len: 1,
+            }),
+        }
+    }
+    runs
+}
+
+/// `acc_j += w · gain_j · (a_j − b_j)` in `f64`, the decode of a frame pair over one run.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn add_pair(w: f64, gains: &[f64], a: &[f32], b: &[f32], acc: &mut [f64]) {
+    for (((acc, &gain), &a), &b) in acc.iter_mut().zip(gains).zip(a).zip(b) {
+        *acc += w * gain * (f64::from(a) - f64::from(b));
+    }
+}
+
+/// `acc_j += w · gain_j · a_j` in `f64`, the decode of one frame over one run.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn add_one(w: f64, gains: &[f64], a: &[f32], acc: &mut [f64]) {
+    for ((acc, &gain), &a) in acc.iter_mut().zip(gains).zip(a) {
+        *acc += w * gain * f64::from(a);
     }
 }
 

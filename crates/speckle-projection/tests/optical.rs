@@ -479,3 +479,74 @@ fn bright_pixels_are_skipped_on_a_quantized_camera() {
         assert!(c <= ceiling + 1.0, "pixel {p}: reference {c}");
     }
 }
+
+/// An exact device whose camera returns one non-finite value: frame `frame` of its life,
+/// pixel `pixel`.
+struct Faulty {
+    device: ExactDevice,
+    frame: u64,
+    pixel: usize,
+    value: f32,
+}
+
+impl OpticalDevice for Faulty {
+    fn info(&self) -> speckle_hal::DeviceInfo {
+        self.device.info()
+    }
+    fn transform(
+        &mut self,
+        input: &speckle_hal::PackedFrames<'_>,
+        output: &mut [f32],
+    ) -> Result<(), speckle_hal::Error> {
+        let first = self.device.counters().frames;
+        self.device.transform(input, output)?;
+        let m = self.device.info().output_dim;
+        if let Some(t) = self.frame.checked_sub(first) {
+            if t < input.frames() as u64 {
+                output[t as usize * m + self.pixel] = self.value;
+            }
+        }
+        Ok(())
+    }
+    fn counters(&self) -> speckle_hal::DeviceCounters {
+        self.device.counters()
+    }
+}
+
+/// A non-finite camera value is a device error naming the frame and the pixel, whether it
+/// comes during calibration or a projection, in a selected pixel or not, in a frame of a
+/// vector's code or of a frame the code leaves dark.
+#[test]
+fn a_non_finite_camera_value_is_a_device_error() {
+    let config = OpticalConfig::new(N, M).with_encoding("levels:3:dither".parse().unwrap());
+    let calibration = config.calibration_device_frames() as u64;
+    let pixels = config.recommended_device_output_dim();
+    let x = signed_vector(4 * N, 3);
+    for (frame, pixel, value) in [
+        (3, 7, f32::NAN),
+        (calibration, 0, f32::INFINITY),
+        (calibration + 5, pixels - 1, f32::NAN),
+        (calibration + 15, 30, f32::NEG_INFINITY),
+    ] {
+        let device = Faulty {
+            device: exact(&config, 2),
+            frame,
+            pixel,
+            value,
+        };
+        // Frames are counted from the first of the device call's batch (calibration shows
+        // its first frames in one call; the projection's frames come in one call).
+        let shown = frame.checked_sub(calibration).unwrap_or(frame);
+        let want = format!("at frame {shown}, pixel {pixel}");
+        let e = match OpticalProjector::new(device, config.clone()) {
+            Err(e) => e,
+            Ok(mut proj) => {
+                let mut y = vec![0.0f32; 4 * M];
+                proj.project(&x, 4, &mut y).unwrap_err()
+            }
+        };
+        assert_eq!(e.kind(), ErrorKind::Device, "{e}");
+        assert!(e.to_string().contains("non-finite camera value"), "{e}");
+        assert!(e.to_string().contains(&want), "{e}");
+    }
+}

@@ -5,7 +5,10 @@ mod common;
 use common::{common_pixels, correlation, rel_err};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use speckle_hal::{pack_bits, PackedFrames, RandomProjector};
+use speckle_hal::{
+    pack_bits, DeviceCounters, DeviceInfo, Error, ErrorKind, OpticalDevice, PackedFrames,
+    RandomProjector,
+};
 use speckle_projection::{Encoding, OpticalConfig, OpticalProjector, DEFAULT_CALIBRATION_FRAMES};
 use speckle_sim::{DeviceConfig, SimulatedOpu};
 use speckle_testkit::{ks_normal, random_bits, signed_vector};
@@ -266,4 +269,65 @@ fn identities_and_device_info_are_stable() {
             patterns * DEFAULT_CALIBRATION_FRAMES as u64
         );
     }
+}
+
+/// A simulated OPU that records the readout windows asked of it, or refuses them.
+struct Windows {
+    opu: SimulatedOpu,
+    refuse: bool,
+    asked: Vec<Option<usize>>,
+}
+
+impl OpticalDevice for Windows {
+    fn info(&self) -> DeviceInfo {
+        self.opu.info()
+    }
+    fn transform(&mut self, input: &PackedFrames<'_>, output: &mut [f32]) -> Result<(), Error> {
+        self.opu.transform(input, output)
+    }
+    fn counters(&self) -> DeviceCounters {
+        self.opu.counters()
+    }
+    fn set_readout_window(&mut self, pixels: Option<usize>) -> Result<(), Error> {
+        self.asked.push(pixels);
+        if self.refuse {
+            return Err(Error::new(ErrorKind::Unsupported, "no window"));
+        }
+        self.opu.set_readout_window(pixels)
+    }
+}
+
+/// The projector reads the camera through a window ending at its last selected pixel, lifts
+/// it to recalibrate, and projects exactly what it projects on a device without windows.
+#[test]
+fn the_readout_window_changes_no_projection() {
+    let (n, m, batch) = (10, 800, 16);
+    let config = OpticalConfig::new(n, m).with_encoding("levels:3:dither".parse().unwrap());
+    let x = signed_vector(3 * batch * n, 4);
+    let mut outputs = Vec::new();
+    for refuse in [false, true] {
+        let opu = sim("lighton", &config, 6);
+        let device = Windows {
+            opu,
+            refuse,
+            asked: Vec::new(),
+        };
+        let mut proj = OpticalProjector::new(device, config.clone()).unwrap();
+        let mut y = vec![0.0f32; 3 * batch * m];
+        proj.project(&x[..batch * n], batch, &mut y[..batch * m])
+            .unwrap();
+        proj.calibrate().unwrap();
+        proj.project(&x[batch * n..], 2 * batch, &mut y[batch * m..])
+            .unwrap();
+        let last = *proj.calibration().pixels.last().unwrap();
+        let pixels = config.recommended_device_output_dim();
+        assert!(
+            last + 1 < pixels,
+            "the window saves pixels: {last} of {pixels}"
+        );
+        let window = Some(last + 1);
+        assert_eq!(proj.device().asked, [None, window, None, window]);
+        outputs.push(y);
+    }
+    assert!(outputs[0] == outputs[1], "the window changed a projection");
 }

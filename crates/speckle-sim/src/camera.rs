@@ -143,13 +143,7 @@ impl Pipeline {
         let low = lambda < POISSON_TABLE_BOUND;
         let near_well = !low && lambda > self.far_below;
         let far = self.shot_noise && !low && !near_well;
-        let flag = if self.shot_noise && lambda > 0.0 && low {
-            POISSON
-        } else if self.shot_noise && near_well {
-            NEAR_WELL
-        } else {
-            0
-        };
+        let flag = self.flag(lambda);
         let e = if far {
             lambda
         } else {
@@ -161,6 +155,21 @@ impl Pipeline {
             self.read_noise_e
         };
         (self.adc(e + self.dark_offset_e + sd * z), flag)
+    }
+
+    /// The shot noise a pixel of mean `lambda` draws on its own: [`POISSON`], [`NEAR_WELL`]
+    /// or none (0).
+    #[inline(always)]
+    fn flag(&self, lambda: f32) -> u8 {
+        let low = lambda < POISSON_TABLE_BOUND;
+        let near_well = !low && lambda > self.far_below;
+        if self.shot_noise && lambda > 0.0 && low {
+            POISSON
+        } else if self.shot_noise && near_well {
+            NEAR_WELL
+        } else {
+            0
+        }
     }
 
     /// Step 5: `clamp(round(volts / electrons_per_count), 0, max)`, halves rounded up.
@@ -263,6 +272,21 @@ fn gaussian_pass(
     any
 }
 
+/// How many of the pixels of these intensities draw exact Poisson shot noise.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn poisson_pixels(p: &Pipeline, values: &[f32]) -> usize {
+    let count: u32 = values
+        .iter()
+        .map(|&v| u32::from(p.flag(v * p.electrons_per_intensity) == POISSON))
+        .sum();
+    count as usize
+}
+
 /// The values of the listed pixels that drew Poisson shot noise: `counts` photoelectrons and
 /// read noise `z`, into `values` (vectorized over the list).
 #[multiversion::multiversion(targets(
@@ -311,32 +335,43 @@ impl Camera {
     }
 
     /// Turns `frames` frames of intensities (`pixels` each, frame after frame) into camera
-    /// values in place; the first frame has global index `first_frame`.
-    pub(crate) fn expose(&self, first_frame: u64, pixels: usize, values: &mut [f32]) {
-        if self.ideal || pixels == 0 {
+    /// values in place; the first frame has global index `first_frame`. Only the first
+    /// `read` pixels of each frame are exposed (a readout window, `read ≤ pixels`); they get
+    /// exactly the values a whole-frame exposure gives them, and the others are left as they
+    /// are.
+    pub(crate) fn expose(&self, first_frame: u64, pixels: usize, read: usize, values: &mut [f32]) {
+        if self.ideal || pixels == 0 || read == 0 {
             return;
         }
+        let read = read.min(pixels);
         if pixels <= SEGMENT_PIXELS {
             // Several small frames per task.
             values
                 .par_chunks_mut(pixels)
                 .enumerate()
                 .with_min_len((SEGMENT_PIXELS / pixels).max(1))
-                .for_each(|(b, frame)| self.expose_segment(first_frame + b as u64, 0, frame));
+                .for_each(|(b, frame)| {
+                    self.expose_segment(first_frame + b as u64, 0, frame, read);
+                });
         } else {
             values
                 .par_chunks_mut(pixels)
                 .enumerate()
-                .for_each(|(b, frame)| self.expose_frame(first_frame + b as u64, frame));
+                .for_each(|(b, frame)| self.expose_frame(first_frame + b as u64, frame, read));
         }
     }
 
-    /// One frame, its segments in parallel.
-    pub(crate) fn expose_frame(&self, frame_index: u64, frame: &mut [f32]) {
+    /// One frame's first `read` pixels, its segments in parallel.
+    pub(crate) fn expose_frame(&self, frame_index: u64, frame: &mut [f32], read: usize) {
         frame
             .par_chunks_mut(SEGMENT_PIXELS)
             .enumerate()
-            .for_each(|(s, segment)| self.expose_segment(frame_index, s as u64, segment));
+            .for_each(|(s, segment)| {
+                let first = s * SEGMENT_PIXELS;
+                if first < read {
+                    self.expose_segment(frame_index, s as u64, segment, read - first);
+                }
+            });
     }
 
     /// The generators of segment `segment` of frame `frame_index` (see the module docs).
@@ -363,22 +398,41 @@ impl Camera {
         }
     }
 
-    /// Pixels `segment·SEGMENT_PIXELS ..` of frame `frame_index` (at most `SEGMENT_PIXELS`).
-    fn expose_segment(&self, frame_index: u64, segment: u64, values: &mut [f32]) {
+    /// Pixels `segment·SEGMENT_PIXELS ..` of frame `frame_index` (at most `SEGMENT_PIXELS`),
+    /// of which the first `read` are exposed.
+    fn expose_segment(&self, frame_index: u64, segment: u64, values: &mut [f32], read: usize) {
         SCRATCH.with_borrow_mut(|scratch| {
-            self.expose_segment_with(frame_index, segment, values, scratch)
+            let mut g = self.generators(frame_index, segment);
+            for (c, chunk) in values.chunks_mut(CHUNK).enumerate() {
+                // Every draw for a chunk comes after those of the chunks before it: the chunks
+                // past the window can be left out.
+                let Some(left) = read.checked_sub(c * CHUNK).filter(|&left| left > 0) else {
+                    break;
+                };
+                self.expose_chunk(&mut g, chunk, left, scratch);
+            }
         });
     }
 
-    fn expose_segment_with(
+    /// One chunk of a segment, its first `read` pixels exposed.
+    ///
+    /// The draws of a chunk come in this order: every pixel's Gaussian (lane words in pixel
+    /// order), the refined radii (scalar, in pixel order), three shot words for each Poisson
+    /// pixel (laid out by the chunk's count of Poisson pixels), the extra thinning events
+    /// (scalar, in pixel order), the near-well pixels (scalar, in pixel order). A window that
+    /// ends inside the chunk must keep the draws its pixels use: it still draws the pixels'
+    /// lane words and the refined radii of the pixels past it, counts their Poisson pixels for
+    /// the layout of the shot words, and exposes the whole chunk when a pixel inside it is
+    /// near the full well (its draws come after every Poisson pixel's).
+    fn expose_chunk(
         &self,
-        frame_index: u64,
-        segment: u64,
-        values: &mut [f32],
+        g: &mut Generators,
+        chunk: &mut [f32],
+        read: usize,
         scratch: &mut Scratch,
     ) {
-        let mut g = self.generators(frame_index, segment);
         let p = &self.pipeline;
+        let len = chunk.len();
         let Scratch {
             z,
             lambda,
@@ -390,71 +444,109 @@ impl Camera {
             counts,
             uniforms,
             poisson,
+            saved,
         } = scratch;
-        for chunk in values.chunks_mut(CHUNK) {
-            let any = gaussian_pass(p, &mut g.gaussian, chunk, z, lambda, flags);
-            if any == 0 {
-                continue;
+        // The pixels exposed: the window rounded up to whole Box–Muller groups, or the whole
+        // chunk when one of them is near the full well (then redone from the saved state).
+        let mut upto = read.next_multiple_of(2 * LANES).min(len);
+        let mut any;
+        if upto < len {
+            let lanes = g.gaussian.clone();
+            saved[..upto].copy_from_slice(&chunk[..upto]);
+            any = gaussian_pass(p, &mut g.gaussian, &mut chunk[..upto], z, lambda, flags);
+            if any & NEAR_WELL != 0 {
+                g.gaussian = lanes;
+                chunk[..upto].copy_from_slice(&saved[..upto]);
+                upto = len;
+                any = gaussian_pass(p, &mut g.gaussian, chunk, z, lambda, flags);
             }
-            let len = chunk.len();
-            // The scalar draws, in a fixed order: refined radii, then the rare shot noise.
-            if any & REFINE != 0 {
-                for j in (0..len).filter(|&j| flags[j] & REFINE != 0) {
-                    // The pair (j, j + 8) had u ≤ 2^-24: redraw its radius from 48 bits.
-                    let ratio = noise::refined_radius(g.scalar.next_u64()) / noise::radius(0);
-                    for k in [j, j + LANES] {
-                        z[k] *= ratio;
-                        if k < len && flags[k] & SHOT == 0 {
-                            chunk[k] = p.gaussian_count(lambda[k], z[k]).0;
-                        }
+        } else {
+            any = gaussian_pass(p, &mut g.gaussian, chunk, z, lambda, flags);
+        }
+        let (inside, past) = chunk.split_at_mut(upto);
+        // The pixels past the window: their refined radii and their count of Poisson pixels.
+        let (mut refines_past, mut poisson_past) = (0, 0);
+        for group in past.chunks(2 * LANES) {
+            let radius_words = g.gaussian.next();
+            g.gaussian.next();
+            refines_past += radius_words
+                .iter()
+                .take(group.len())
+                .filter(|&&w| w >> 8 == 0)
+                .count();
+        }
+        if !past.is_empty() && any & SHOT != 0 {
+            poisson_past = poisson_pixels(p, past);
+        }
+        // The scalar draws, in a fixed order: refined radii, then the rare shot noise.
+        if any & REFINE != 0 {
+            for j in (0..upto).filter(|&j| flags[j] & REFINE != 0) {
+                // The pair (j, j + 8) had u ≤ 2^-24: redraw its radius from 48 bits.
+                let ratio = noise::refined_radius(g.scalar.next_u64()) / noise::radius(0);
+                for k in [j, j + LANES] {
+                    z[k] *= ratio;
+                    if k < upto && flags[k] & SHOT == 0 {
+                        inside[k] = p.gaussian_count(lambda[k], z[k]).0;
                     }
                 }
             }
-            if any & SHOT == 0 {
-                continue;
-            }
-            // The Poisson pixels, listed without branches (eight flags a word), drawn as one
-            // batch with three uniform words each from the shot lanes.
-            let mut n = 0;
-            for (w, word) in flags.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
-                let mask = byte_mask(u64::from_le_bytes(word.try_into().expect("eight flags")));
-                let at = SET_BITS[mask] + (8 * w as u64) * 0x0101_0101_0101_0101;
-                listed[n..n + 8].copy_from_slice(&at.to_le_bytes());
-                n += usize::from(SET_BIT_COUNTS[mask]);
-            }
-            for (m, &j) in means.iter_mut().zip(&listed[..n]) {
-                *m = lambda[usize::from(j)];
-            }
-            let words = &mut uniforms[..(3 * n).next_multiple_of(WIDE_LANES / 2)];
-            noise::fill_u64(&mut g.shot, words);
-            poisson_tables().sample_batch(
-                &means[..n],
-                &words[..3 * n],
-                &mut counts[..n],
-                poisson,
-                &mut g.scalar,
-            );
-            // Their counts, computed on the list (gathered read noise) and scattered back.
-            for (zl, &j) in z_listed.iter_mut().zip(&listed[..n]) {
-                *zl = z[usize::from(j)];
-            }
-            shot_pass(p, &counts[..n], &z_listed[..n], &mut shot_values[..n]);
-            for (&j, &v) in listed[..n].iter().zip(&shot_values[..n]) {
-                chunk[usize::from(j)] = v;
-            }
-            // Then the Gaussian-regime pixels near the full well (rare).
-            if any & NEAR_WELL != 0 {
-                // In pixel order, found eight flags a word (NEAR_WELL is bit 2 of a flag).
-                for (w, word) in flags.chunks_exact(8).enumerate().take(len.div_ceil(8)) {
-                    let word = u64::from_le_bytes(word.try_into().expect("eight flags"));
-                    let mut mask = byte_mask(word >> 2);
-                    while mask != 0 {
-                        let j = 8 * w + mask.trailing_zeros() as usize;
-                        mask &= mask - 1;
-                        let lam = lambda[j];
-                        let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
-                        chunk[j] = p.shot_count((lam + lam.sqrt() * z_shot).round(), z[j]);
-                    }
+        }
+        for _ in 0..refines_past {
+            g.scalar.next_u64();
+        }
+        if any & SHOT == 0 {
+            return;
+        }
+        // The Poisson pixels, listed without branches (eight flags a word), drawn as one
+        // batch with three uniform words each from the shot lanes.
+        let mut n = 0;
+        for (w, word) in flags.chunks_exact(8).enumerate().take(upto.div_ceil(8)) {
+            let mask = byte_mask(u64::from_le_bytes(word.try_into().expect("eight flags")));
+            let at = SET_BITS[mask] + (8 * w as u64) * 0x0101_0101_0101_0101;
+            listed[n..n + 8].copy_from_slice(&at.to_le_bytes());
+            n += usize::from(SET_BIT_COUNTS[mask]);
+        }
+        for (m, &j) in means.iter_mut().zip(&listed[..n]) {
+            *m = lambda[usize::from(j)];
+        }
+        // The words are laid out by the chunk's whole count: the first third inverts, the
+        // second counts the thinned events, the last keeps them. Pixels past the window come
+        // last in each third; their words are dropped.
+        let all = n + poisson_past;
+        let words = &mut uniforms[..(3 * all).next_multiple_of(WIDE_LANES / 2)];
+        noise::fill_u64(&mut g.shot, words);
+        if poisson_past > 0 {
+            words.copy_within(all..all + n, n);
+            words.copy_within(2 * all..2 * all + n, 2 * n);
+        }
+        poisson_tables().sample_batch(
+            &means[..n],
+            &words[..3 * n],
+            &mut counts[..n],
+            poisson,
+            &mut g.scalar,
+        );
+        // Their counts, computed on the list (gathered read noise) and scattered back.
+        for (zl, &j) in z_listed.iter_mut().zip(&listed[..n]) {
+            *zl = z[usize::from(j)];
+        }
+        shot_pass(p, &counts[..n], &z_listed[..n], &mut shot_values[..n]);
+        for (&j, &v) in listed[..n].iter().zip(&shot_values[..n]) {
+            inside[usize::from(j)] = v;
+        }
+        // Then the Gaussian-regime pixels near the full well (rare; none inside a window
+        // that ends inside the chunk).
+        if any & NEAR_WELL != 0 {
+            // In pixel order, found eight flags a word (NEAR_WELL is bit 2 of a flag).
+            for (w, word) in flags.chunks_exact(8).enumerate().take(upto.div_ceil(8)) {
+                let word = u64::from_le_bytes(word.try_into().expect("eight flags"));
+                let mut mask = byte_mask(word >> 2);
+                while mask != 0 {
+                    let j = 8 * w + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let lam = lambda[j];
+                    let z_shot = noise::gaussian_from_bits(g.scalar.next_u64(), &mut g.scalar);
+                    inside[j] = p.shot_count((lam + lam.sqrt() * z_shot).round(), z[j]);
                 }
             }
         }
@@ -474,6 +566,8 @@ struct Scratch {
     counts: [u32; CHUNK],
     uniforms: [u64; 3 * CHUNK + WIDE_LANES],
     poisson: PoissonScratch,
+    /// A chunk's intensities, kept while a window inside it is exposed.
+    saved: [f32; CHUNK],
 }
 
 thread_local! {
@@ -488,6 +582,7 @@ thread_local! {
         counts: [0; CHUNK],
         uniforms: [0; 3 * CHUNK + WIDE_LANES],
         poisson: PoissonScratch::default(),
+        saved: [0.0; CHUNK],
     }));
 }
 
@@ -558,22 +653,147 @@ mod tests {
         let m = 2 * SEGMENT_PIXELS + 300;
         let frames: Vec<f32> = (0..3 * m).map(|i| (i % 97) as f32 * 0.01).collect();
         let mut batch = frames.clone();
-        cam.expose(10, m, &mut batch);
+        cam.expose(10, m, m, &mut batch);
         for f in 0..3 {
             let mut one = frames[f * m..(f + 1) * m].to_vec();
-            cam.expose(10 + f as u64, m, &mut one);
+            cam.expose(10 + f as u64, m, m, &mut one);
             assert_eq!(one, batch[f * m..(f + 1) * m], "frame {f}");
             // Segment by segment, last first.
             let mut parts = frames[f * m..(f + 1) * m].to_vec();
             for s in (0..3).rev() {
                 let end = ((s + 1) * SEGMENT_PIXELS).min(m);
-                cam.expose_segment(10 + f as u64, s as u64, &mut parts[s * SEGMENT_PIXELS..end]);
+                let part = &mut parts[s * SEGMENT_PIXELS..end];
+                cam.expose_segment(10 + f as u64, s as u64, part, part.len());
             }
             assert_eq!(parts, one, "frame {f} by segments");
         }
         // Another frame index gives other noise.
         let mut other = frames[..m].to_vec();
-        cam.expose(11, m, &mut other);
+        cam.expose(11, m, m, &mut other);
         assert_ne!(other, batch[..m]);
+    }
+
+    /// Intensities spanning every regime of the preset camera (1024 e⁻ per unit): dark,
+    /// exact Poisson, Gaussian, and near the full well.
+    fn mixed_intensities(len: usize, salt: u64) -> Vec<f32> {
+        let mut x = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 16 {
+                    0 => 0.0,
+                    1..=6 => (x >> 40) as f32 / (1u64 << 24) as f32 * 0.05,
+                    7 => 4.2,
+                    _ => (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0,
+                }
+            })
+            .collect()
+    }
+
+    /// A readout window leaves the pixels inside it exactly as a whole-frame exposure does,
+    /// wherever it ends (inside a chunk, on a boundary, in a later segment).
+    /// A camera that counts single electrons, so that a different draw shows in the counts.
+    fn electron_counting_camera() -> Camera {
+        camera(|c| {
+            c.bits = 16;
+            c.electrons_per_count = 1.0;
+        })
+    }
+
+    #[test]
+    fn a_window_reads_what_the_whole_frame_reads() {
+        let cam = electron_counting_camera();
+        for (m, frames) in [(1032, 48), (SEGMENT_PIXELS + 700, 3)] {
+            let intensities = mixed_intensities(frames * m, m as u64);
+            let mut whole = intensities.clone();
+            cam.expose(7, m, m, &mut whole);
+            let reads = [
+                1,
+                5,
+                16,
+                17,
+                80,
+                255,
+                256,
+                257,
+                700,
+                840,
+                1000,
+                1031,
+                1032,
+                m - 1,
+                m,
+            ];
+            for read in reads.into_iter().filter(|&r| r <= m) {
+                let mut windowed = intensities.clone();
+                cam.expose(7, m, read, &mut windowed);
+                for f in 0..frames {
+                    let at = f * m;
+                    assert_eq!(
+                        windowed[at..at + read],
+                        whole[at..at + read],
+                        "frame {f} of {m} pixels, window {read}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A pixel near the full well inside a window that ends inside its chunk, Poisson pixels
+    /// past it: its draw comes after theirs, so the chunk is exposed whole.
+    #[test]
+    fn a_window_with_a_pixel_near_the_full_well_reads_the_same() {
+        let cam = electron_counting_camera();
+        let m = 512;
+        let mut intensities = vec![0.02f32; m];
+        intensities[3] = 4.2;
+        intensities[100] = 4.3;
+        let mut whole = intensities.clone();
+        cam.expose(3, m, m, &mut whole);
+        assert!(whole[3] > whole[4] + 1000.0, "pixel 3 is bright");
+        for read in [4, 16, 17, 100, 101] {
+            let mut windowed = intensities.clone();
+            cam.expose(3, m, read, &mut windowed);
+            assert_eq!(windowed[..read], whole[..read], "window {read}");
+        }
+    }
+
+    /// The first pair at or after pixel 16 of a 256-pixel chunk of segment 0 whose radius
+    /// word needs the refined draw, over frames `0..frames` of `m` pixels: `(frame, pixel)`.
+    fn find_refined_pair(cam: &Camera, m: usize, frames: u64) -> Option<(u64, usize)> {
+        (0..frames).find_map(|t| {
+            let mut g = cam.generators(t, 0);
+            (0..m.div_ceil(2 * LANES)).find_map(|group| {
+                let radius_words = g.gaussian.next();
+                g.gaussian.next();
+                let j = (0..LANES).find(|&k| radius_words[k] >> 8 == 0)? + 2 * LANES * group;
+                (j % CHUNK >= 8 * 2 * LANES && j < m).then_some((t, j))
+            })
+        })
+    }
+
+    /// A refined radius past a window still takes its scalar draw before the window's extra
+    /// Poisson events (which come from the same stream), so they read the same.
+    #[test]
+    fn a_window_keeps_the_draws_of_a_refined_radius_past_it() {
+        let cam = electron_counting_camera();
+        let m = SEGMENT_PIXELS;
+        // About one pair in 2^24 needs the refined radius: 2,048 pairs a frame.
+        let (t, j) = find_refined_pair(&cam, m, 40_000).expect("a refined pair");
+        // Every pixel draws exact Poisson noise (λ ≈ 20.1 e⁻, thinned with probability about
+        // 0.4): the window's extra events are scalar draws after the refined radius.
+        let intensities = vec![20.1 / 1024.0; m];
+        let mut whole = intensities.clone();
+        cam.expose(t, m, m, &mut whole);
+        let read = j / (2 * LANES) * (2 * LANES);
+        let mut windowed = intensities.clone();
+        cam.expose(t, m, read, &mut windowed);
+        assert_eq!(
+            windowed[..read],
+            whole[..read],
+            "frame {t}, refined pair at {j}"
+        );
     }
 }

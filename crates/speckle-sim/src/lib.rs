@@ -117,6 +117,8 @@ pub struct SimulatedOpu {
     camera: camera::Camera,
     frame_index: u64,
     frames_shown: u64,
+    /// Camera pixels read out per frame (the readout window; `output_dim` without one).
+    readout: usize,
     x: Vec<f32>,
     /// What [`OpticalDevice::info`] reports, computed once.
     info: DeviceInfo,
@@ -203,6 +205,7 @@ impl SimulatedOpu {
             camera,
             frame_index: 0,
             frames_shown: 0,
+            readout: output_dim,
             x: Vec::new(),
             info,
         })
@@ -336,12 +339,6 @@ impl SimulatedOpu {
         }
         Ok(())
     }
-
-    /// Intensities `|R·x|²` of `count` unpacked frames (in `self.x`) into `out`.
-    fn intensities(&mut self, count: usize, out: &mut [f32]) -> Result<(), Error> {
-        let s2 = (self.field_scale * self.field_scale) as f32;
-        self.medium.intensities(&self.x, count, s2, out)
-    }
 }
 
 impl OpticalDevice for SimulatedOpu {
@@ -371,9 +368,14 @@ impl OpticalDevice for SimulatedOpu {
             let s2 = (self.field_scale * self.field_scale) as f32;
             if !self.medium.intensities_packed(&frames, s2, out)? {
                 self.unpack(&frames);
-                self.intensities(count, out)?;
+                self.medium.intensities(&self.x, count, s2, out)?;
             }
-            self.camera.expose(t, m, out);
+            self.camera.expose(t, m, self.readout, out);
+            if self.readout < m {
+                for frame in out.chunks_exact_mut(m) {
+                    frame[self.readout..].fill(0.0);
+                }
+            }
             self.frame_index = t.wrapping_add(count as u64);
             self.frames_shown += count as u64;
             start += count;
@@ -390,5 +392,25 @@ impl OpticalDevice for SimulatedOpu {
 
     fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
         SimulatedOpu::seek_frame(self, index)
+    }
+
+    /// The camera simulates only the pixels of the window (the medium still computes every
+    /// pixel), and they read exactly what they read without it: the noise of a pixel does not
+    /// depend on the pixels after it being simulated.
+    fn set_readout_window(&mut self, pixels: Option<usize>) -> Result<(), Error> {
+        match pixels {
+            None => self.readout = self.output_dim,
+            Some(p) if (1..=self.output_dim).contains(&p) => self.readout = p,
+            Some(p) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "readout window of {p} pixels: must be in 1 ..= {} (the device's camera pixels)",
+                        self.output_dim
+                    ),
+                ))
+            }
+        }
+        Ok(())
     }
 }

@@ -47,6 +47,48 @@ fn batch_splitting_does_not_change_results() {
     }
 }
 
+/// A readout window keeps the readings inside it, writes 0 outside, and is lifted again.
+#[test]
+fn a_readout_window_keeps_the_readings_inside_it() {
+    for preset in ["lighton", "ideal"] {
+        let config = DeviceConfig::preset(preset).unwrap();
+        let (n, m, frames) = (40, 1032, 9);
+        let bits = pattern(frames, n, 5);
+        let whole = run_split(
+            &mut SimulatedOpu::new(&config, n, m, 8).unwrap(),
+            &bits,
+            &[9],
+        );
+        for window in [1, 300, 840, 1031, 1032] {
+            let mut opu = SimulatedOpu::new(&config, n, m, 8).unwrap();
+            opu.set_readout_window(Some(window)).unwrap();
+            let windowed = run_split(&mut opu, &bits, &[4, 5]);
+            for f in 0..frames {
+                let (w, o) = (&windowed[f * m..(f + 1) * m], &whole[f * m..(f + 1) * m]);
+                assert_eq!(
+                    w[..window],
+                    o[..window],
+                    "{preset}: frame {f}, window {window}"
+                );
+                assert!(
+                    w[window..].iter().all(|&v| v == 0.0),
+                    "{preset}: past {window}"
+                );
+            }
+            // Lifted, the device reads every pixel again (the next frames' noise).
+            opu.set_readout_window(None).unwrap();
+            opu.seek_frame(0).unwrap();
+            assert_eq!(run_split(&mut opu, &bits, &[9]), whole, "{preset}: lifted");
+        }
+        let mut opu = SimulatedOpu::new(&config, n, m, 8).unwrap();
+        for bad in [0, m + 1] {
+            let e = opu.set_readout_window(Some(bad)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains("readout window"), "{e}");
+        }
+    }
+}
+
 #[test]
 fn seeking_replays_the_same_noise() {
     let config = DeviceConfig::preset("lighton").unwrap();
