@@ -368,6 +368,23 @@ impl PoissonTables {
         k as u32
     }
 
+    /// [`invert`](Self::invert) for each uniform in the table of its bin (`bins` below
+    /// [`BINS`]), into `out`, in passes that vectorize; `guide` is scratch.
+    fn invert_batch(&self, bins: &[u32], uniforms: &[u64], guide: &mut [u8], out: &mut [u32]) {
+        let tables: &[Bin; BINS] = &self.bins;
+        guide_cells(tables, bins, uniforms, guide);
+        // Two comparisons from the guide cell; the rare uniforms past both (a tail, where a
+        // cell spans more thresholds) finish the search one by one.
+        if guided_counts(tables, bins, guide, uniforms, out) {
+            for (((o, &b), &g), &u) in out.iter_mut().zip(bins).zip(&*guide).zip(uniforms) {
+                let bin = &tables[(b as usize).min(BINS - 1)];
+                if u >= bin.thresholds[usize::from(g).min(STRIDE - 2) + 1] {
+                    *o = Self::invert(bin, g, u);
+                }
+            }
+        }
+    }
+
     /// Table `b`'s thresholds.
     #[cfg(test)]
     fn table(&self, b: usize) -> &[u64] {
@@ -402,17 +419,7 @@ impl PoissonTables {
             kept,
         } = scratch;
         bins_and_keeps(lambda, &mut bins[..n], &mut keep[..n]);
-        for ((g, &b), &u) in guide.iter_mut().zip(&bins[..n]).zip(u_invert) {
-            *g = self.bins[b as usize].guide[(u >> 56) as usize];
-        }
-        for (((o, &b), &g), &u) in out
-            .iter_mut()
-            .zip(&bins[..n])
-            .zip(&guide[..n])
-            .zip(u_invert)
-        {
-            *o = Self::invert(&self.bins[b as usize], g, u);
-        }
+        self.invert_batch(&bins[..n], u_invert, &mut guide[..n], out);
         // The Poisson(1/4) count N is at least 1 when u ≥ T_0, at least 2 when u ≥ T_1; the
         // first event is kept with probability 4ε (thinning), the others likewise from `rng`.
         let quarter = &self.bins[1];
@@ -454,6 +461,47 @@ impl Default for PoissonScratch {
             kept: [0; POISSON_BATCH],
         }
     }
+}
+
+/// Each uniform's guide entry in its mean's table (`bins` all below [`BINS`]).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn guide_cells(tables: &[Bin; BINS], bins: &[u32], uniforms: &[u64], guide: &mut [u8]) {
+    for ((g, &b), &u) in guide.iter_mut().zip(bins).zip(uniforms) {
+        // `min` only spares the bounds check (the bins are below BINS), so the loop vectorizes.
+        *g = tables[(b as usize).min(BINS - 1)].guide[(u >> 56) as usize];
+    }
+}
+
+/// [`PoissonTables::invert`] without its tail search: `g + [u ≥ T_g] + [u ≥ T_{g+1}]` for
+/// each uniform, branch-free (gathers); returns whether any uniform reached `T_{g+1}` (its
+/// count needs the search).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.2",
+    "aarch64+neon"
+))]
+fn guided_counts(
+    tables: &[Bin; BINS],
+    bins: &[u32],
+    guide: &[u8],
+    uniforms: &[u64],
+    out: &mut [u32],
+) -> bool {
+    let mut tail = false;
+    for (((o, &b), &g), &u) in out.iter_mut().zip(bins).zip(guide).zip(uniforms) {
+        let t = &tables[(b as usize).min(BINS - 1)].thresholds;
+        let g = usize::from(g).min(STRIDE - 2);
+        let past = u >= t[g + 1];
+        *o = g as u32 + u32::from(u >= t[g]) + u32::from(past);
+        tail |= past;
+    }
+    tail
 }
 
 /// Each mean's table bin `b = ⌊4λ⌋` and its thinning probability `4λ − b` (exact in `f32`) as
@@ -657,6 +705,45 @@ mod tests {
         assert_eq!(invert(40, t[9]), 10);
         assert_eq!(invert(40, u64::MAX), t.len() as u32);
         assert_eq!(invert(0, u64::MAX), 0);
+    }
+
+    /// The batch inversion gives what the scalar one gives, for every table, in the body and
+    /// in the tails (uniforms just below and at the thresholds, and near 2^64).
+    #[test]
+    fn batch_inversion_matches_the_scalar_one() {
+        let tables = PoissonTables::new();
+        let mut rng = xoshiro_from(5);
+        let (mut bins, mut uniforms) = (Vec::new(), Vec::new());
+        for b in 0..BINS as u32 {
+            let t = tables.table(b as usize);
+            for _ in 0..40 {
+                bins.push(b);
+                uniforms.push(rng.next_u64());
+            }
+            for &tk in t.iter().rev().take(12) {
+                bins.extend([b, b]);
+                uniforms.extend([tk.saturating_sub(1), tk]);
+            }
+            bins.extend([b, b]);
+            uniforms.extend([u64::MAX, u64::MAX - (rng.next_u64() >> 50)]);
+        }
+        let mut out = vec![0u32; bins.len()];
+        let mut tails = 0;
+        for ((bins, uniforms), out) in bins
+            .chunks(POISSON_BATCH)
+            .zip(uniforms.chunks(POISSON_BATCH))
+            .zip(out.chunks_mut(POISSON_BATCH))
+        {
+            let mut guide = [0u8; POISSON_BATCH];
+            tables.invert_batch(bins, uniforms, &mut guide[..bins.len()], out);
+            for ((&b, &u), &k) in bins.iter().zip(uniforms).zip(&*out) {
+                let bin = &tables.bins[b as usize];
+                let g = bin.guide[(u >> 56) as usize];
+                assert_eq!(k, PoissonTables::invert(bin, g, u), "bin {b}, u {u:#x}");
+                tails += usize::from(u >= bin.thresholds[usize::from(g) + 1]);
+            }
+        }
+        assert!(tails > 1000, "the tails are exercised: {tails}");
     }
 
     #[test]
