@@ -817,6 +817,14 @@ impl<D: OpticalDevice> OpticalProjector<D> {
         while start < total {
             let count = chunk.min(total - start);
             self.show_unchecked(start, count)?;
+            let finish_row = row_finisher(
+                &self.weights,
+                &self.offsets,
+                &self.offset,
+                &self.calibration.ones_projection,
+                k,
+            );
+            let weights = &self.weights;
             // Vector b owns frames 2kb .. 2k(b + 1), so its output row only reads those: the
             // rows are decoded in parallel, each adding its frames in frame order as a serial
             // pass would (the same bits whatever the thread count). Each row also checks that
@@ -826,90 +834,118 @@ impl<D: OpticalDevice> OpticalProjector<D> {
             let first_row = start / (2 * k);
             let end_row = (start + count).div_ceil(2 * k);
             let camera = &self.camera[..count * pixels_all];
-            let (weights, runs, gains) = (&self.weights, &self.runs, &self.gain);
-            self.acc[first_row * m..end_row * m]
-                .par_chunks_exact_mut(m.max(1))
-                .enumerate()
-                .with_min_len(DECODE_MIN_ROWS)
-                .for_each(|(i, row)| {
-                    let b = first_row + i;
-                    let g_end = (2 * k * (b + 1)).min(start + count);
-                    let mut g = (2 * k * b).max(start);
-                    if !all_finite(&camera[(g - start) * pixels_all..(g_end - start) * pixels_all])
-                    {
-                        non_finite.store(true, Ordering::Relaxed);
-                    }
-                    while g < g_end {
-                        let t = g - start;
-                        let w = f64::from(weights[g / 2]);
-                        let frame = &camera[t * pixels_all..(t + 1) * pixels_all];
-                        if g % 2 == 0 && t + 1 < count {
-                            // Both frames of the pair in this call: one pass over I(x + a) − I(x).
-                            if w != 0.0 {
-                                let next = &camera[(t + 1) * pixels_all..(t + 2) * pixels_all];
-                                for r in runs {
-                                    let (outputs, pixels) = r.ranges();
-                                    add_pair(
-                                        w,
-                                        &gains[outputs.clone()],
-                                        &frame[pixels.clone()],
-                                        &next[pixels],
-                                        &mut row[outputs],
-                                    );
-                                }
-                            }
-                            g += 2;
-                            continue;
-                        }
-                        // A pair split across two calls (odd chunk sizes): one frame at a time.
+            let (runs, gains) = (&self.runs, &self.gain);
+            let decode_row = |b: usize, row: &mut [f64]| {
+                let g_end = (2 * k * (b + 1)).min(start + count);
+                let mut g = (2 * k * b).max(start);
+                if !all_finite(&camera[(g - start) * pixels_all..(g_end - start) * pixels_all]) {
+                    non_finite.store(true, Ordering::Relaxed);
+                }
+                while g < g_end {
+                    let t = g - start;
+                    let w = f64::from(weights[g / 2]);
+                    let frame = &camera[t * pixels_all..(t + 1) * pixels_all];
+                    if g % 2 == 0 && t + 1 < count {
+                        // Both frames of the pair in this call: one pass over I(x + a) − I(x).
                         if w != 0.0 {
-                            let coef = if g % 2 == 0 { w } else { -w };
+                            let next = &camera[(t + 1) * pixels_all..(t + 2) * pixels_all];
                             for r in runs {
                                 let (outputs, pixels) = r.ranges();
-                                add_one(
-                                    coef,
+                                add_pair(
+                                    w,
                                     &gains[outputs.clone()],
-                                    &frame[pixels],
+                                    &frame[pixels.clone()],
+                                    &next[pixels],
                                     &mut row[outputs],
                                 );
                             }
                         }
-                        g += 1;
+                        g += 2;
+                        continue;
                     }
-                });
+                    // A pair split across two calls (odd chunk sizes): one frame at a time.
+                    if w != 0.0 {
+                        let coef = if g % 2 == 0 { w } else { -w };
+                        for r in runs {
+                            let (outputs, pixels) = r.ranges();
+                            add_one(
+                                coef,
+                                &gains[outputs.clone()],
+                                &frame[pixels],
+                                &mut row[outputs],
+                            );
+                        }
+                    }
+                    g += 1;
+                }
+            };
+            let rows = self.acc[first_row * m..end_row * m].par_chunks_exact_mut(m.max(1));
+            if count == total {
+                // Every frame in one device call: each row is finished as soon as it is
+                // decoded, in the same pass. (On an error the output holds some finished rows.)
+                rows.zip(output.par_chunks_exact_mut(m.max(1)))
+                    .enumerate()
+                    .with_min_len(DECODE_MIN_ROWS)
+                    .for_each(|(b, (row, out_row))| {
+                        decode_row(b, row);
+                        finish_row(b, row, out_row);
+                    });
+            } else {
+                rows.enumerate()
+                    .with_min_len(DECODE_MIN_ROWS)
+                    .for_each(|(i, row)| decode_row(first_row + i, row));
+            }
             if non_finite.into_inner() {
                 return Err(non_finite_error(camera, pixels_all, start));
             }
             start += count;
         }
-        let (weights, offsets, acc_all) = (&self.weights, &self.offsets, &self.acc);
-        let (offset, ones_projection) = (&self.offset, &self.calibration.ones_projection);
-        output
-            .par_chunks_exact_mut(m.max(1))
-            .take(batch)
-            .enumerate()
-            .with_min_len(DECODE_MIN_ROWS)
-            .for_each(|(b, out_row)| {
-                let wsum: f64 = weights[b * k..(b + 1) * k]
-                    .iter()
-                    .map(|&w| f64::from(w))
-                    .sum();
-                let shift = f64::from(offsets[b]);
-                let acc = &acc_all[b * m..(b + 1) * m];
-                if shift == 0.0 {
-                    for ((o, &acc), &off) in out_row.iter_mut().zip(acc).zip(offset) {
-                        *o = (acc - wsum * off) as f32;
-                    }
-                } else {
-                    for (((o, &acc), &off), &ones) in
-                        out_row.iter_mut().zip(acc).zip(offset).zip(ones_projection)
-                    {
-                        *o = (acc - wsum * off + shift * ones) as f32;
-                    }
-                }
-            });
+        if chunk < total {
+            let finish_row = row_finisher(
+                &self.weights,
+                &self.offsets,
+                &self.offset,
+                &self.calibration.ones_projection,
+                k,
+            );
+            let acc_all = &self.acc;
+            output
+                .par_chunks_exact_mut(m.max(1))
+                .take(batch)
+                .enumerate()
+                .with_min_len(DECODE_MIN_ROWS)
+                .for_each(|(b, out_row)| finish_row(b, &acc_all[b * m..(b + 1) * m], out_row));
+        }
         self.vectors += batch as u64;
         Ok(())
+    }
+}
+
+/// `c·L(1) + Σ_f w_f·L(b_f)` of vector `b` of a block (`k` binary frames each, weights
+/// `weights`, encoding offsets `offsets`) from its decoded sums `acc`, into `out_row`
+/// (`offset`: each output's `gain_j·|r_j|²`; `ones`: `L(1)`).
+fn row_finisher<'a>(
+    weights: &'a [f32],
+    offsets: &'a [f32],
+    offset: &'a [f64],
+    ones: &'a [f64],
+    k: usize,
+) -> impl Fn(usize, &[f64], &mut [f32]) + Sync + 'a {
+    move |b, acc, out_row| {
+        let wsum: f64 = weights[b * k..(b + 1) * k]
+            .iter()
+            .map(|&w| f64::from(w))
+            .sum();
+        let shift = f64::from(offsets[b]);
+        if shift == 0.0 {
+            for ((o, &acc), &off) in out_row.iter_mut().zip(acc).zip(offset) {
+                *o = (acc - wsum * off) as f32;
+            }
+        } else {
+            for (((o, &acc), &off), &ones) in out_row.iter_mut().zip(acc).zip(offset).zip(ones) {
+                *o = (acc - wsum * off + shift * ones) as f32;
+            }
+        }
     }
 }
 
