@@ -632,7 +632,9 @@ impl<D: OpticalDevice> OpticalProjector<D> {
     }
 
     /// The device, mutably (showing frames through it does not disturb the projector, but
-    /// changing its settings may invalidate the calibration).
+    /// changing its settings may invalidate the calibration). After calibration a device with
+    /// a readout window reads only up to the last selected pixel (0 past it); the projector
+    /// lifts the window itself to recalibrate, and [`into_inner`](Self::into_inner) lifts it.
     pub fn device_mut(&mut self) -> &mut D {
         &mut self.device
     }
