@@ -276,7 +276,10 @@ pub struct SerialDevice<T: Transport> {
     port: T,
     options: SerialOptions,
     caps: Capabilities,
+    /// The configured region: `(input_dim, output_dim)`.
     dims: (usize, usize),
+    /// The readout window, pixels `0..p` of the region, when one is set.
+    window: Option<usize>,
     chunk_frames: usize,
     next_seq: u32,
     next_frame: u64,
@@ -360,6 +363,7 @@ impl<T: Transport> SerialDevice<T> {
                 description: String::new(),
             },
             dims: (0, 0),
+            window: None,
             chunk_frames: 1,
             next_seq: 1,
             next_frame: 0,
@@ -465,6 +469,9 @@ impl<T: Transport> SerialDevice<T> {
         let camera = self.options.exposure_ns != 0 || self.options.gain != 0.0;
         let wanted = match self.options.dims {
             Some(dims) => Some(dims),
+            // A window is set on a region this host configured (the device then keeps what
+            // its pixels read): configure that region first.
+            None if self.window.is_some() => Some(self.dims),
             None if camera => Some((caps.input_dim as usize, caps.output_dim as usize)),
             None => None,
         };
@@ -481,31 +488,7 @@ impl<T: Transport> SerialDevice<T> {
                     )
                     .into());
                 }
-                let configure = Message::Configure(Configure {
-                    input_dim: i as u32,
-                    output_dim: o as u32,
-                    output_offset: 0,
-                    exposure_ns: self.options.exposure_ns,
-                    gain: self.options.gain,
-                });
-                let accept = |m: &Message| {
-                    usable_caps(m)?;
-                    match m {
-                        Message::Capabilities(c)
-                            if (c.input_dim as usize, c.output_dim as usize) != (i, o) =>
-                        {
-                            Err(format!(
-                                "configured {i} × {o} but the device reports {} × {}",
-                                c.input_dim, c.output_dim
-                            ))
-                        }
-                        _ => Ok(()),
-                    }
-                };
-                match self.exchange(&configure, false, Duration::ZERO, budget, &accept)? {
-                    Message::Capabilities(c) => c,
-                    _ => unreachable!("accepted as a CAPABILITIES"),
-                }
+                self.configure((i, o), budget)?
             }
         };
         let dims = (caps.input_dim as usize, caps.output_dim as usize);
@@ -519,11 +502,23 @@ impl<T: Transport> SerialDevice<T> {
             )
             .into());
         }
+        self.chunk_frames = self.chunk_for(&caps, dims)?;
+        self.dims = dims;
+        self.caps = caps;
+        if let Some(pixels) = self.window {
+            self.configure_window(pixels, budget)?;
+        }
+        Ok(())
+    }
+
+    /// Frames per request: what both sides' payload limits and `max_batch` allow for frames of
+    /// `dims.0` features answered with `caps.output_dim` values.
+    fn chunk_for(&self, caps: &Capabilities, dims: (usize, usize)) -> Result<usize, Error> {
         // The decoder rejects bit depths the protocol cannot carry.
         let value_size = proto::value_size(caps.bit_depth).unwrap_or(4);
         let payload = caps.max_payload.min(self.options.max_payload) as usize;
         let in_bytes = dims.0.div_ceil(8);
-        let out_bytes = dims.1.saturating_mul(value_size);
+        let out_bytes = (caps.output_dim as usize).saturating_mul(value_size);
         let by_request = payload.saturating_sub(proto::TRANSFORM_REQUEST_FIXED) / in_bytes;
         let by_response = payload.saturating_sub(proto::TRANSFORM_RESPONSE_FIXED) / out_bytes;
         let chunk = by_request.min(by_response).min(caps.max_batch as usize);
@@ -534,13 +529,59 @@ impl<T: Transport> SerialDevice<T> {
                     "{}: one frame ({in_bytes} bytes in, {out_bytes} bytes out) exceeds the {payload}-byte payload limit",
                     self.options.name
                 ),
-            )
-            .into());
+            ));
         }
-        self.chunk_frames = chunk;
-        self.dims = dims;
+        Ok(chunk)
+    }
+
+    /// Sends Configure for `(input_dim, output_dim)` from pixel 0 with the host's camera
+    /// settings, and returns the device's report of exactly those dimensions.
+    fn configure(
+        &mut self,
+        dims: (usize, usize),
+        budget: &Budget,
+    ) -> Result<Capabilities, Failure> {
+        let (i, o) = dims;
+        let configure = Message::Configure(Configure {
+            input_dim: i as u32,
+            output_dim: o as u32,
+            output_offset: 0,
+            exposure_ns: self.options.exposure_ns,
+            gain: self.options.gain,
+        });
+        let accept = |m: &Message| {
+            usable_caps(m)?;
+            match m {
+                Message::Capabilities(c)
+                    if (c.input_dim as usize, c.output_dim as usize) != (i, o) =>
+                {
+                    Err(format!(
+                        "configured {i} × {o} but the device reports {} × {}",
+                        c.input_dim, c.output_dim
+                    ))
+                }
+                _ => Ok(()),
+            }
+        };
+        match self.exchange(&configure, false, Duration::ZERO, budget, &accept)? {
+            Message::Capabilities(c) => Ok(c),
+            _ => unreachable!("accepted as a CAPABILITIES"),
+        }
+    }
+
+    /// Configures the output region `0..pixels` of the configured region (the whole of it when
+    /// `pixels` is its `output_dim`), keeping the input width and camera settings: a camera's
+    /// region of interest.
+    fn configure_window(&mut self, pixels: usize, budget: &Budget) -> Result<(), Failure> {
+        let caps = self.configure((self.dims.0, pixels), budget)?;
+        self.chunk_frames = self.chunk_for(&caps, self.dims)?;
         self.caps = caps;
         Ok(())
+    }
+
+    /// Camera values per frame on the wire: the window's, or the region's.
+    fn wire_pixels(&self) -> usize {
+        self.window.unwrap_or(self.dims.1)
     }
 
     /// Writes the request (after a lone delimiter when `resync`), giving up at `deadline`.
@@ -738,7 +779,7 @@ impl<T: Transport> SerialDevice<T> {
         let mut resyncs = 0;
         loop {
             // Read inside the loop: a re-handshake may bring another bit depth.
-            let (output_dim, bit_depth) = (self.dims.1, self.caps.bit_depth);
+            let (output_dim, bit_depth) = (self.wire_pixels(), self.caps.bit_depth);
             let accept = |m: &Message| {
                 match m {
                 Message::TransformResponse(r)
@@ -762,7 +803,21 @@ impl<T: Transport> SerialDevice<T> {
             };
             match self.exchange(&request, false, extra, &budget, &accept) {
                 Ok(Message::TransformResponse(r)) => {
-                    decode_values(&r.values, r.bit_depth, output);
+                    let region = self.dims.1;
+                    if output_dim == region {
+                        decode_values(&r.values, r.bit_depth, output);
+                    } else {
+                        // A window: its values, then zeros to the end of each frame's row.
+                        let frame_bytes = r.values.len() / n;
+                        for (row, values) in output
+                            .chunks_exact_mut(region)
+                            .zip(r.values.chunks_exact(frame_bytes))
+                        {
+                            let (inside, past) = row.split_at_mut(output_dim);
+                            decode_values(values, r.bit_depth, inside);
+                            past.fill(0.0);
+                        }
+                    }
                     self.stats.payload_bytes_sent += frames.as_bytes().len() as u64;
                     self.stats.payload_bytes_received += r.values.len() as u64;
                     return Ok(());
@@ -843,6 +898,51 @@ impl<T: Transport> OpticalDevice for SerialDevice<T> {
     fn seek_frame(&mut self, index: u64) -> Result<(), Error> {
         self.next_frame = index;
         Ok(())
+    }
+
+    /// Configures the output region `0..pixels` (a camera's region of interest: section 6.3 of
+    /// the protocol), so that each frame's answer carries only those values; `None`
+    /// configures the whole region again. A device that refuses the region (`UNSUPPORTED` or
+    /// `DIMENSION_MISMATCH`) gives [`ErrorKind::Unsupported`] and keeps reading whole frames.
+    fn set_readout_window(&mut self, pixels: Option<usize>) -> Result<(), Error> {
+        let region = self.dims.1;
+        let window = match pixels {
+            Some(p) if p == 0 || p > region => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("readout window of {p} pixels: the device reads 1..={region} pixels"),
+                ))
+            }
+            Some(p) if p < region => Some(p),
+            _ => None,
+        };
+        if window == self.window {
+            return Ok(());
+        }
+        let wanted = window.unwrap_or(region);
+        let previous = self.window;
+        self.window = window;
+        let budget = Budget::new(&self.options, 0, "CONFIGURE");
+        let mut resyncs = 0;
+        let result = match self.configure_window(wanted, &budget) {
+            Ok(()) => Ok(()),
+            // A restarted device lost its configuration: the new session sets the window.
+            Err(Failure::Reset) => {
+                self.stats.resyncs += 1;
+                self.open_session(&budget, &mut resyncs)
+            }
+            Err(Failure::Fatal(e)) => Err(e),
+        };
+        result.map_err(|e| {
+            self.window = previous;
+            match e.kind() {
+                ErrorKind::Unsupported | ErrorKind::DimensionMismatch => Error::new(
+                    ErrorKind::Unsupported,
+                    format!("no readout window of {wanted} pixels: {e}"),
+                ),
+                _ => e,
+            }
+        })
     }
 }
 

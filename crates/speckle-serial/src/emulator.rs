@@ -91,13 +91,21 @@ pub struct EmulatorStats {
     pub faults: FaultCounts,
 }
 
-/// Serves a device built by `factory` (called on power-on and on every Configure) over the
-/// speckle protocol.
+/// Serves a device built by `factory` over the speckle protocol. The factory builds the device
+/// on power-on and for each Configure, except a Configure that only narrows the output region
+/// of the device a Configure built since the last restart (the same input width, offset,
+/// exposure and gain, no more pixels): that one reads out a window of it, a camera's region of
+/// interest, so that the pixels inside read what they read before
+/// ([`OpticalDevice::set_readout_window`] on the device when it has one).
 pub struct Emulator<D, F> {
     factory: F,
     options: EmulatorOptions,
     device: Option<D>,
+    /// The active settings; `output_dim` may be a window of the device's pixels.
     settings: DeviceSettings,
+    /// Pixels of the device a Configure built since the last restart; `None` for the
+    /// power-on device, which a first Configure replaces.
+    sensor_pixels: Option<usize>,
     session: bool,
     boot_count: u32,
     host_max_payload: u32,
@@ -122,6 +130,7 @@ where
             factory,
             device: None,
             settings,
+            sensor_pixels: None,
             session: false,
             boot_count: 1,
             host_max_payload: proto::MIN_MAX_PAYLOAD,
@@ -147,6 +156,7 @@ where
     pub fn reset(&mut self) -> Message {
         self.session = false;
         self.device = None;
+        self.sensor_pixels = None;
         self.settings = default_settings(&self.options);
         // Until a Hello says otherwise, answers fit the smallest payload a host may accept.
         self.host_max_payload = proto::MIN_MAX_PAYLOAD;
@@ -166,7 +176,14 @@ where
 
     fn capabilities(&mut self) -> Result<Capabilities, Error> {
         let info = self.device()?.info();
-        Ok(capabilities_of(&info, &self.options, self.boot_count))
+        let mut caps = capabilities_of(&info, &self.options, self.boot_count);
+        caps.output_dim = clamp_u32(self.active_pixels(&info));
+        Ok(caps)
+    }
+
+    /// Camera values per frame: the active region, within the device's pixels.
+    fn active_pixels(&self, info: &DeviceInfo) -> usize {
+        self.settings.output_dim.min(info.output_dim)
     }
 
     /// Handles one encoded frame (bytes between delimiters) and appends the reply's wire bytes
@@ -296,10 +313,39 @@ where
                 c.gain
             },
         };
-        if settings != self.settings || self.device.is_none() {
+        let narrows = match (self.device.as_mut(), self.sensor_pixels) {
+            (Some(device), Some(pixels))
+                if settings.output_dim <= pixels
+                    && DeviceSettings {
+                        output_dim: self.settings.output_dim,
+                        ..settings.clone()
+                    } == self.settings =>
+            {
+                if settings.output_dim != self.settings.output_dim {
+                    let window = (settings.output_dim < pixels).then_some(settings.output_dim);
+                    match device.set_readout_window(window) {
+                        // Without a window of its own the device reads whole frames, and the
+                        // emulator sends the region's values.
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                        Err(e) => return error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),
+                    }
+                    self.settings.output_dim = settings.output_dim;
+                }
+                true
+            }
+            _ => false,
+        };
+        if narrows {
+            // Kept the device: a window of it, or the whole of it again.
+        } else if settings == self.settings && self.device.is_some() {
+            // The power-on device is the one this Configure would build.
+            self.sensor_pixels = Some(settings.output_dim);
+        } else {
             match (self.factory)(&settings) {
                 Ok(d) => {
                     self.device = Some(d);
+                    self.sensor_pixels = Some(settings.output_dim);
                     self.settings = settings;
                 }
                 Err(e) => {
@@ -343,7 +389,8 @@ where
             );
         }
         let bit_depth = info.bit_depth.unwrap_or(0);
-        let Some(len) = proto::values_len(r.frame_count, info.output_dim as u32, bit_depth)
+        let active = self.active_pixels(&info);
+        let Some(len) = proto::values_len(r.frame_count, active as u32, bit_depth)
             .filter(|&l| l + proto::TRANSFORM_RESPONSE_FIXED <= payload_limit as usize)
         else {
             return error(
@@ -377,11 +424,19 @@ where
             Err(e) => error(ErrorCode::DEVICE_FAULT, 0, e.to_string()),
             Ok(()) => {
                 self.stats.frames_shown += frames as u64;
+                if active < info.output_dim {
+                    // The region's values, frame after frame.
+                    for f in 1..frames {
+                        let start = f * info.output_dim;
+                        values.copy_within(start..start + active, f * active);
+                    }
+                    values.truncate(frames * active);
+                }
                 match encode_values(&values, bit_depth, len) {
                     Ok(bytes) => Message::TransformResponse(TransformResponse {
                         first_frame: r.first_frame,
                         frame_count: r.frame_count,
-                        output_dim: info.output_dim as u32,
+                        output_dim: active as u32,
                         bit_depth,
                         values: bytes,
                     }),

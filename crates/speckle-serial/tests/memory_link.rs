@@ -313,12 +313,7 @@ fn frequent_device_resets_are_recovered_with_exact_results() {
     };
     let (host, served) = serve(Some(8), options);
     let mut dev = SerialDevice::new(host, fast_options((10, 7))).unwrap();
-    let sizes: Vec<usize> = (0..40).map(|k| 1 + k % 5).collect();
-    let batches: Vec<_> = sizes
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| random_frames(n, 10, k as u64))
-        .collect();
+    let (sizes, batches) = forty_batches(10);
     let got = remote_run(&mut dev, &batches, &sizes);
     assert_eq!(got, local_run((10, 7), Some(8), &batches, &sizes));
     assert!(dev.link_stats().resyncs > 0, "{:?}", dev.link_stats());
@@ -602,4 +597,160 @@ fn the_hosts_camera_settings_are_sent_again_after_restarts() {
     drop(dev);
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
+}
+
+/// `rows` frames of `width` values, each cut to its first `pixels` values and zero past them:
+/// what a readout window of `pixels` reads.
+fn windowed(values: &[f32], width: usize, pixels: usize) -> Vec<f32> {
+    let mut out = values.to_vec();
+    for row in out.chunks_exact_mut(width) {
+        row[pixels..].fill(0.0);
+    }
+    out
+}
+
+/// A readout window configures a smaller output region: the answers carry only its values, the
+/// pixels inside read what they read before, and the emulator keeps its device (no factory
+/// call) for the window and for lifting it.
+#[test]
+fn a_readout_window_sends_only_its_pixels_and_keeps_the_device() {
+    let builds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = builds.clone();
+    let (host, dev_end) = memory_link();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let server = std::thread::spawn(move || {
+        let factory = move |s: &DeviceSettings| {
+            count.fetch_add(1, Ordering::Relaxed);
+            Ok(ToyDevice::new(s.input_dim, s.output_dim, SEED, Some(8)))
+        };
+        let mut emulator = Emulator::new(factory, EmulatorOptions::default());
+        let mut port = dev_end;
+        let _ = emulator.serve(&mut port, &flag);
+    });
+    let (i, o, p) = (37, 40, 13);
+    let mut dev = SerialDevice::new(host, fast_options((i, o))).unwrap();
+    let sizes = [25, 3];
+    let batches: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| random_frames(n, i, k as u64))
+        .collect();
+    let whole = remote_run(&mut dev, &batches, &sizes);
+    assert_eq!(whole, local_run((i, o), Some(8), &batches, &sizes));
+    let built = builds.load(Ordering::Relaxed);
+
+    dev.set_readout_window(Some(p)).unwrap();
+    assert_eq!(dev.info().output_dim, o, "the output keeps its layout");
+    let before = dev.link_stats();
+    dev.seek_frame(0);
+    let inside = remote_run(&mut dev, &batches, &sizes);
+    assert_eq!(inside, windowed(&whole, o, p));
+    let received = dev.link_stats().since(&before).payload_bytes_received;
+    assert_eq!(received, (28 * p) as u64, "8-bit values of the window only");
+
+    // The whole region again (`Some(o)` means the same as `None`).
+    dev.set_readout_window(Some(o)).unwrap();
+    dev.seek_frame(0);
+    assert_eq!(remote_run(&mut dev, &batches, &sizes), whole);
+    dev.set_readout_window(Some(p)).unwrap();
+    dev.set_readout_window(None).unwrap();
+    dev.seek_frame(0);
+    assert_eq!(remote_run(&mut dev, &batches, &sizes), whole);
+    assert_eq!(
+        builds.load(Ordering::Relaxed),
+        built,
+        "a window rebuilt the device"
+    );
+
+    let before = dev.link_stats();
+    for bad in [0, o + 1] {
+        let err = dev.set_readout_window(Some(bad)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains(&format!("{bad} pixels")), "{err}");
+    }
+    assert_eq!(dev.link_stats().wire_bytes_sent, before.wire_bytes_sent);
+    drop(dev);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}
+
+/// A device that restarts loses its configuration: the host configures its region and then
+/// its window again, so every answer is still the window of the local device's frames.
+#[test]
+fn a_readout_window_survives_device_restarts() {
+    let options = EmulatorOptions {
+        faults: FaultConfig {
+            reset: 0.2,
+            ..FaultConfig::none()
+        },
+        fault_seed: 9,
+        ..EmulatorOptions::default()
+    };
+    let (host, served) = serve(Some(8), options);
+    let mut options = fast_options((10, 7));
+    options.max_resyncs = 50;
+    let mut dev = SerialDevice::new(host, options).unwrap();
+    dev.set_readout_window(Some(4)).unwrap();
+    let (sizes, batches) = forty_batches(10);
+    let got = remote_run(&mut dev, &batches, &sizes);
+    let want = local_run((10, 7), Some(8), &batches, &sizes);
+    assert_eq!(got, windowed(&want, 7, 4));
+    assert!(dev.link_stats().resyncs > 0, "{:?}", dev.link_stats());
+    drop(dev);
+    assert!(served.finish().faults.reset > 0);
+}
+
+/// A device that refuses a smaller output region: the window is `Unsupported`, named, and the
+/// host goes on reading whole frames.
+#[test]
+fn a_device_without_output_regions_keeps_whole_frames() {
+    let (host, device) = scripted(move |seq, message| match message {
+        Message::Hello(_) => wire(seq, &Message::Capabilities(caps((8, 4)))),
+        Message::Configure(c) if c.output_dim == 4 => {
+            wire(seq, &Message::Capabilities(caps((8, 4))))
+        }
+        Message::Configure(_) => wire(
+            seq,
+            &Message::Error(ErrorReport {
+                code: ErrorCode::UNSUPPORTED,
+                detail: 0,
+                message: "fixed output region".into(),
+            }),
+        ),
+        Message::TransformRequest(r) => wire(
+            seq,
+            &Message::TransformResponse(TransformResponse {
+                first_frame: r.first_frame,
+                frame_count: r.frame_count,
+                output_dim: 4,
+                bit_depth: 8,
+                values: (1..=4 * r.frame_count as u8).collect(),
+            }),
+        ),
+        _ => Vec::new(),
+    });
+    let mut dev = SerialDevice::new(host, fast_options((8, 4))).unwrap();
+    let err = dev.set_readout_window(Some(2)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("no readout window of 2 pixels"), "{msg}");
+    assert!(msg.contains("fixed output region"), "{msg}");
+    let mut out = [0.0; 8];
+    dev.transform(&PackedFrames::new(&[1, 2], 2, 8).unwrap(), &mut out)
+        .unwrap();
+    assert_eq!(out, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    drop(dev);
+    device.join().unwrap();
+}
+
+/// 40 batches of 1 to 5 random frames of `width` features: their sizes and packed bits.
+fn forty_batches(width: usize) -> (Vec<usize>, Vec<Vec<u8>>) {
+    let sizes: Vec<usize> = (0..40).map(|k| 1 + k % 5).collect();
+    let batches = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| random_frames(n, width, k as u64))
+        .collect();
+    (sizes, batches)
 }
