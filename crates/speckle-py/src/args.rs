@@ -55,9 +55,14 @@ pub fn dimension(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
 
 /// A seed: an integer in `0 ..= 2^64 − 1`.
 pub fn seed(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
-    let v = integer(obj, "seed")?;
+    unsigned(obj, "seed")
+}
+
+/// An integer in `0 ..= 2^64 − 1` (a seed, a frame index).
+pub fn unsigned(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
+    let v = integer(obj, name)?;
     u64::try_from(v).map_err(|_| {
-        SpeckleErr::input(format!("seed must be an integer in 0..=2^64-1, got {v}")).into()
+        SpeckleErr::input(format!("{name} must be an integer in 0..=2^64-1, got {v}")).into()
     })
 }
 

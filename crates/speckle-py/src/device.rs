@@ -214,6 +214,52 @@ impl Device {
         counters_dict(py, c)
     }
 
+    /// Positions the device's frame clock: the next frame shown is frame `index`, so that a
+    /// simulated device (whose noise is a function of the frame index) shows frames again with
+    /// the same noise, and a serial device sends `index` as the next request's first frame.
+    /// Raises `UnsupportedError` for a device without a frame clock.
+    fn seek_frame(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<()> {
+        let index = args::unsigned(index, "index")?;
+        lock(py, &self.state, "device", |s| {
+            s.device.seek_frame(index).map_err(SpeckleErr::from)
+        })?;
+        Ok(())
+    }
+
+    /// Reads out only the first `pixels` camera pixels of each frame (a camera's region of
+    /// interest), or every pixel again with `None`. The frames keep their shape; the pixels
+    /// past the window read 0, and those inside read what they read without it. `pixels` must
+    /// be in `1 ..= output_dim` (`InputError`); a device without a window raises
+    /// `UnsupportedError`. The simulated device then simulates fewer pixels; a serial device
+    /// receives fewer bytes.
+    #[pyo3(signature = (pixels))]
+    fn set_readout_window(
+        &self,
+        py: Python<'_>,
+        pixels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let pixels = match pixels {
+            Some(p) => {
+                let p = args::dimension(p, "pixels")?;
+                if p > self.output_dim {
+                    return Err(SpeckleErr::input(format!(
+                        "a readout window of {p} pixels exceeds output_dim {}",
+                        self.output_dim
+                    ))
+                    .into());
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        lock(py, &self.state, "device", |s| {
+            s.device
+                .set_readout_window(pixels)
+                .map_err(SpeckleErr::from)
+        })?;
+        Ok(())
+    }
+
     /// Whether `close` was called.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {

@@ -37,6 +37,41 @@ def test_same_seed_same_frames_and_another_seed_differs():
     assert not np.array_equal(a, c)
 
 
+def test_seek_frame_replays_the_same_noise():
+    x = binary_batch(6, 32, seed=2)
+    device = speckle.open_device("sim", 32, 64, seed=3)
+    first = device.transform(x)
+    later = device.transform(x)
+    assert not np.array_equal(first, later), "the camera's noise follows the frame index"
+    device.seek_frame(0)
+    assert same_bits(device.transform(x), first)
+    device.seek_frame(6)
+    assert same_bits(device.transform(x), later)
+    assert device.counters["frames"] == 24
+    for bad in (-1, 2**64, True, 1.0, "0"):
+        with pytest.raises(speckle.InputError, match="index"):
+            device.seek_frame(bad)
+
+
+@pytest.mark.parametrize("spec", ["sim", "sim:ideal"])
+def test_a_readout_window_reads_its_pixels_and_zeros_past_it(spec):
+    x = binary_batch(9, 32, seed=4)
+    device = speckle.open_device(spec, 32, 300, seed=5)
+    whole = device.transform(x)
+    device.set_readout_window(200)
+    device.seek_frame(0)
+    windowed = device.transform(x)
+    assert windowed.shape == whole.shape and windowed.dtype == whole.dtype
+    assert same_bits(windowed[:, :200].copy(), whole[:, :200].copy())
+    assert not windowed[:, 200:].any()
+    device.set_readout_window(None)
+    device.seek_frame(0)
+    assert same_bits(device.transform(x), whole)
+    for bad in (0, 301, -2, 2.5, True):
+        with pytest.raises(speckle.InputError, match="pixels"):
+            device.set_readout_window(bad)
+
+
 def test_the_ideal_camera_gives_intensities_and_dark_frames_are_dark():
     device = speckle.open_device("sim:ideal", 16, 24)
     y = device.transform(np.vstack([np.zeros((1, 16), np.uint8), binary_batch(2, 16)]))

@@ -62,6 +62,22 @@ def test_serial_frames_match_the_simulated_device(emulator):
     assert device.closed
 
 
+def test_a_serial_readout_window_matches_the_simulated_device(emulator):
+    x = binary_batch(12, 64, seed=13)
+    want_device = speckle.open_device("sim", 64, 256, seed=SEED)
+    want_device.set_readout_window(100)
+    with speckle.open_device(emulator, 64, 256) as device:
+        device.set_readout_window(100)
+        got = device.transform(x)
+        device.set_readout_window(None)
+        device.seek_frame(0)
+        whole = device.transform(x)
+    want = want_device.transform(x)
+    assert same_bits(got, want)
+    assert same_bits(got[:, :100].copy(), whole[:, :100].copy())
+    assert not got[:, 100:].any()
+
+
 def test_serial_projection_matches_the_simulated_device(emulator):
     x = float_batch(6, 16, seed=12)
     with speckle.open_projector(emulator, 16, 40, seed=SEED) as projector:
