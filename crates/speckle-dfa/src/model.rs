@@ -138,6 +138,10 @@ pub(crate) struct Network {
     pub dropout_hidden: f32,
     /// Hidden layers then the output layer.
     pub layers: Vec<Dense>,
+    /// Most δ values (all hidden layers, a batch) for which a DFA training step updates the
+    /// layers concurrently ([`Network::concurrent_dfa_step`]); tests set 0 to compare with the
+    /// layer-by-layer pass.
+    pub concurrent_delta_max: usize,
 }
 
 fn uniform_vec(rng: &mut ChaCha8Rng, n: usize, bound: f32) -> Vec<f32> {
@@ -203,6 +207,7 @@ impl Network {
             dropout_input: spec.dropout_input,
             dropout_hidden: spec.dropout_hidden,
             layers,
+            concurrent_delta_max: CONCURRENT_DELTA_MAX_VALUES,
         }
     }
 
@@ -506,6 +511,10 @@ fn batch_norm_backward(bn: &mut BatchNorm, g: &mut [f32], xhat: &[f32], n: usize
     }
 }
 
+/// Most δ values (all hidden layers together) that [`Network::concurrent_dfa_step`] keeps in
+/// a buffer of their own (16 MiB of `f32`): wider networks compute δ in place, layer by layer.
+const CONCURRENT_DELTA_MAX_VALUES: usize = 4 << 20;
+
 /// What the backward pass delivers at each hidden block's output.
 #[derive(Clone, Copy)]
 pub(crate) enum Feedback<'a> {
@@ -558,6 +567,11 @@ impl Network {
         if let Some(c) = capture.as_deref_mut() {
             c.block_out = vec![Vec::new(); hidden_count];
             c.delta = vec![Vec::new(); hidden_count];
+        }
+        if let (Feedback::Direct { .. }, Some(s), None) = (feedback, update, capture.as_deref()) {
+            if self.concurrent_dfa_step(buf, n, train, feedback, s) {
+                return;
+            }
         }
         // DFA computes each δ over the block's activation, its last reader, unless the
         // activations must survive the pass (the alignment's second pass reads them).
@@ -616,6 +630,76 @@ impl Network {
                 }
             }
         }
+    }
+
+    /// DFA training step with every layer's update at once: each δ depends only on the
+    /// projection and the layer's own activation, so once all are computed (into `delta`, not
+    /// over `act`, which the layer above reads as its input) the layers' updates run as one
+    /// parallel region instead of one after another, and a thread that finishes a layer's
+    /// tiles takes another layer's instead of waiting. Each tile and each bias sum is computed
+    /// as in the layer-by-layer pass, so the result is the same bits. Returns `false` (and does
+    /// nothing) where the second δ buffer would be large (very wide layers keep computing δ in
+    /// place) or a layer has batch norm.
+    fn concurrent_dfa_step(
+        &mut self,
+        buf: &mut Buffers,
+        n: usize,
+        train: bool,
+        feedback: Feedback<'_>,
+        s: &StepScalars,
+    ) -> bool {
+        let hidden_count = self.hidden_count();
+        let delta_values: usize = self.layers[..hidden_count]
+            .iter()
+            .map(|l| n * l.fan_out)
+            .sum();
+        if delta_values > self.concurrent_delta_max || self.layers.iter().any(|l| l.bn.is_some()) {
+            return false;
+        }
+        let activation = self.activation;
+        // Each layer's δ buffer is moved out for the pass, so that a layer's task writes its δ
+        // while the layer above reads the activations as its input.
+        let mut deltas: Vec<Vec<f32>> = buf.hidden[..hidden_count]
+            .iter_mut()
+            .map(|hb| std::mem::take(&mut hb.delta))
+            .collect();
+        let (input, hidden, err) = (&buf.input[..], &buf.hidden[..], &buf.err[..]);
+        rayon::scope(|scope| {
+            let mut deltas = deltas.iter_mut();
+            for (l, layer) in self.layers.iter_mut().enumerate() {
+                let (fi, fo) = (layer.fan_in, layer.fan_out);
+                let input_all: &[f32] = if l == 0 {
+                    input
+                } else {
+                    let p = &hidden[l - 1];
+                    if p.out.is_empty() {
+                        &p.act
+                    } else {
+                        &p.out
+                    }
+                };
+                let inp = RowMajor::new(&input_all[..n * fi], n, fi);
+                if l == hidden_count {
+                    let delta = RowMajor::new(&err[..n * fo], n, fo);
+                    scope.spawn(move |_| layer.step(s, inp, delta, 1.0 / n as f32));
+                    continue;
+                }
+                let delta = deltas.next().expect("one δ buffer per hidden layer");
+                let hb = &hidden[l];
+                let slice = feedback.slice(l).expect("DFA feedback");
+                scope.spawn(move |_| {
+                    let delta = sized(delta, n * fo);
+                    delta.copy_from_slice(&hb.act[..n * fo]);
+                    let mask = if train { &hb.mask[..] } else { &[] };
+                    direct_delta(activation, slice, mask, n, fo, delta);
+                    layer.step(s, inp, RowMajor::new(delta, n, fo), 1.0);
+                });
+            }
+        });
+        for (hb, delta) in buf.hidden.iter_mut().zip(deltas) {
+            hb.delta = delta;
+        }
+        true
     }
 
     /// Per hidden layer, the cosine between the weight gradients `inputᵀ · δ` of two backward
@@ -722,6 +806,47 @@ impl<'a> Feedback<'a> {
     }
 }
 
+/// DFA's δ = signal · f'(y) over `delta`, which holds y (the activation's output) on entry:
+/// the layer's slice of the projection, scaled, times the hidden dropout `mask` (empty
+/// without), times the activation's derivative.
+fn direct_delta(
+    activation: Activation,
+    slice: FeedbackSlice<'_>,
+    mask: &[f32],
+    n: usize,
+    fo: usize,
+    delta: &mut [f32],
+) {
+    let (proj, stride) = (&slice.proj[..n * slice.stride], slice.stride);
+    if mask.is_empty() {
+        delta
+            .par_chunks_mut(ROWS_PER_TASK * fo)
+            .zip(proj.par_chunks(ROWS_PER_TASK * stride))
+            .for_each(|(d, p)| {
+                activation.scaled_slice_times_derivative(
+                    d,
+                    fo,
+                    p,
+                    stride,
+                    slice.offset,
+                    slice.scale,
+                )
+            });
+    } else {
+        // Hidden dropout: ((scale · signal) · mask) · f'(y).
+        for ((d_row, p_row), m_row) in delta
+            .chunks_exact_mut(fo)
+            .zip(proj.chunks_exact(stride))
+            .zip(mask[..n * fo].chunks_exact(fo))
+        {
+            let p_row = &p_row[slice.offset..slice.offset + fo];
+            for ((d, &p), &m) in d_row.iter_mut().zip(p_row).zip(m_row) {
+                *d = slice.scale * p * m * activation.derivative_from_output(*d);
+            }
+        }
+    }
+}
+
 /// What the backward pass through one hidden block needs to know.
 #[derive(Clone, Copy)]
 struct BlockPass {
@@ -763,35 +888,8 @@ impl BlockPass {
                     d.copy_from_slice(&hb.act[..len]);
                     d
                 };
-                let (proj, stride) = (&slice.proj[..n * slice.stride], slice.stride);
-                if !self.train || hb.mask.is_empty() {
-                    delta
-                        .par_chunks_mut(ROWS_PER_TASK * fo)
-                        .zip(proj.par_chunks(ROWS_PER_TASK * stride))
-                        .for_each(|(d, p)| {
-                            activation.scaled_slice_times_derivative(
-                                d,
-                                fo,
-                                p,
-                                stride,
-                                slice.offset,
-                                slice.scale,
-                            )
-                        });
-                } else {
-                    // Hidden dropout: ((scale · signal) · mask) · f'(y).
-                    let mask = &hb.mask[..len];
-                    for ((d_row, p_row), m_row) in delta
-                        .chunks_exact_mut(fo)
-                        .zip(proj.chunks_exact(stride))
-                        .zip(mask.chunks_exact(fo))
-                    {
-                        let p_row = &p_row[slice.offset..slice.offset + fo];
-                        for ((d, &p), &m) in d_row.iter_mut().zip(p_row).zip(m_row) {
-                            *d = slice.scale * p * m * activation.derivative_from_output(*d);
-                        }
-                    }
-                }
+                let mask = if self.train { &hb.mask[..] } else { &[] };
+                direct_delta(activation, slice, mask, n, fo, delta);
                 delta
             }
             None => {

@@ -852,6 +852,61 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// DFA training updates the layers concurrently (one parallel region for every layer's δ and
+/// update) where the δ buffers are small, and layer by layer over the activations otherwise:
+/// both give the same bits, with hidden dropout, a masked bottleneck, Adam and SGD momentum,
+/// on 1, 2 and 3 threads.
+#[test]
+fn concurrent_dfa_updates_equal_the_layer_by_layer_pass() {
+    let (x, y) = random_batch(256, 80, 10, 9);
+    let plain = ModelSpec {
+        hidden: vec![96, 128, 64],
+        ..ModelSpec::default()
+    };
+    let dropout = ModelSpec {
+        dropout_input: 0.1,
+        dropout_hidden: 0.3,
+        ..plain.clone()
+    };
+    let masked = ModelSpec {
+        masked_layer: 2,
+        masked_units: 16,
+        ..plain.clone()
+    };
+    let momentum = OptimizerSpec {
+        momentum: 0.9,
+        ..sgd(0.05)
+    };
+    for (model, opt) in [
+        (&plain, OptimizerSpec::default()),
+        (&dropout, OptimizerSpec::default()),
+        (&masked, momentum.clone()),
+        (&plain, momentum),
+    ] {
+        let run = |threads: usize, concurrent: bool| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut t = make_trainer(AlgorithmKind::Dfa, model, &opt);
+                if !concurrent {
+                    t.net.concurrent_delta_max = 0;
+                }
+                run_steps(&mut t, &x, &y, 0, 5, 64);
+                t.state()
+            })
+        };
+        let layer_by_layer = run(2, false);
+        for threads in [1, 2, 3] {
+            assert!(
+                run(threads, true) == layer_by_layer,
+                "{model:?}, {threads} threads: concurrent updates differ"
+            );
+        }
+    }
+}
+
 /// A hidden layer wide enough for the wide-layer paths: products over a long inner dimension
 /// (the logits; BP's and FA's gradient into the narrow layer) in chunks of k, products in
 /// column bands (BP's and FA's gradient into the wide layer), the fused update in column
