@@ -1,7 +1,7 @@
 //! Optimizers (SGD with momentum / Nesterov, Adam) and learning-rate schedules, with PyTorch's
 //! update rules.
 //!
-//! Each parameter tensor is a [`Param`]: value, gradient and up to two moment buffers. The update
+//! Each parameter tensor is a `Param`: value, gradient and up to two moment buffers. The update
 //! is one fused pass per tensor, split over rayon threads in fixed chunks (elementwise, so the
 //! result does not depend on the thread count).
 //!

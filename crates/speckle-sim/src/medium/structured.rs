@@ -113,7 +113,7 @@ struct Block {
 /// R_b = s · h · D3_b · h · D2_b · h · D1_b     (restricted to the first n columns)
 /// ```
 ///
-/// * `N` = `n_pad` is the smallest power of two ≥ max(n, [`MIN_PAD`]); the input is zero-padded
+/// * `N` = `n_pad` is the smallest power of two ≥ max(n, 256); the input is zero-padded
 ///   to N. `h = H / sqrt(N)` is the orthonormal Walsh–Hadamard transform (an in-house,
 ///   cache-blocked, addition-only butterfly network).
 /// * `D1_b, D2_b, D3_b` are diagonals of independent phases uniform on the unit circle, one set
@@ -211,7 +211,7 @@ fn check_memory(n_in: usize, n_out: usize, n_pad: usize, n_blocks: usize) -> Res
 
 impl StructuredMedium {
     /// A medium of `n_in` features and `n_out` outputs with entry variance `E|R_ij|² = 1`.
-    /// Zero dimensions and widths beyond [`MAX_PAD`] are errors.
+    /// Zero dimensions and widths beyond 2^26 are errors.
     pub fn new(n_in: usize, n_out: usize, seed: u64) -> Result<Self, Error> {
         if n_in == 0 || n_out == 0 {
             return Err(invalid(format!(
