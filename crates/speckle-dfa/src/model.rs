@@ -97,8 +97,9 @@ pub(crate) struct HiddenBuf {
     /// Block output after dropout; empty without hidden dropout (the output is `act`).
     pub out: Vec<f32>,
     /// Gradient at the block output, then (in place) at the linear output; sized by the
-    /// backward passes that need it ([`sized`]). DFA training computes δ over `act` instead
-    /// (its last reader), so that a layer 2^20 wide needs no second buffer of its size.
+    /// backward passes that need it ([`sized`]). DFA training of very wide layers computes δ
+    /// over `act` instead (its last reader), so that a layer 2^20 wide needs no second buffer
+    /// of its size; narrower networks keep δ here ([`Network::concurrent_dfa_step`]).
     pub delta: Vec<f32>,
 }
 
@@ -632,14 +633,14 @@ impl Network {
         }
     }
 
-    /// DFA training step with every layer's update at once: each δ depends only on the
-    /// projection and the layer's own activation, so once all are computed (into `delta`, not
-    /// over `act`, which the layer above reads as its input) the layers' updates run as one
-    /// parallel region instead of one after another, and a thread that finishes a layer's
-    /// tiles takes another layer's instead of waiting. Each tile and each bias sum is computed
-    /// as in the layer-by-layer pass, so the result is the same bits. Returns `false` (and does
-    /// nothing) where the second δ buffer would be large (very wide layers keep computing δ in
-    /// place) or a layer has batch norm.
+    /// DFA training step with every layer at once: each δ depends only on the projection and
+    /// the layer's own activation, so each layer's task computes its δ (into `delta`, not over
+    /// `act`, which the layer above reads as its input) and then its update, and all tasks run
+    /// in one parallel region instead of one pass after another: a thread that finishes a
+    /// layer's tiles takes another layer's instead of waiting at a join. Each δ, tile and bias
+    /// sum is computed as in the layer-by-layer pass, so the result is the same bits. Returns
+    /// `false` (and does nothing) where the δ buffers would be large (very wide layers keep
+    /// computing δ in place) or a layer has batch norm.
     fn concurrent_dfa_step(
         &mut self,
         buf: &mut Buffers,
