@@ -690,9 +690,8 @@ impl Network {
                 let slice = feedback.slice(l).expect("DFA feedback");
                 scope.spawn(move |_| {
                     let delta = sized(delta, n * fo);
-                    delta.copy_from_slice(&hb.act[..n * fo]);
                     let mask = if train { &hb.mask[..] } else { &[] };
-                    direct_delta(activation, slice, mask, n, fo, delta);
+                    direct_delta(activation, slice, mask, (n, fo), Some(&hb.act), delta);
                     layer.step(s, inp, RowMajor::new(delta, n, fo), 1.0);
                 });
             }
@@ -807,42 +806,48 @@ impl<'a> Feedback<'a> {
     }
 }
 
-/// DFA's δ = signal · f'(y) over `delta`, which holds y (the activation's output) on entry:
-/// the layer's slice of the projection, scaled, times the hidden dropout `mask` (empty
-/// without), times the activation's derivative.
+/// DFA's δ = signal · f'(y) into `delta`: the layer's slice of the projection, scaled, times
+/// the hidden dropout `mask` (empty without), times the activation's derivative at y, the
+/// activation's output, read from `y` or, when `y` is `None`, from `delta` itself (overwritten).
 fn direct_delta(
     activation: Activation,
     slice: FeedbackSlice<'_>,
     mask: &[f32],
-    n: usize,
-    fo: usize,
+    (n, fo): (usize, usize),
+    y: Option<&[f32]>,
     delta: &mut [f32],
 ) {
     let (proj, stride) = (&slice.proj[..n * slice.stride], slice.stride);
-    if mask.is_empty() {
-        delta
-            .par_chunks_mut(ROWS_PER_TASK * fo)
+    let (offset, scale) = (slice.offset, slice.scale);
+    let rows = ROWS_PER_TASK * fo;
+    match (y, mask.is_empty()) {
+        (None, true) => delta
+            .par_chunks_mut(rows)
             .zip(proj.par_chunks(ROWS_PER_TASK * stride))
             .for_each(|(d, p)| {
-                activation.scaled_slice_times_derivative(
-                    d,
-                    fo,
-                    p,
-                    stride,
-                    slice.offset,
-                    slice.scale,
-                )
-            });
-    } else {
-        // Hidden dropout: ((scale · signal) · mask) · f'(y).
-        for ((d_row, p_row), m_row) in delta
-            .chunks_exact_mut(fo)
-            .zip(proj.chunks_exact(stride))
-            .zip(mask[..n * fo].chunks_exact(fo))
-        {
-            let p_row = &p_row[slice.offset..slice.offset + fo];
-            for ((d, &p), &m) in d_row.iter_mut().zip(p_row).zip(m_row) {
-                *d = slice.scale * p * m * activation.derivative_from_output(*d);
+                activation.scaled_slice_times_derivative(d, fo, p, stride, offset, scale)
+            }),
+        (Some(y), true) => delta
+            .par_chunks_mut(rows)
+            .zip(y[..n * fo].par_chunks(rows))
+            .zip(proj.par_chunks(ROWS_PER_TASK * stride))
+            .for_each(|((d, y), p)| {
+                activation.scaled_slice_times_derivative_of(y, d, fo, p, stride, offset, scale)
+            }),
+        (y, false) => {
+            // Hidden dropout: ((scale · signal) · mask) · f'(y).
+            for (r, (d_row, p_row)) in delta
+                .chunks_exact_mut(fo)
+                .zip(proj.chunks_exact(stride))
+                .take(n)
+                .enumerate()
+            {
+                let p_row = &p_row[offset..offset + fo];
+                let m_row = &mask[r * fo..(r + 1) * fo];
+                for (c, ((d, &p), &m)) in d_row.iter_mut().zip(p_row).zip(m_row).enumerate() {
+                    let y = y.map_or(*d, |y| y[r * fo + c]);
+                    *d = scale * p * m * activation.derivative_from_output(y);
+                }
             }
         }
     }
@@ -890,7 +895,7 @@ impl BlockPass {
                     d
                 };
                 let mask = if self.train { &hb.mask[..] } else { &[] };
-                direct_delta(activation, slice, mask, n, fo, delta);
+                direct_delta(activation, slice, mask, (n, fo), None, delta);
                 delta
             }
             None => {

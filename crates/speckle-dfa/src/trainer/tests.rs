@@ -855,7 +855,7 @@ fn results_do_not_depend_on_the_thread_count() {
 /// DFA training updates the layers concurrently (one parallel region for every layer's δ and
 /// update) where the δ buffers are small, and layer by layer over the activations otherwise:
 /// both give the same bits, with hidden dropout, a masked bottleneck, Adam and SGD momentum,
-/// on 1, 2 and 3 threads.
+/// every activation, on 1, 2 and 3 threads.
 #[test]
 fn concurrent_dfa_updates_equal_the_layer_by_layer_pass() {
     let (x, y) = random_batch(256, 80, 10, 9);
@@ -877,12 +877,28 @@ fn concurrent_dfa_updates_equal_the_layer_by_layer_pass() {
         momentum: 0.9,
         ..sgd(0.05)
     };
-    for (model, opt) in [
+    // Every activation's derivative, without dropout (the vectorized pass) and with it.
+    let activations: Vec<ModelSpec> = [
+        Activation::Relu,
+        Activation::LeakyRelu(0.1),
+        Activation::Sigmoid,
+    ]
+    .into_iter()
+    .flat_map(|activation| {
+        [&plain, &dropout].map(|base| ModelSpec {
+            activation,
+            ..base.clone()
+        })
+    })
+    .collect();
+    let mut cases = vec![
         (&plain, OptimizerSpec::default()),
         (&dropout, OptimizerSpec::default()),
         (&masked, momentum.clone()),
         (&plain, momentum),
-    ] {
+    ];
+    cases.extend(activations.iter().map(|m| (m, OptimizerSpec::default())));
+    for (model, opt) in cases {
         let run = |threads: usize, concurrent: bool| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
