@@ -44,6 +44,31 @@ pub fn sigmoid_fast(x: f32) -> f32 {
     0.5 + 0.5 * tanh_fast(0.5 * x)
 }
 
+/// Runs `$body` with `$d` bound to the derivative of `$activation` as a function of its output
+/// y, one monomorphized closure per activation, so that kernels inline it.
+macro_rules! with_derivative {
+    ($activation:expr, $d:ident => $body:expr) => {
+        match $activation {
+            Activation::Tanh => {
+                let $d = |y: f32| 1.0 - y * y;
+                $body
+            }
+            Activation::Relu => {
+                let $d = |y: f32| if y > 0.0 { 1.0 } else { 0.0 };
+                $body
+            }
+            Activation::LeakyRelu(slope) => {
+                let $d = move |y: f32| if y > 0.0 { 1.0 } else { slope };
+                $body
+            }
+            Activation::Sigmoid => {
+                let $d = |y: f32| y * (1.0 - y);
+                $body
+            }
+        }
+    };
+}
+
 impl Activation {
     /// f(x).
     #[inline(always)]
@@ -65,24 +90,7 @@ impl Activation {
     /// f'(x) expressed through y = f(x).
     #[inline(always)]
     pub fn derivative_from_output(self, y: f32) -> f32 {
-        match self {
-            Activation::Tanh => 1.0 - y * y,
-            Activation::Relu => {
-                if y > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Activation::LeakyRelu(s) => {
-                if y > 0.0 {
-                    1.0
-                } else {
-                    s
-                }
-            }
-            Activation::Sigmoid => y * (1.0 - y),
-        }
+        with_derivative!(self, d => d(y))
     }
 
     /// `out[r][c] = f(out[r][c] + bias[c])` over a row-major buffer; one monomorphic loop per
@@ -114,12 +122,7 @@ impl Activation {
                 }
             }
         }
-        match self {
-            Activation::Tanh => run(grad, y, |y| 1.0 - y * y),
-            Activation::Relu => run(grad, y, |y| if y > 0.0 { 1.0 } else { 0.0 }),
-            Activation::LeakyRelu(s) => run(grad, y, move |y| if y > 0.0 { 1.0 } else { s }),
-            Activation::Sigmoid => run(grad, y, |y| y * (1.0 - y)),
-        }
+        with_derivative!(self, d => run(grad, y, d))
     }
 
     /// `dy[r][c] = scale · src[r][off + c] · f'(dy[r][c])`: the DFA signal of one layer, read
@@ -153,23 +156,7 @@ impl Activation {
                 }
             }
         }
-        let (w, st, off, sc) = (width, src_stride, offset, scale);
-        match self {
-            Activation::Tanh => run(dy, w, src, st, off, sc, |y| 1.0 - y * y),
-            Activation::Relu => run(dy, w, src, st, off, sc, |y| if y > 0.0 { 1.0 } else { 0.0 }),
-            Activation::LeakyRelu(sl) => {
-                run(
-                    dy,
-                    w,
-                    src,
-                    st,
-                    off,
-                    sc,
-                    move |y| if y > 0.0 { 1.0 } else { sl },
-                )
-            }
-            Activation::Sigmoid => run(dy, w, src, st, off, sc, |y| y * (1.0 - y)),
-        }
+        with_derivative!(self, d => run(dy, width, src, src_stride, offset, scale, d))
     }
 
     /// [`scaled_slice_times_derivative`](Self::scaled_slice_times_derivative) reading the
@@ -210,39 +197,7 @@ impl Activation {
                 }
             }
         }
-        let (w, st, off, sc) = (width, src_stride, offset, scale);
-        match self {
-            Activation::Tanh => run(y, dy, w, src, st, off, sc, |y| 1.0 - y * y),
-            Activation::Relu => run(
-                y,
-                dy,
-                w,
-                src,
-                st,
-                off,
-                sc,
-                |y| {
-                    if y > 0.0 {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                },
-            ),
-            Activation::LeakyRelu(sl) => {
-                run(
-                    y,
-                    dy,
-                    w,
-                    src,
-                    st,
-                    off,
-                    sc,
-                    move |y| if y > 0.0 { 1.0 } else { sl },
-                )
-            }
-            Activation::Sigmoid => run(y, dy, w, src, st, off, sc, |y| y * (1.0 - y)),
-        }
+        with_derivative!(self, d => run(y, dy, width, src, src_stride, offset, scale, d))
     }
 }
 
