@@ -886,17 +886,17 @@ impl BlockPass {
         let mut block_out = None;
         let delta: &mut [f32] = match feedback.slice(self.layer) {
             Some(slice) => {
-                // δ = signal · f'(y) is computed over a copy of y = act, or over act itself.
-                let delta = if in_place {
-                    &mut hb.act[..len]
-                } else {
-                    let d = sized(&mut hb.delta, len);
-                    d.copy_from_slice(&hb.act[..len]);
-                    d
-                };
+                // δ = signal · f'(y) is computed over act itself, or from act into `delta`.
                 let mask = if self.train { &hb.mask[..] } else { &[] };
-                direct_delta(activation, slice, mask, (n, fo), None, delta);
-                delta
+                if in_place {
+                    let delta = &mut hb.act[..len];
+                    direct_delta(activation, slice, mask, (n, fo), None, delta);
+                    delta
+                } else {
+                    let delta = sized(&mut hb.delta, len);
+                    direct_delta(activation, slice, mask, (n, fo), Some(&hb.act), delta);
+                    delta
+                }
             }
             None => {
                 // delta already holds ∂L/∂(block output), written by the layer above.
